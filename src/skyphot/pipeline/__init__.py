@@ -1,0 +1,1 @@
+"""Stages, recipe, runner and configuration of a measurement."""

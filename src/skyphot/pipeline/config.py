@@ -1,0 +1,190 @@
+"""Configuration of one measurement.
+
+Every field is described; the whole model is stored with each result so a measurement can
+be reproduced exactly. Models are frozen: settings never change while a run is under way.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Target(_Model):
+    """Where the source is."""
+
+    ra: float = Field(description="Target right ascension, degrees (ICRS).", ge=0.0, lt=360.0)
+    dec: float = Field(description="Target declination, degrees (ICRS).", ge=-90.0, le=90.0)
+
+
+class HeaderOverrides(_Model):
+    """Values that replace (or supply) what the FITS header says. None means: use the header."""
+
+    mjd: float | None = Field(None, description="Mid-exposure time, MJD (UTC).")
+    exptime: float | None = Field(None, description="Exposure time, seconds.", gt=0)
+    filter: str | None = Field(None, description="Filter name as the instrument calls it.")
+    gain: float | None = Field(None, description="Detector gain, electrons per ADU.", gt=0)
+    read_noise: float | None = Field(None, description="Read noise, electrons rms.", ge=0)
+    saturation: float | None = Field(
+        None, description="Saturation level in ADU (after BZERO/BSCALE).", gt=0
+    )
+    instrument: str | None = Field(None, description="Instrument name.")
+    telescope: str | None = Field(None, description="Telescope name.")
+
+
+class CatalogConfig(_Model):
+    """Which reference catalog to calibrate against and how to read it."""
+
+    path: str | None = Field(
+        None, description="Local catalog file (ECSV, CSV, FITS, Parquet). None: online/auto."
+    )
+    name: str | None = Field(
+        None, description="Catalog name for online/automatic selection (e.g. 'ps1', 'gaia')."
+    )
+    columns: dict[str, str] = Field(
+        default_factory=dict,
+        description="Explicit column mapping, normalised name -> file column "
+        "(e.g. {'ra': 'RA_deg', 'r': 'rPSF', 'r_err': 'e_rPSF'}).",
+    )
+    magsys: Literal["AB", "Vega"] = Field("AB", description="Magnitude system of the catalog.")
+    radius_deg: float | None = Field(
+        None, description="Cone radius to use; None: the frame's half-diagonal plus a margin.",
+        gt=0,
+    )
+    mag_min: float | None = Field(None, description="Ignore reference stars brighter than this.")
+    mag_max: float | None = Field(None, description="Ignore reference stars fainter than this.")
+
+
+class MaskingConfig(_Model):
+    """How bad pixels are found."""
+
+    saturation_fraction: float = Field(
+        0.95, description="Pixels above this fraction of the saturation level are masked.",
+        gt=0, le=1.0,
+    )
+    saturation_grow_px: int = Field(
+        2, description="Grow saturated regions by this many pixels (bleed, wings).", ge=0
+    )
+    edge_px: int = Field(3, description="Mask this many pixels along every edge.", ge=0)
+    bad_columns: bool = Field(True, description="Find and mask bad columns/rows.")
+    cosmic_rays: bool = Field(False, description="Find and mask cosmic-ray hits.")
+
+
+class DetectionConfig(_Model):
+    """Background and source detection."""
+
+    method: Literal["sep", "sextractor"] = Field("sep", description="Detection engine.")
+    background_box_px: int = Field(64, description="Background mesh size, pixels.", ge=8)
+    background_filter: int = Field(3, description="Median filter over background meshes.", ge=1)
+    threshold_sigma: float = Field(
+        5.0, description="Detection threshold per pixel, in background sigmas.", gt=0
+    )
+    min_area_px: int = Field(5, description="Minimum connected pixels for a detection.", ge=1)
+    max_sources: int = Field(
+        3000, description="Keep at most this many (brightest) detections for matching.", ge=10
+    )
+
+
+class AstrometryConfig(_Model):
+    """How the header WCS is checked and improved."""
+
+    method: Literal["refine", "header", "scamp", "astrometry.net"] = Field(
+        "refine",
+        description="'refine': match to the catalog and fit TAN+SIP (default); "
+        "'header': trust the header WCS as is.",
+    )
+    sip_order: int = Field(
+        2, description="Order of the SIP distortion polynomial (0 = pure TAN).", ge=0, le=5
+    )
+    max_offset_arcsec: float = Field(
+        60.0, description="Largest header WCS offset searched for, arcsec.", gt=0
+    )
+    match_radius_arcsec: float = Field(
+        2.0, description="Final match radius between detections and catalog, arcsec.", gt=0
+    )
+    min_matches: int = Field(6, description="Fewest matched stars for a solution.", ge=3)
+    max_rms_arcsec: float = Field(
+        1.5, description="Reject a solution whose residual rms exceeds this.", gt=0
+    )
+
+
+class CalibrationConfig(_Model):
+    """Photometric zero point fit."""
+
+    band: str | None = Field(
+        None, description="Catalog band to calibrate to; None: derived from the frame filter."
+    )
+    color_bands: tuple[str, str] | None = Field(
+        None, description="Two catalog bands (c1, c2) whose c1-c2 colour enters the colour term."
+    )
+    fit_color_term: bool = Field(True, description="Fit a colour term when colour bands exist.")
+    spatial_order: int = Field(
+        1, description="Order of the zero-point polynomial in x, y (0 = constant).", ge=0, le=3
+    )
+    clip_sigma: float = Field(3.0, description="Outlier rejection threshold, sigmas.", gt=1)
+    min_stars: int = Field(5, description="Fewest calibration stars accepted.", ge=2)
+    max_mag_err: float = Field(
+        0.1, description="Ignore calibration stars whose instrumental error exceeds this.", gt=0
+    )
+
+
+class PhotometryConfig(_Model):
+    """Target and calibration-star measurement."""
+
+    psf_radius_fwhm: float = Field(
+        1.5, description="Radius of the PSF-fit region, in FWHM.", gt=0.3
+    )
+    aperture_radius_fwhm: float = Field(
+        1.0, description="Radius of the reported aperture, in FWHM.", gt=0.1
+    )
+    annulus_fwhm: tuple[float, float] = Field(
+        (3.0, 5.0), description="Inner and outer radius of the local-background annulus, FWHM."
+    )
+
+    @field_validator("annulus_fwhm")
+    @classmethod
+    def _annulus_ordered(cls, value: tuple[float, float]) -> tuple[float, float]:
+        if not 0 < value[0] < value[1]:
+            raise ValueError("annulus must satisfy 0 < inner < outer")
+        return value
+
+
+class MeasureConfig(_Model):
+    """Everything that determines one measurement of one target on one frame."""
+
+    target: Target = Field(description="Target position.")
+    hdu: int | str | None = Field(
+        None, description="HDU index or EXTNAME; None: the first HDU with image data."
+    )
+    header: HeaderOverrides = Field(
+        default_factory=HeaderOverrides, description="Overrides for header values."
+    )
+    catalog: CatalogConfig = Field(
+        default_factory=CatalogConfig, description="Reference catalog."
+    )
+    target_color: float | None = Field(
+        None,
+        description="Target colour in the colour-term bands (c1 - c2). None: the median "
+        "colour of the calibration stars is assumed, and the result is flagged.",
+    )
+    nsigma: float = Field(
+        5.0, description="S/N for a detection, and the sigma level of limits.", ge=1.0, le=20.0
+    )
+    masking: MaskingConfig = Field(default_factory=MaskingConfig, description="Bad pixels.")
+    detection: DetectionConfig = Field(
+        default_factory=DetectionConfig, description="Background and detection."
+    )
+    astrometry: AstrometryConfig = Field(
+        default_factory=AstrometryConfig, description="Astrometry."
+    )
+    calibration: CalibrationConfig = Field(
+        default_factory=CalibrationConfig, description="Zero-point fit."
+    )
+    photometry: PhotometryConfig = Field(
+        default_factory=PhotometryConfig, description="Photometry."
+    )

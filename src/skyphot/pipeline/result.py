@@ -1,0 +1,113 @@
+"""The typed result of one measurement. Its JSON form is the CLI's and the API's output."""
+
+from __future__ import annotations
+
+from enum import IntFlag
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from skyphot.pipeline.config import MeasureConfig
+
+
+class QualityFlag(IntFlag):
+    """Bit flags describing caveats of a measurement (0 = none)."""
+
+    TARGET_NEAR_EDGE = 1  # PSF-fit region touches the frame edge
+    TARGET_MASKED_PIXELS = 2  # some pixels of the fit region are masked
+    TARGET_SATURATED = 4  # the target itself is saturated
+    BLENDED = 8  # a detected neighbour lies within 2 FWHM
+    COLOR_ASSUMED = 16  # colour term applied with the calibrators' median colour
+    FEW_CALIB_STARS = 32  # fewer than 10 calibration stars
+    HIGH_CALIB_SCATTER = 64  # calibration residual scatter above 0.1 mag
+    ASTROMETRY_NOT_REFINED = 128  # the header WCS was used as is
+    LARGE_ASTROMETRIC_RMS = 256  # astrometric rms above 0.5 arcsec
+    VALUES_ASSUMED = 512  # gain/read noise/saturation assumed, not read (see assumptions)
+    EXTRAPOLATED_ZP = 1024  # target outside the area covered by calibration stars
+
+
+def flag_names(flags: int) -> list[str]:
+    """The names of the bits set in ``flags``."""
+    return [f.name for f in QualityFlag if f & flags and f.name is not None]
+
+
+class ApertureMeasurement(BaseModel):
+    """Aperture photometry of the target, reported alongside the PSF fit."""
+
+    model_config = ConfigDict(frozen=True)
+
+    radius_px: float = Field(description="Aperture radius, pixels.")
+    mag: float | None = Field(description="Calibrated magnitude (None if not detected).")
+    magerr: float | None = Field(description="Its 1-sigma error.")
+    flux: float = Field(description="Flux, µJy (AB).")
+    fluxerr: float = Field(description="Flux error, µJy.")
+    snr: float = Field(description="Signal-to-noise ratio.")
+    aperture_correction: float = Field(
+        description="Magnitude correction from this aperture to total flux (from the PSF)."
+    )
+
+
+class PhotometryResult(BaseModel):
+    """Calibrated photometry of the target on one frame, with everything needed to trust it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    # --- the answer
+    mjd: float = Field(description="Mid-exposure time, MJD (UTC).")
+    mjd_source: str = Field(description="How the time was derived.")
+    exptime: float = Field(description="Exposure time, seconds.")
+    filter: str = Field(description="Frame filter as given or read from the header.")
+    band: str = Field(description="Catalog band the magnitudes are calibrated to.")
+    magsys: str = Field(description="Magnitude system: AB or Vega.")
+    detected: bool = Field(description="True when snr >= limit_nsigma.")
+    mag: float | None = Field(description="Calibrated PSF-fit magnitude; None if not detected.")
+    magerr: float | None = Field(
+        description="1-sigma error of mag, including the zero-point error; None if not detected."
+    )
+    snr: float = Field(description="Signal-to-noise ratio of the PSF-fit flux.")
+    flux: float = Field(description="Calibrated flux, µJy (AB); may be negative.")
+    fluxerr: float = Field(description="1-sigma flux error, µJy, including the zero-point error.")
+    limiting_mag: float = Field(
+        description="limit_nsigma-sigma point-source depth at the target position: from "
+        "background and read noise only (target photon noise excluded), PSF-fit method."
+    )
+    limit_nsigma: float = Field(description="Sigma level of limiting_mag and of the detection.")
+    # --- calibration
+    zero_point: float = Field(
+        description="Zero point at the target (position and colour): mag = -2.5 log10(ADU) + ZP."
+    )
+    zero_point_err: float = Field(description="1-sigma error of zero_point at the target.")
+    color_term: float | None = Field(description="Fitted colour-term coefficient (None: unfit).")
+    color_term_err: float | None = Field(description="Its 1-sigma error.")
+    color_bands: tuple[str, str] | None = Field(description="Colour used: (c1, c2) for c1-c2.")
+    target_color: float | None = Field(description="Colour applied to the target.")
+    color_source: str = Field(
+        description="'given', 'calibrators_median' (assumed, flagged) or 'none'."
+    )
+    n_calib: int = Field(description="Calibration stars used in the final fit.")
+    calib_scatter: float = Field(description="Robust rms of calibration residuals, mag.")
+    calib_intrinsic_scatter: float = Field(description="Fitted extra scatter per star, mag.")
+    catalog: str = Field(description="Reference catalog used.")
+    # --- image quality and astrometry
+    fwhm_px: float = Field(description="PSF FWHM at the target, pixels.")
+    fwhm_arcsec: float = Field(description="PSF FWHM at the target, arcsec.")
+    pixel_scale_arcsec: float = Field(description="Pixel scale, arcsec per pixel.")
+    astrometry_method: str = Field(description="How the WCS was obtained.")
+    astrometry_rms_arcsec: float = Field(description="Astrometric residual rms, arcsec.")
+    n_astrometry: int = Field(description="Stars in the astrometric fit.")
+    # --- target
+    ra: float = Field(description="Target right ascension, degrees.")
+    dec: float = Field(description="Target declination, degrees.")
+    x: float = Field(description="Target x pixel (0-based).")
+    y: float = Field(description="Target y pixel (0-based).")
+    local_background: float = Field(description="Local background under the target, ADU.")
+    aperture: ApertureMeasurement = Field(description="Aperture photometry of the target.")
+    # --- provenance
+    instrument: str | None = Field(description="Instrument.")
+    telescope: str | None = Field(description="Telescope.")
+    image: str = Field(description="Image file measured.")
+    flags: int = Field(description="Quality bit flags (see QualityFlag).")
+    flag_names: list[str] = Field(description="Names of the set quality flags.")
+    assumptions: list[str] = Field(description="Values that were assumed, in words.")
+    timings: dict[str, float] = Field(description="Seconds per stage, plus 'total'.")
+    software_version: str = Field(description="skyphot version.")
+    config: MeasureConfig = Field(description="The full configuration used.")
