@@ -101,8 +101,10 @@ class StageError(SkyphotError):
     def __init__(self, stage: str, reason: BaseException) -> None:
         self.stage = stage
         self.reason = reason
-        detail = str(reason) if isinstance(reason, SkyphotError) else (
-            f"internal error ({type(reason).__name__}: {reason})"
+        detail = (
+            str(reason)
+            if isinstance(reason, SkyphotError)
+            else (f"internal error ({type(reason).__name__}: {reason})")
         )
         super().__init__(f"{stage}: {detail}")
 

@@ -1,4 +1,11 @@
-"""Astrometric refinement: match detections to a reference catalog and fit TAN + SIP."""
+"""Astrometric refinement: match detections to a reference catalog and fit TAN + SIP.
+
+The header WCS is only a starting guess. ``refine_wcs`` (1) finds the header's shift,
+rotation and scale error by voting on offsets between the brightest detections and the
+brightest catalog stars, (2) matches all stars within a shrinking radius and (3) fits the
+tangent-plane coordinates of the catalog stars as a polynomial of pixel position by linear
+least squares with sigma clipping. The linear terms are the CD matrix, the higher ones SIP.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +13,33 @@ from dataclasses import dataclass
 
 import numpy as np
 from astropy.wcs import WCS
+from scipy.ndimage import uniform_filter
+from scipy.stats import poisson
+
+from skyphot.core.matching import match_nearest
+from skyphot.core.wcs_utils import (
+    build_tan_sip_wcs,
+    celestial_wcs,
+    footprint_radius_deg,
+    gnomonic,
+    inverse_gnomonic,
+    pixel_scale_arcsec,
+    pixel_to_world,
+    poly_design,
+    poly_exponents,
+    solve_least_squares,
+    world_to_pixel,
+)
+from skyphot.errors import AstrometryError, InputError
+
+__all__ = [
+    "AstrometricSolution",
+    "footprint_radius_deg",
+    "pixel_scale_arcsec",
+    "pixel_to_world",
+    "refine_wcs",
+    "world_to_pixel",
+]
 
 
 @dataclass(frozen=True)
@@ -25,3 +59,384 @@ class AstrometricSolution:
     residual_x_arcsec: np.ndarray  # per used pair, (catalog - fit) along RA*cos(dec)
     residual_y_arcsec: np.ndarray  # per used pair, along Dec
     method: str  # "refine", "header", "scamp", "astrometry.net", ...
+
+
+# Search ranges of the coarse step: a little beyond the stated header errors (1 deg, 2 %).
+_MAX_ROTATION_RAD = np.deg2rad(1.5)
+_MAX_SCALE_ERROR = 0.03
+# Largest smear (px) of a true offset peak caused by the rotation/scale grid step.
+_GRID_SMEAR_PX = 8.0
+# Extra slack (px) for distortion the header does not describe and centroid errors.
+_SLACK_PX = 3.0
+_N_BRIGHT = 150
+_MAX_BINS = 200
+_N_CAT_NO_MAG = 1500
+# False-alarm probability of the coarse offset peak over the whole search.
+_FALSE_ALARM = 1e-3
+# Stars per fitted parameter (per axis) before a polynomial order is allowed.
+_STARS_PER_TERM = 3
+# 2-D clip radius, in per-axis sigmas, rejecting as few good stars (0.27 %) as 3 sigma in 1-D.
+_CLIP_SIGMA = 3.44
+# No catalog or centroid is better than a milliarcsecond: never clip tighter than that.
+_FLOOR_DEG = 1e-3 / 3600.0
+
+
+@dataclass(frozen=True)
+class _Coarse:
+    rotation: float  # rad, applied to header pixel positions about the centre
+    scale: float
+    dx: float  # px
+    dy: float
+    peak: int
+    tolerance_px: float
+
+
+def _hint(max_offset_arcsec: float) -> str:
+    return (
+        f"is the header WCS more than {max_offset_arcsec:g} arcsec off? use astrometry.net "
+        "blind solving or a larger max_offset"
+    )
+
+
+def _coarse_offset(
+    x: np.ndarray,
+    y: np.ndarray,
+    xc: np.ndarray,
+    yc: np.ndarray,
+    *,
+    centre: tuple[float, float],
+    half_diag: float,
+    max_offset_px: float,
+    n_catalog: int,
+    max_offset_arcsec: float,
+) -> _Coarse:
+    """Best (rotation, scale, shift) taking header catalog positions onto detections.
+
+    ``x, y``: bright detections; ``xc, yc``: bright catalog stars through the header WCS.
+    Every detection-catalog pair votes for its offset in a 2-D histogram, one histogram per
+    trial rotation/scale; the true solution is a peak far above the Poisson level of chance
+    pairs.
+    """
+    step = min(np.deg2rad(0.5), _GRID_SMEAR_PX / half_diag)
+    n_rot = int(np.ceil(_MAX_ROTATION_RAD / step))
+    n_scl = int(np.ceil(_MAX_SCALE_ERROR / step))
+    grid_rot, grid_scl = np.meshgrid(np.arange(-n_rot, n_rot + 1), np.arange(-n_scl, n_scl + 1))
+    k_rot, k_scl = grid_rot.ravel(), grid_scl.ravel()
+    rotation, scale = k_rot * step, 1.0 + k_scl * step
+    smear = half_diag * step * 0.75  # half a step in rotation and in scale, added in quadrature
+    bin_px = max(1.0, 2.0 * (smear + _SLACK_PX) / 3.0)
+    # A large search range (in pixels) is covered with coarser bins, never more than
+    # _MAX_BINS per axis: memory and time stay bounded; the matching loop refines.
+    bin_px = max(bin_px, 2.0 * (max_offset_px + bin_px) / _MAX_BINS)
+    half = max_offset_px + bin_px
+    n_bin = int(np.ceil(2 * half / bin_px))
+
+    dxc, dyc = xc - centre[0], yc - centre[1]
+    # Offsets in bin units; one trial at a time keeps the arrays in cache.
+    xb, yb = (x + half) / bin_px, (y + half) / bin_px
+    cos_t, sin_t = np.cos(rotation) * scale / bin_px, np.sin(rotation) * scale / bin_px
+    # Prefer the smallest correction among equal peaks (small frames cannot tell them apart).
+    penalty = 1e-3 * (np.abs(k_rot) + np.abs(k_scl))
+    best = (-np.inf, 0, 0, 0)
+    total = 0.0
+    for t in range(rotation.size):
+        ox = xb[:, None] - (centre[0] / bin_px + cos_t[t] * dxc - sin_t[t] * dyc)[None, :]
+        oy = yb[:, None] - (centre[1] / bin_px + sin_t[t] * dxc + cos_t[t] * dyc)[None, :]
+        ok = (ox >= 0) & (ox < n_bin) & (oy >= 0) & (oy < n_bin)
+        flat = oy[ok].astype(np.int64) * n_bin + ox[ok].astype(np.int64)
+        counts = np.bincount(flat, minlength=n_bin * n_bin).reshape(n_bin, n_bin)
+        boxed = uniform_filter(counts.astype(float), size=3, mode="constant") * 9.0
+        total += float(boxed.sum())
+        k = int(np.argmax(boxed))
+        if boxed.flat[k] - penalty[t] > best[0]:
+            best = (float(boxed.flat[k]) - penalty[t], t, k // n_bin, k % n_bin)
+    _, best_t, best_iy, best_ix = best
+    peak = round(best[0] + penalty[best_t])
+    n_boxes = rotation.size * n_bin * n_bin
+    chance = total / n_boxes
+    threshold = max(int(poisson.isf(_FALSE_ALARM / n_boxes, max(chance, 1e-3))) + 1, 4)
+    if peak < threshold:
+        raise AstrometryError(
+            f"matched {peak} of {n_catalog} bright catalog stars at the best trial offset, "
+            f"no more than chance (need {threshold}); {_hint(max_offset_arcsec)}"
+        )
+    # Refine the shift with the pairs voting for the peak box.
+    c, s = np.cos(rotation[best_t]) * scale[best_t], np.sin(rotation[best_t]) * scale[best_t]
+    px = centre[0] + c * dxc - s * dyc
+    py = centre[1] + s * dxc + c * dyc
+    ox = (x[:, None] - px[None, :]).ravel()
+    oy = (y[:, None] - py[None, :]).ravel()
+    cx = (best_ix + 0.5) * bin_px - half
+    cy = (best_iy + 0.5) * bin_px - half
+    inbox = (np.abs(ox - cx) <= 1.5 * bin_px) & (np.abs(oy - cy) <= 1.5 * bin_px)
+    return _Coarse(
+        rotation=float(rotation[best_t]),
+        scale=float(scale[best_t]),
+        dx=float(np.median(ox[inbox])),
+        dy=float(np.median(oy[inbox])),
+        peak=peak,
+        tolerance_px=1.5 * bin_px + _SLACK_PX,
+    )
+
+
+def _supported_order(n_pairs: int, requested: int) -> int:
+    order = max(1, requested)
+    while order > 1 and n_pairs < _STARS_PER_TERM * (order + 1) * (order + 2) // 2:
+        order -= 1
+    return order
+
+
+def _robust_poly_fit(
+    design: np.ndarray, target: np.ndarray, start: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Least squares of target (n, 2) on design (n, p) with 2-D sigma clipping.
+
+    ``start`` is the initial set of pairs to trust. Returns coefficients (p, 2), the used
+    mask and the residuals (n, 2) of every pair.
+    """
+    used = start.copy()
+    coeffs = np.zeros((design.shape[1], 2))
+    resid = target.copy()
+    if used.sum() < design.shape[1]:
+        used = np.ones(design.shape[0], bool)
+    for _ in range(8):
+        if used.sum() < design.shape[1]:
+            break
+        coeffs = solve_least_squares(design[used], target[used])
+        resid = target - design @ coeffs
+        dist = np.hypot(resid[:, 0], resid[:, 1])
+        # Median of a 2-D Gaussian radius is 1.1774 sigma (per axis).
+        sigma = float(np.median(dist[used])) / 1.1774
+        new = dist <= max(_CLIP_SIGMA * sigma, _FLOOR_DEG)
+        if np.array_equal(new, used):
+            break
+        used = new
+    return coeffs, used, resid
+
+
+def refine_wcs(
+    x: np.ndarray,
+    y: np.ndarray,
+    flux: np.ndarray,
+    ra: np.ndarray,
+    dec: np.ndarray,
+    *,
+    wcs: WCS,
+    shape: tuple[int, int],
+    mag: np.ndarray | None = None,
+    sip_order: int = 2,
+    max_offset_arcsec: float = 60.0,
+    match_radius_arcsec: float = 2.0,
+    min_matches: int = 6,
+    max_rms_arcsec: float = 1.5,
+) -> AstrometricSolution:
+    """Refine an approximate header WCS against a reference catalog.
+
+    Inputs: detections at 0-based pixel ``x, y`` with ``flux`` (any unit, used to pick the
+    brightest), catalog ``ra, dec`` (degrees) with optional ``mag``, the header WCS guess
+    and the image ``shape`` (ny, nx). The returned WCS is TAN, or TAN-SIP up to
+    ``sip_order`` when enough stars support it (``3 x`` the terms per axis). ``rms_arcsec``
+    is the 2-D rms of the catalog-minus-fit residuals of the pairs used. The input WCS is
+    not modified.
+
+    Raises ``AstrometryError`` when too few stars match or the fit is worse than
+    ``max_rms_arcsec``; ``WCSError`` when ``wcs`` has no sky axes.
+    """
+    xd, yd, fd = (np.asarray(a, float).ravel() for a in (x, y, flux))
+    rc, dc = (np.asarray(a, float).ravel() for a in (ra, dec))
+    mc = None if mag is None else np.asarray(mag, float).ravel()
+    if not xd.size == yd.size == fd.size:
+        raise InputError(f"x, y, flux differ in length ({xd.size}, {yd.size}, {fd.size})")
+    if rc.size != dc.size or (mc is not None and mc.size != rc.size):
+        raise InputError("catalog ra, dec (and mag) must have the same length")
+    ny, nx = (int(v) for v in shape)
+    if nx < 1 or ny < 1:
+        raise InputError(f"image shape must be positive (ny, nx), got {shape}")
+    header = celestial_wcs(wcs)
+    scale_px = pixel_scale_arcsec(header)
+    centre = ((nx - 1) / 2.0, (ny - 1) / 2.0)
+    half_diag = max(float(np.hypot(nx, ny)) / 2.0, 10.0)
+    hint = _hint(max_offset_arcsec)
+
+    det_idx = np.flatnonzero(np.isfinite(xd) & np.isfinite(yd) & np.isfinite(fd))
+    if det_idx.size < min_matches:
+        raise AstrometryError(
+            f"only {det_idx.size} detections to match; need {min_matches} — lower the "
+            "detection threshold or use the header WCS as is (astrometry method 'header')"
+        )
+    ra_c, dec_c = pixel_to_world(header, np.array([centre[0]]), np.array([centre[1]]))
+    ra0, dec0 = float(ra_c[0]), float(dec_c[0])
+    xc_h, yc_h = world_to_pixel(header, rc, dc)
+    margin = max_offset_arcsec / scale_px + 0.06 * half_diag + 5.0
+    near = (
+        np.isfinite(xc_h) & np.isfinite(yc_h)
+        & (xc_h > -margin) & (xc_h < nx - 1 + margin)
+        & (yc_h > -margin) & (yc_h < ny - 1 + margin)
+    )
+    cat_idx = np.flatnonzero(near)
+    on_frame = np.flatnonzero(
+        near & (xc_h >= 0) & (xc_h <= nx - 1) & (yc_h >= 0) & (yc_h <= ny - 1)
+    )
+    if cat_idx.size < min_matches:
+        raise AstrometryError(
+            f"matched 0 of {cat_idx.size} catalog stars near the frame; need {min_matches} — "
+            f"the catalog does not cover this frame, or {hint}"
+        )
+
+    # (1) coarse shift/rotation/scale from the brightest stars.
+    bright_det = det_idx[np.argsort(-fd[det_idx], kind="stable")[:_N_BRIGHT]]
+    if mc is not None:
+        key = np.where(np.isfinite(mc[on_frame]), mc[on_frame], np.inf)
+        bright_cat = on_frame[np.argsort(key, kind="stable")[:_N_BRIGHT]]
+    else:
+        stride = max(1, int(np.ceil(on_frame.size / _N_CAT_NO_MAG)))
+        bright_cat = on_frame[::stride]
+    if bright_cat.size < 3:
+        bright_cat = cat_idx[:_N_BRIGHT]
+    coarse = _coarse_offset(
+        xd[bright_det], yd[bright_det], xc_h[bright_cat], yc_h[bright_cat],
+        centre=centre, half_diag=half_diag, max_offset_px=max_offset_arcsec / scale_px,
+        n_catalog=bright_cat.size, max_offset_arcsec=max_offset_arcsec,
+    )
+
+    # Detections through the corrected header: undo the coarse similarity, then the header.
+    c = np.cos(-coarse.rotation) / coarse.scale
+    s = np.sin(-coarse.rotation) / coarse.scale
+    ux = xd[det_idx] - coarse.dx - centre[0]
+    uy = yd[det_idx] - coarse.dy - centre[1]
+    ra_d, dec_d = pixel_to_world(header, centre[0] + c * ux - s * uy, centre[1] + s * ux + c * uy)
+    xi_d, eta_d = gnomonic(ra_d, dec_d, ra0, dec0)
+
+    # (2)+(3) match within a shrinking radius and fit the tangent-plane polynomial.
+    norm = max(nx, ny) / 2.0
+    u = (xd[det_idx] - centre[0]) / norm
+    v = (yd[det_idx] - centre[1]) / norm
+    final_radius = match_radius_arcsec / 3600.0
+    radius = max(final_radius, coarse.tolerance_px * scale_px / 3600.0)
+    order = 1
+    coeffs = np.zeros((0, 2))
+    exps: list[tuple[int, int]] = []
+    pair_det = pair_cat = np.empty(0, np.intp)
+    used = np.zeros(0, bool)
+    resid = np.zeros((0, 2))
+    previous: tuple[bytes, bytes] | None = None
+    for iteration in range(8):
+        xi_c, eta_c = gnomonic(rc[cat_idx], dc[cat_idx], ra0, dec0)
+        if iteration > 0:
+            model = poly_design(u, v, exps) @ coeffs
+            xi_d, eta_d = model[:, 0], model[:, 1]
+        i_d, i_c, dist = match_nearest(xi_d, eta_d, xi_c, eta_c, radius=radius)
+        if i_d.size < min_matches:
+            raise AstrometryError(
+                f"matched {i_d.size} of {on_frame.size} catalog stars; need {min_matches}"
+                f" — {hint}"
+            )
+        if iteration > 0:
+            order = _supported_order(i_d.size, sip_order)
+        exps = poly_exponents(order)
+        design = poly_design(u[i_d], v[i_d], exps)
+        target = np.column_stack([xi_c[i_c], eta_c[i_c]])
+        start = dist <= max(3.0 * float(np.median(dist)) / 1.1774, final_radius / 4)
+        coeffs, used, resid = _robust_poly_fit(design, target, start)
+        pair_det, pair_cat = det_idx[i_d], cat_idx[i_c]
+        # Move the tangent point onto the fitted sky position of the reference pixel, so
+        # the constant term vanishes (a TAN-SIP WCS has none).
+        ra0, dec0 = (float(a[0]) for a in inverse_gnomonic(
+            coeffs[:1, 0], coeffs[:1, 1], ra0, dec0))
+        coeffs = coeffs.copy()
+        coeffs[0] = 0.0
+        sigma = float(np.median(np.hypot(resid[used, 0], resid[used, 1]))) / 1.1774
+        state = (pair_det[used].tobytes(), pair_cat[used].tobytes())
+        if radius <= final_radius and state == previous:
+            break
+        previous = state
+        # Shrink towards the scatter, and always end at the configured match radius.
+        radius = final_radius if iteration >= 2 else max(final_radius, min(radius, 5.0 * sigma))
+
+    # Final fit about the converged tangent point, without a constant term.
+    used_det, used_cat = pair_det[used], pair_cat[used]
+    xi_c, eta_c = gnomonic(rc[used_cat], dc[used_cat], ra0, dec0)
+    k_used = np.searchsorted(det_idx, used_det)
+    exps = poly_exponents(order, min_degree=1)
+    design = poly_design(u[k_used], v[k_used], exps)
+    target = np.column_stack([xi_c, eta_c])
+    coeffs, keep, resid = _robust_poly_fit(design, target, np.ones(used_det.size, bool))
+    used_det, used_cat, resid = used_det[keep], used_cat[keep], resid[keep] * 3600.0
+    n_used = int(used_det.size)
+    if n_used < min_matches:
+        raise AstrometryError(
+            f"matched {n_used} of {on_frame.size} catalog stars; need {min_matches} — {hint}"
+        )
+    rms = float(np.sqrt(np.mean(np.sum(resid**2, axis=1))))
+    n_chance = det_idx.size * on_frame.size * np.pi * (match_radius_arcsec / scale_px) ** 2 / (
+        nx * ny
+    )
+    if n_used < n_chance + 5.0 * np.sqrt(n_chance):
+        raise AstrometryError(
+            f"matched {n_used} of {on_frame.size} catalog stars, no more than the "
+            f"~{n_chance:.0f} chance coincidences expected; {hint}"
+        )
+    if rms > max_rms_arcsec:
+        raise AstrometryError(
+            f"astrometric fit rms {rms:.2f} arcsec over {n_used} stars exceeds "
+            f"max_rms {max_rms_arcsec:g} arcsec: the match is probably wrong or the optics "
+            "need a higher sip_order — check the header WCS or raise max_rms_arcsec"
+        )
+
+    scale_terms = {pq: norm ** (pq[0] + pq[1]) for pq in exps}
+    cd = np.array([
+        [coeffs[0, 0] / norm, coeffs[1, 0] / norm],
+        [coeffs[0, 1] / norm, coeffs[1, 1] / norm],
+    ])
+    higher = {
+        pq: (float(coeffs[k, 0] / scale_terms[pq]), float(coeffs[k, 1] / scale_terms[pq]))
+        for k, pq in enumerate(exps) if pq[0] + pq[1] >= 2
+    }
+    new_wcs = build_tan_sip_wcs(
+        crval=(ra0, dec0), crpix0=centre, cd=cd, higher=higher, shape=(ny, nx)
+    )
+    fraction = _matched_fraction(
+        new_wcs, rc[cat_idx], dc[cat_idx],
+        None if mc is None else mc[cat_idx], None if mc is None else mc[used_cat],
+        n_used=n_used, n_detections=det_idx.size, shape=(ny, nx),
+    )
+    return AstrometricSolution(
+        wcs=new_wcs,
+        n_matched=n_used,
+        rms_arcsec=rms,
+        matched_fraction=fraction,
+        matched_source=used_det,
+        matched_catalog=used_cat,
+        residual_x_arcsec=resid[:, 0].copy(),
+        residual_y_arcsec=resid[:, 1].copy(),
+        method="refine",
+    )
+
+
+def _matched_fraction(
+    wcs: WCS,
+    ra: np.ndarray,
+    dec: np.ndarray,
+    mag: np.ndarray | None,
+    used_mag: np.ndarray | None,
+    *,
+    n_used: int,
+    n_detections: int,
+    shape: tuple[int, int],
+) -> float:
+    """Matched / catalog stars on the frame bright enough to have been detected.
+
+    "Bright enough" is the 90th percentile of the matched stars' catalog magnitudes: the
+    depth down to which the detections are nearly complete. Without magnitudes the
+    denominator is the smaller of the on-frame catalog and the detection list.
+    """
+    ny, nx = shape
+    xp, yp = world_to_pixel(wcs, ra, dec)
+    inside = (xp >= 0) & (xp <= nx - 1) & (yp >= 0) & (yp <= ny - 1)
+    if mag is not None and used_mag is not None and np.isfinite(used_mag).sum() >= 3:
+        limit = float(np.nanpercentile(used_mag, 90.0))
+        expected = int(np.sum(inside & (mag <= limit)))
+        matched = int(np.sum(used_mag <= limit))
+        return min(1.0, matched / expected) if expected else 0.0
+    expected = min(int(inside.sum()), n_detections)
+    return min(1.0, n_used / expected) if expected else 0.0

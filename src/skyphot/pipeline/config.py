@@ -53,7 +53,8 @@ class CatalogConfig(_Model):
     )
     magsys: Literal["AB", "Vega"] = Field("AB", description="Magnitude system of the catalog.")
     radius_deg: float | None = Field(
-        None, description="Cone radius to use; None: the frame's half-diagonal plus a margin.",
+        None,
+        description="Cone radius to use; None: the frame's half-diagonal plus a margin.",
         gt=0,
     )
     mag_min: float | None = Field(None, description="Ignore reference stars brighter than this.")
@@ -64,8 +65,10 @@ class MaskingConfig(_Model):
     """How bad pixels are found."""
 
     saturation_fraction: float = Field(
-        0.95, description="Pixels above this fraction of the saturation level are masked.",
-        gt=0, le=1.0,
+        0.95,
+        description="Pixels above this fraction of the saturation level are masked.",
+        gt=0,
+        le=1.0,
     )
     saturation_grow_px: int = Field(
         2, description="Grow saturated regions by this many pixels (bleed, wings).", ge=0
@@ -99,7 +102,11 @@ class AstrometryConfig(_Model):
         "'header': trust the header WCS as is.",
     )
     sip_order: int = Field(
-        2, description="Order of the SIP distortion polynomial (0 = pure TAN).", ge=0, le=5
+        3,
+        description="Highest order of the SIP distortion polynomial (0 = pure TAN); lowered "
+        "automatically when too few stars support it.",
+        ge=0,
+        le=5,
     )
     max_offset_arcsec: float = Field(
         60.0, description="Largest header WCS offset searched for, arcsec.", gt=0
@@ -158,15 +165,18 @@ class MeasureConfig(_Model):
     """Everything that determines one measurement of one target on one frame."""
 
     target: Target = Field(description="Target position.")
+    engine: Literal["skyphot", "stdpipe"] = Field(
+        "skyphot",
+        description="Measurement engine: skyphot's own stages, or STDPipe's detection, "
+        "astrometric refinement and calibration (needs `pip install skyphot[stdpipe]`).",
+    )
     hdu: int | str | None = Field(
         None, description="HDU index or EXTNAME; None: the first HDU with image data."
     )
     header: HeaderOverrides = Field(
         default_factory=HeaderOverrides, description="Overrides for header values."
     )
-    catalog: CatalogConfig = Field(
-        default_factory=CatalogConfig, description="Reference catalog."
-    )
+    catalog: CatalogConfig = Field(default_factory=CatalogConfig, description="Reference catalog.")
     target_color: float | None = Field(
         None,
         description="Target colour in the colour-term bands (c1 - c2). None: the median "

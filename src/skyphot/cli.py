@@ -1,0 +1,369 @@
+"""The ``skyphot`` command.
+
+Errors are mapped to exit codes in exactly one place (``exit_code_for``); every failure
+prints one line on stderr and nothing on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import re
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from skyphot import __version__
+from skyphot.errors import (
+    AnalysisError,
+    CatalogServiceError,
+    ConfigError,
+    ExternalToolError,
+    InputError,
+    SkyphotError,
+    StageError,
+    root_cause,
+)
+
+EXIT_OK = 0
+EXIT_FAILURE = 1  # any other SkyphotError
+EXIT_USAGE = 2  # argparse's own code for bad command lines
+EXIT_BAD_INPUT = 3  # the file, catalog or options are unusable
+EXIT_ANALYSIS = 4  # the frame was read but no trustworthy result could be made
+EXIT_ENVIRONMENT = 5  # an external tool or service failed
+EXIT_INTERNAL = 70  # a bug: please report it
+
+logger = logging.getLogger("skyphot")
+
+
+def exit_code_for(error: SkyphotError) -> int:
+    """The one mapping from error classes to exit codes."""
+    cause = root_cause(error)
+    if isinstance(error, StageError) and not isinstance(cause, SkyphotError):
+        return EXIT_INTERNAL
+    if isinstance(cause, InputError):
+        return EXIT_BAD_INPUT
+    if isinstance(cause, AnalysisError):
+        return EXIT_ANALYSIS
+    if isinstance(cause, ExternalToolError | CatalogServiceError):
+        return EXIT_ENVIRONMENT
+    return EXIT_FAILURE
+
+
+# --------------------------------------------------------------------------- measure
+
+
+_COLOR_SPEC = re.compile(
+    r"^\s*([A-Za-z][\w']*)\s*-\s*([A-Za-z][\w']*)\s*=\s*([-+]?[\d.]+(?:[eE][-+]?\d+)?)\s*$"
+)
+
+
+def parse_target_color(text: str) -> tuple[str, str, float]:
+    """Parse ``g-r=0.3`` into ("g", "r", 0.3)."""
+    match = _COLOR_SPEC.match(text)
+    if match is None:
+        raise ConfigError(
+            f"--target-color {text!r} is not of the form BAND1-BAND2=VALUE, e.g. g-r=0.3"
+        )
+    return match.group(1), match.group(2), float(match.group(3))
+
+
+def parse_columns(text: str | None) -> dict[str, str]:
+    """Parse ``ra=RA_deg,dec=DE_deg,r=rPSF`` into a column mapping."""
+    if not text:
+        return {}
+    mapping: dict[str, str] = {}
+    for item in text.split(","):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise ConfigError(
+                f"--catalog-columns item {item!r} is not NAME=COLUMN (e.g. ra=RA_deg,r=rPSF)"
+            )
+        mapping[key.strip()] = value.strip()
+    return mapping
+
+
+def build_measure_config(args: argparse.Namespace) -> Any:
+    """A ``MeasureConfig`` from a YAML file (optional) overlaid with the command line."""
+    import yaml
+
+    from skyphot.pipeline.config import MeasureConfig
+
+    base: dict[str, Any] = {}
+    if args.config is not None:
+        try:
+            loaded = yaml.safe_load(Path(args.config).read_text())
+        except (OSError, yaml.YAMLError) as err:
+            raise ConfigError(f"cannot read configuration file {args.config}: {err}") from err
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"configuration file {args.config} must hold a mapping")
+        base = loaded
+
+    def section(name: str) -> dict[str, Any]:
+        value = base.setdefault(name, {})
+        if not isinstance(value, dict):
+            raise ConfigError(f"configuration section {name!r} must be a mapping")
+        return value
+
+    base["target"] = {"ra": args.ra, "dec": args.dec}
+    if args.hdu is not None:
+        base["hdu"] = int(args.hdu) if args.hdu.isdigit() else args.hdu
+    header = section("header")
+    for key in ("mjd", "exptime", "filter", "gain", "read_noise", "saturation"):
+        value = getattr(args, key)
+        if value is not None:
+            header[key] = value
+    catalog = section("catalog")
+    if args.catalog is not None:
+        catalog["path"] = str(args.catalog)
+    columns = parse_columns(args.catalog_columns)
+    if columns:
+        catalog["columns"] = columns
+    if args.magsys is not None:
+        catalog["magsys"] = args.magsys
+    calibration = section("calibration")
+    if args.band is not None:
+        calibration["band"] = args.band
+    color_bands: tuple[str, str] | None = (args.color[0], args.color[1]) if args.color else None
+    if args.target_color is not None:
+        c1, c2, value = parse_target_color(args.target_color)
+        if color_bands is not None and color_bands != (c1, c2):
+            raise ConfigError(
+                f"--target-color is for {c1}-{c2} but --color asks for "
+                f"{color_bands[0]}-{color_bands[1]}: they must be the same colour"
+            )
+        color_bands = (c1, c2)
+        base["target_color"] = value
+    if color_bands is not None:
+        calibration["color_bands"] = list(color_bands)
+    if args.no_color_term:
+        calibration["fit_color_term"] = False
+    if args.spatial_order is not None:
+        calibration["spatial_order"] = args.spatial_order
+    if args.nsigma is not None:
+        base["nsigma"] = args.nsigma
+    if args.astrometry is not None:
+        section("astrometry")["method"] = args.astrometry
+    if args.detection is not None:
+        section("detection")["method"] = args.detection
+    if args.cosmic_rays:
+        section("masking")["cosmic_rays"] = True
+    try:
+        return MeasureConfig.model_validate(base)
+    except ValidationError as err:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors()
+        )
+        raise ConfigError(f"invalid settings: {problems}") from err
+
+
+def cmd_measure(args: argparse.Namespace) -> int:
+    from skyphot.pipeline.api import measure
+
+    config = build_measure_config(args)
+    result = measure(
+        args.image,
+        config,
+        diagnostics=args.plot,
+        progress=lambda stage: logger.debug("running %s", stage),
+    )
+    if args.json:
+        sys.stdout.write(result.model_dump_json() + "\n")
+    else:
+        sys.stdout.write(format_result(result) + "\n")
+    return EXIT_OK
+
+
+def format_result(result: Any) -> str:
+    """A short human-readable summary of a ``PhotometryResult``."""
+    if result.detected:
+        head = f"{result.band} = {result.mag:.3f} ± {result.magerr:.3f} ({result.magsys})"
+    else:
+        head = f"{result.band} > {result.limiting_mag:.3f} ({result.limit_nsigma:g}σ upper limit)"
+    color = (
+        f"colour term {result.color_term:+.3f} on {result.color_bands[0]}-{result.color_bands[1]}"
+        f" = {result.target_color:.2f} [{result.color_source}]"
+        if result.color_term is not None
+        else "no colour term"
+    )
+    return "\n".join(
+        [
+            head,
+            f"  MJD {result.mjd:.5f}  S/N {result.snr:.1f}  "
+            f"limit {result.limiting_mag:.3f} ({result.limit_nsigma:g}σ)",
+            f"  flux {result.flux:.3f} ± {result.fluxerr:.3f} µJy",
+            f"  ZP {result.zero_point:.3f} ± {result.zero_point_err:.3f}, {color}",
+            f"  {result.n_calib} calibration stars (rms {result.calib_scatter:.3f}) from "
+            f'{result.catalog}; FWHM {result.fwhm_arcsec:.2f}"; astrometric rms '
+            f'{result.astrometry_rms_arcsec:.3f}"',
+            f"  flags: {', '.join(result.flag_names) or 'none'}; {result.timings['total']:.2f} s",
+        ]
+    )
+
+
+def add_measure_parser(sub: Any) -> None:
+    p = sub.add_parser("measure", help="calibrated photometry of a target on a FITS frame")
+    p.add_argument("image", help="FITS frame (.fits, .fits.fz, .fits.gz)")
+    p.add_argument("--ra", type=float, required=True, help="target RA, degrees")
+    p.add_argument("--dec", type=float, required=True, help="target Dec, degrees")
+    p.add_argument("--catalog", help="reference catalog file (ECSV, CSV, FITS, Parquet)")
+    p.add_argument("--catalog-columns", help="column mapping, e.g. ra=RA_deg,dec=DE_deg,r=rPSF")
+    p.add_argument("--magsys", choices=["AB", "Vega"], help="magnitude system of the catalog")
+    p.add_argument("--filter", help="frame filter (overrides the header)")
+    p.add_argument("--band", help="catalog band to calibrate to (default: from the filter)")
+    p.add_argument("--color", nargs=2, metavar=("C1", "C2"), help="colour-term bands (C1-C2)")
+    p.add_argument("--target-color", help="target colour, e.g. g-r=0.3")
+    p.add_argument("--no-color-term", action="store_true", help="do not fit a colour term")
+    p.add_argument("--spatial-order", type=int, help="zero-point polynomial order in x, y")
+    p.add_argument("--nsigma", type=float, help="detection S/N and limit sigma (default 5)")
+    p.add_argument("--hdu", help="HDU index or EXTNAME (default: first image HDU)")
+    p.add_argument("--mjd", type=float, help="mid-exposure MJD (overrides the header)")
+    p.add_argument("--exptime", type=float, help="exposure time, s")
+    p.add_argument("--gain", type=float, help="gain, e-/ADU")
+    p.add_argument("--read-noise", dest="read_noise", type=float, help="read noise, e-")
+    p.add_argument("--saturation", type=float, help="saturation level, ADU")
+    p.add_argument("--astrometry", choices=["refine", "header"], help="astrometry method")
+    p.add_argument("--detection", choices=["sep", "sextractor"], help="detection engine")
+    p.add_argument("--cosmic-rays", action="store_true", help="mask cosmic rays")
+    p.add_argument("--config", help="YAML file with MeasureConfig settings")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.add_argument("--plot", help="write the diagnostic PNG here")
+    p.set_defaults(handler=cmd_measure)
+
+
+# --------------------------------------------------------------------------- simulate, demo
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from skyphot.testing import SimulationParams, simulate_frame
+
+    overrides: dict[str, Any] = {}
+    if args.shape is not None:
+        overrides["shape"] = (args.shape[0], args.shape[1])
+    if args.target_mag is not None:
+        overrides["target_mag"] = args.target_mag
+    if args.no_wcs:
+        overrides["include_wcs"] = False
+    if args.dtype is not None:
+        overrides["dtype"] = args.dtype
+    params = SimulationParams(**overrides)
+    sim = simulate_frame(params, seed=args.seed)
+    paths = sim.write(Path(args.outdir), stem=args.stem, compression=args.compress)
+    truth = sim.truth
+    summary = {
+        "image": str(paths.image),
+        "catalog": str(paths.catalog),
+        "target_ra": truth.ra,
+        "target_dec": truth.dec,
+        "target_mag": truth.mag,
+        "target_color": truth.color,
+        "ideal_limit_5sigma": truth.ideal_limit(5.0),
+        "mjd": truth.mjd_mid,
+    }
+    sys.stdout.write(json.dumps(summary, indent=None if args.json else 2) + "\n")
+    return EXIT_OK
+
+
+def add_simulate_parser(sub: Any) -> None:
+    p = sub.add_parser("simulate", help="write a simulated frame and its reference catalog")
+    p.add_argument("outdir", help="directory to write into")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--stem", default="frame", help="file name stem")
+    p.add_argument("--shape", type=int, nargs=2, metavar=("NY", "NX"))
+    p.add_argument("--target-mag", type=float)
+    p.add_argument("--dtype", choices=["float32", "uint16"])
+    p.add_argument("--compress", choices=["fz", "gz"])
+    p.add_argument("--no-wcs", action="store_true", help="write no WCS (blind-solve tests)")
+    p.add_argument("--json", action="store_true", help="compact JSON")
+    p.set_defaults(handler=cmd_simulate)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from skyphot.pipeline.api import measure
+    from skyphot.pipeline.config import MeasureConfig
+    from skyphot.testing import SimulationParams, simulate_frame
+
+    outdir = Path(args.dir)
+    sim = simulate_frame(SimulationParams(shape=(1024, 1536), target_mag=19.0), seed=args.seed)
+    paths = sim.write(outdir, stem="demo", compression="fz")
+    truth = sim.truth
+    config = MeasureConfig.model_validate(
+        {
+            "target": {"ra": truth.ra, "dec": truth.dec},
+            "catalog": {"path": str(paths.catalog)},
+            "target_color": truth.color,
+        }
+    )
+    plot = outdir / "demo_diagnostics.png"
+    result = measure(paths.image, config, diagnostics=plot)
+    sys.stdout.write(
+        "skyphot demo: a simulated frame measured end to end\n"
+        f"  frame    {paths.image}\n  catalog  {paths.catalog}\n  plot     {plot}\n\n"
+        + format_result(result)
+        + "\n\n"
+        f"  truth: {truth.mag:.3f}; 5σ ideal PSF-fit limit {truth.ideal_limit(5.0):.3f}\n"
+        f"  stage timings: "
+        + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in result.timings.items())
+        + "\n"
+    )
+    return EXIT_OK
+
+
+def add_demo_parser(sub: Any) -> None:
+    p = sub.add_parser("demo", help="simulate a frame and measure it end to end")
+    p.add_argument("--dir", default="skyphot-demo", help="where to write the demo files")
+    p.add_argument("--seed", type=int, default=1)
+    p.set_defaults(handler=cmd_demo)
+
+
+# --------------------------------------------------------------------------- main
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="skyphot", description="Calibrated photometry of a transient on any FITS frame."
+    )
+    parser.add_argument("--version", action="version", version=f"skyphot {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="more progress on stderr")
+    parser.add_argument("-q", "--quiet", action="store_true", help="errors only on stderr")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    add_measure_parser(sub)
+    add_simulate_parser(sub)
+    add_demo_parser(sub)
+    return parser
+
+
+def _configure_logging(verbose: bool, quiet: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("skyphot: %(message)s"))
+    root = logging.getLogger("skyphot")
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO)
+    root.propagate = False
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    _configure_logging(args.verbose, args.quiet)
+    try:
+        return int(args.handler(args))
+    except SkyphotError as err:
+        code = exit_code_for(err)
+        if code == EXIT_INTERNAL:
+            logger.debug("internal error", exc_info=True)
+            sys.stderr.write(f"skyphot: error: {err} (this is a bug; please report it)\n")
+        else:
+            sys.stderr.write(f"skyphot: error: {err}\n")
+        return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

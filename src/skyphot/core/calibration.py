@@ -1,0 +1,312 @@
+"""Photometric zero point: a weighted, outlier-resistant fit of catalog minus instrumental mag.
+
+Model for calibration star i (magnitudes)::
+
+    m_cat_i - m_inst_i = ZP0 + C * color_i + sum_{1 <= p+q <= order} a_pq * u_i**p * v_i**q
+
+with ``m_inst = -2.5 log10(flux_ADU)`` and ``u, v`` the pixel position scaled to [-1, 1]
+over the frame. Stars are weighted by ``1 / (inst_err**2 + cat_err**2 + s**2)``; the
+intrinsic scatter ``s`` makes the reduced chi-square of the used stars 1.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.optimize import brentq
+
+from skyphot.core.wcs_utils import poly_design, poly_exponents, solve_least_squares
+from skyphot.errors import CalibrationError, InputError
+
+# Robust colour spread (mag) below which a colour term is not constrained.
+MIN_COLOR_SPREAD = 0.1
+# Stars per fitted parameter before a term is allowed.
+STARS_PER_PARAMETER = 3
+# Smallest per-star variance (mag^2): no star is known better than 0.1 mmag.
+_VAR_FLOOR = 1e-8
+# Median of chi-square with one degree of freedom.
+_MEDIAN_CHI2_1 = 0.454936
+_MAD_TO_SIGMA = 1.482602
+
+
+@dataclass(frozen=True)
+class ZeroPointFit:
+    """A fitted zero-point model and how well it fits.
+
+    ``coefficients`` are ordered as ``terms``: "zp" (ZP0, mag, at colour 0 and the frame
+    centre), "color" (the colour term C, when fitted), then spatial monomials "u^p v^q".
+    ``covariance`` is their full covariance (mag^2). ``used`` (bool) and ``residuals``
+    (catalog - instrumental - model, mag; NaN where not computable) cover every input star.
+    ``rms`` is the robust (MAD) scatter of the used residuals; ``intrinsic_scatter`` the
+    extra per-star scatter s (mag). ``notes`` say which terms were dropped and why.
+    """
+
+    coefficients: np.ndarray
+    covariance: np.ndarray
+    terms: tuple[str, ...]
+    spatial_order: int
+    color_term: float | None
+    color_term_err: float | None
+    intrinsic_scatter: float
+    n_used: int
+    used: np.ndarray
+    residuals: np.ndarray
+    rms: float
+    reference_color: float | None
+    shape: tuple[int, int]
+    notes: tuple[str, ...] = ()
+
+    def _row(self, x: float, y: float, color: float | None) -> np.ndarray:
+        u, v = _normalise(np.array([x], float), np.array([y], float), self.shape)
+        parts = [np.ones((1, 1))]
+        if self.color_term is not None:
+            c = self.reference_color if color is None else color
+            parts.append(np.array([[0.0 if c is None else float(c)]]))
+        parts.append(poly_design(u, v, poly_exponents(self.spatial_order, min_degree=1)))
+        return np.concatenate(parts, axis=1)[0]
+
+    def predict(self, x: float, y: float, color: float | None = None) -> tuple[float, float]:
+        """Zero point (mag) at pixel (x, y) for a star of ``color``, and its 1-sigma error.
+
+        ``color`` None means ``reference_color``; it is ignored when no colour term was
+        fitted. The error comes from the full covariance of the coefficients (correlated
+        terms included); it excludes the intrinsic scatter of individual stars.
+        """
+        row = self._row(x, y, color)
+        value = float(row @ self.coefficients)
+        var = float(row @ self.covariance @ row)
+        return value, float(np.sqrt(max(var, 0.0)))
+
+
+def _normalise(
+    x: np.ndarray, y: np.ndarray, shape: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    ny, nx = shape
+    return 2.0 * x / max(nx - 1, 1) - 1.0, 2.0 * y / max(ny - 1, 1) - 1.0
+
+
+def _mad_sigma(values: np.ndarray) -> float:
+    return float(_MAD_TO_SIGMA * np.median(np.abs(values - np.median(values))))
+
+
+def _wlstsq(design: np.ndarray, target: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    sw = np.sqrt(weight)
+    return solve_least_squares(design * sw[:, None], target * sw)
+
+
+def _robust_scatter(resid: np.ndarray, var: np.ndarray) -> float:
+    """s with median(resid^2 / (var + s^2)) equal to that of a unit Gaussian."""
+    z2 = resid**2
+    if np.median(z2 / var) <= _MEDIAN_CHI2_1:
+        return 0.0
+    hi = float(np.sqrt(np.median(z2) / _MEDIAN_CHI2_1)) + 1e-6
+    return float(brentq(lambda s: np.median(z2 / (var + s * s)) - _MEDIAN_CHI2_1, 0.0, hi))
+
+
+@dataclass(frozen=True)
+class _Core:
+    beta: np.ndarray
+    cov: np.ndarray
+    scatter: float
+    used: np.ndarray  # over the candidate rows
+
+
+def _chi2_scatter(design: np.ndarray, target: np.ndarray, var: np.ndarray) -> float:
+    """Intrinsic scatter giving reduced chi-square 1 (0 if already at or below 1)."""
+    dof = design.shape[0] - design.shape[1]
+
+    def excess(s: float) -> float:
+        w = 1.0 / (var + s * s)
+        r = target - design @ _wlstsq(design, target, w)
+        return float(np.sum(w * r * r) / dof - 1.0)
+
+    if dof <= 0 or excess(0.0) <= 0.0:
+        return 0.0
+    r = target - design @ _wlstsq(design, target, 1.0 / var)
+    hi = float(np.sqrt(np.sum(r * r) / dof)) * 2.0 + 1e-6
+    while excess(hi) > 0.0:
+        hi *= 2.0
+    return float(brentq(excess, 0.0, hi, xtol=1e-7))
+
+
+def _fit_core(
+    design: np.ndarray, target: np.ndarray, var: np.ndarray, *, clip_sigma: float, max_iter: int
+) -> _Core:
+    """Robust start (median, then biweight IRLS), sigma clipping, chi-square-1 scatter."""
+    p = design.shape[1]
+    beta = np.zeros(p)
+    beta[0] = float(np.median(target))
+    resid = target - design @ beta
+    for _ in range(6):
+        scale = max(_mad_sigma(resid), 1e-4)
+        s2 = max(scale**2 - float(np.median(var)), 0.0)
+        t = (resid - np.median(resid)) / (4.685 * scale)
+        w = np.where(np.abs(t) < 1.0, (1.0 - t * t) ** 2, 0.0) / (var + s2)
+        if np.count_nonzero(w) <= p:
+            break
+        beta = _wlstsq(design, target, w)
+        resid = target - design @ beta
+    scatter = _robust_scatter(resid, var)
+    used = np.abs(resid) <= clip_sigma * np.sqrt(var + scatter**2)
+    for _ in range(max_iter):
+        if used.sum() <= p:
+            break
+        beta = _wlstsq(design[used], target[used], 1.0 / (var[used] + scatter**2))
+        resid = target - design @ beta
+        scatter = _robust_scatter(resid[used], var[used])
+        new = np.abs(resid) <= clip_sigma * np.sqrt(var + scatter**2)
+        if np.array_equal(new, used):
+            break
+        used = new
+    if used.sum() <= p:
+        return _Core(beta, np.full((p, p), np.nan), scatter, used)
+    scatter = _chi2_scatter(design[used], target[used], var[used])
+    w = 1.0 / (var[used] + scatter**2)
+    beta = _wlstsq(design[used], target[used], w)
+    cov = np.linalg.inv((design[used] * w[:, None]).T @ design[used])
+    return _Core(beta, cov, scatter, used)
+
+
+def _n_params(order: int, color: bool) -> int:
+    return (order + 1) * (order + 2) // 2 + int(color)
+
+
+def fit_zero_point(
+    inst_mag: np.ndarray,
+    inst_err: np.ndarray,
+    cat_mag: np.ndarray,
+    cat_err: np.ndarray,
+    *,
+    x: np.ndarray,
+    y: np.ndarray,
+    shape: tuple[int, int],
+    color: np.ndarray | None = None,
+    spatial_order: int = 1,
+    fit_color_term: bool = True,
+    clip_sigma: float = 3.0,
+    min_stars: int = 5,
+    max_iter: int = 10,
+) -> ZeroPointFit:
+    """Fit the zero point (mag) of a frame from matched calibration stars.
+
+    Inputs per star: instrumental magnitude ``-2.5 log10(flux_ADU)`` and its error, catalog
+    magnitude and error (NaN error: unknown, taken as 0; the fitted intrinsic scatter
+    absorbs it), 0-based pixel ``x, y`` on a frame of ``shape`` (ny, nx), optional catalog
+    ``color`` (mag; when a colour term is fitted, stars without a finite colour are left
+    out). Terms the data cannot support are dropped, not over-fitted: the spatial order is
+    lowered until there are 3 stars per parameter, and the colour term is dropped when the
+    robust colour spread is below 0.1 mag; ``notes`` says so. Outliers are rejected
+    iteratively at ``clip_sigma`` from a median/biweight start, so a 30 % contamination
+    does not drag the fit.
+
+    Raises ``CalibrationError`` when fewer than ``min_stars`` stars remain.
+    """
+    arrays = [np.asarray(a, float).ravel() for a in (inst_mag, inst_err, cat_mag, cat_err, x, y)]
+    col = None if color is None else np.asarray(color, float).ravel()
+    n_in = arrays[0].size
+    if any(a.size != n_in for a in arrays) or (col is not None and col.size != n_in):
+        raise InputError(
+            "fit_zero_point: inst_mag, inst_err, cat_mag, cat_err, x, y (and color) must "
+            f"have one value per star; got lengths {[a.size for a in arrays]}"
+        )
+    if spatial_order < 0 or clip_sigma <= 0 or min_stars < 1:
+        raise InputError("spatial_order must be >= 0, clip_sigma > 0 and min_stars >= 1")
+    imag, ierr, cmag, cerr, xs, ys = arrays
+    cerr = np.where(np.isfinite(cerr), cerr, 0.0)
+    valid = (
+        np.isfinite(imag) & np.isfinite(ierr) & np.isfinite(cmag) & np.isfinite(xs)
+        & np.isfinite(ys) & (ierr >= 0) & (cerr >= 0)
+    )
+    n_valid = int(valid.sum())
+    n_bad = n_in - n_valid
+    if n_valid < min_stars:
+        raise CalibrationError(
+            f"only {n_valid} usable calibration stars ({n_in} matched, {n_bad} with missing "
+            f"or invalid magnitudes or errors); need {min_stars} — use a deeper catalog or "
+            "lower --nsigma"
+        )
+    notes: list[str] = []
+    use_color = False
+    if col is not None and fit_color_term:
+        has_color = valid & np.isfinite(col)
+        n_color = int(has_color.sum())
+        spread = _mad_sigma(col[has_color]) if n_color >= 3 else 0.0
+        if n_color < max(min_stars, STARS_PER_PARAMETER * 2):
+            notes.append(f"colour term not fitted: only {n_color} stars have a colour")
+        elif spread < MIN_COLOR_SPREAD:
+            notes.append(
+                f"colour term not fitted: colour spread {spread:.3f} mag is below "
+                f"{MIN_COLOR_SPREAD} mag"
+            )
+        else:
+            use_color = True
+    order = spatial_order
+    while True:
+        cand = valid & np.isfinite(col) if (use_color and col is not None) else valid
+        n_cand = int(cand.sum())
+        while order > 0 and n_cand < STARS_PER_PARAMETER * _n_params(order, use_color):
+            order -= 1
+        if use_color and n_cand < STARS_PER_PARAMETER * _n_params(order, True):
+            use_color = False
+            notes.append(f"colour term not fitted: {n_cand} stars are too few")
+            continue
+        u, v = _normalise(xs[cand], ys[cand], shape)
+        parts = [np.ones((n_cand, 1))]
+        if use_color and col is not None:
+            parts.append(col[cand][:, None])
+        exps = poly_exponents(order, min_degree=1)
+        parts.append(poly_design(u, v, exps))
+        design = np.concatenate(parts, axis=1)
+        var = np.maximum(ierr[cand] ** 2 + cerr[cand] ** 2, _VAR_FLOOR)
+        core = _fit_core(
+            design, cmag[cand] - imag[cand], var, clip_sigma=clip_sigma, max_iter=max_iter
+        )
+        n_used = int(core.used.sum())
+        needed = STARS_PER_PARAMETER * _n_params(order, use_color)
+        if n_used < needed and (order > 0 or use_color) and n_used >= min_stars:
+            # Outlier rejection left too few stars for this model: simplify and refit.
+            if order > 0:
+                order -= 1
+            else:
+                use_color = False
+                notes.append(f"colour term not fitted: only {n_used} stars survive clipping")
+            continue
+        break
+    if order < spatial_order:
+        notes.insert(0, f"spatial order lowered from {spatial_order} to {order}: "
+                     f"{n_used} of {n_cand} stars support no more")
+    if n_used < min_stars or n_used <= design.shape[1]:
+        no_color = n_valid - n_cand
+        without = f", {no_color} without a colour" if no_color else ""
+        raise CalibrationError(
+            f"only {n_used} usable calibration stars ({n_in} matched, {n_bad} invalid"
+            f"{without}, {n_cand - n_used} rejected as outliers); need {min_stars} — use a "
+            "deeper catalog or lower --nsigma, or raise clip_sigma"
+        )
+
+    idx = np.flatnonzero(cand)
+    used = np.zeros(n_in, bool)
+    used[idx[core.used]] = True
+    residuals = np.full(n_in, np.nan)
+    residuals[idx] = cmag[cand] - imag[cand] - design @ core.beta
+    ref_color = None
+    if col is not None and np.isfinite(col[used]).any():
+        ref_color = float(np.nanmedian(col[used]))
+    terms = ["zp"] + (["color"] if use_color else []) + [f"u^{p} v^{q}" for p, q in exps]
+    return ZeroPointFit(
+        coefficients=core.beta,
+        covariance=core.cov,
+        terms=tuple(terms),
+        spatial_order=order,
+        color_term=float(core.beta[1]) if use_color else None,
+        color_term_err=float(np.sqrt(core.cov[1, 1])) if use_color else None,
+        intrinsic_scatter=core.scatter,
+        n_used=n_used,
+        used=used,
+        residuals=residuals,
+        rms=_mad_sigma(residuals[used]),
+        reference_color=ref_color,
+        shape=(int(shape[0]), int(shape[1])),
+        notes=tuple(notes),
+    )

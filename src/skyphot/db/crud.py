@@ -1,0 +1,248 @@
+"""Create/read/update/delete of users, groups, sources, instruments and photometry.
+
+Access rule: an admin sees everything; a user sees a source when they share a group with
+it; photometry may be deleted by its owner or an admin.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import Select, delete, exists, func, or_, select
+from sqlalchemy.orm import Session
+
+from skyphot.db.errors import ConflictError, NotFoundError, PermissionDeniedError
+from skyphot.db.models import (
+    Group,
+    Instrument,
+    Photometry,
+    Source,
+    Token,
+    User,
+    source_groups,
+    user_groups,
+)
+from skyphot.db.security import hash_password, new_token, token_digest, verify_password
+
+# --- users, groups, tokens ----------------------------------------------------------------
+
+
+def get_or_create_group(session: Session, name: str) -> Group:
+    """The group called ``name``, created when missing."""
+    group = session.scalar(select(Group).where(Group.name == name))
+    if group is None:
+        group = Group(name=name)
+        session.add(group)
+        session.flush()
+    return group
+
+
+def create_user(
+    session: Session,
+    username: str,
+    password: str | None,
+    *,
+    is_admin: bool = False,
+    groups: Sequence[str] = (),
+) -> User:
+    """A new account; it always joins its own personal group plus ``groups``."""
+    if session.scalar(select(User).where(User.username == username)) is not None:
+        raise ConflictError(f"user {username!r} already exists")
+    user = User(
+        username=username,
+        password_hash=hash_password(password) if password else None,
+        is_admin=is_admin,
+    )
+    names = [f"user:{username}", *groups]
+    user.groups = [get_or_create_group(session, name) for name in dict.fromkeys(names)]
+    session.add(user)
+    session.flush()
+    return user
+
+
+def get_user(session: Session, username: str) -> User | None:
+    """The account called ``username``, or None."""
+    return session.scalar(select(User).where(User.username == username))
+
+
+def set_password(user: User, password: str) -> None:
+    """Replace the user's password."""
+    user.password_hash = hash_password(password)
+
+
+def authenticate(session: Session, username: str, password: str) -> User | None:
+    """The user whose password matches, or None."""
+    user = get_user(session, username)
+    if user is None or not verify_password(password, user.password_hash):
+        return None
+    return user
+
+
+def create_token(session: Session, user: User, name: str = "api") -> str:
+    """A new API token for ``user``; the plain token is returned once, only its hash kept."""
+    token = new_token()
+    session.add(Token(user_id=user.id, token_hash=token_digest(token), name=name))
+    session.flush()
+    return token
+
+
+def user_for_token(session: Session, token: str) -> User | None:
+    """The owner of ``token``, or None."""
+    row = session.scalar(select(Token).where(Token.token_hash == token_digest(token)))
+    return row.user if row is not None else None
+
+
+# --- sources --------------------------------------------------------------------------
+
+
+def _visible(user: User) -> Select[Source]:
+    query = select(Source)
+    if user.is_admin:
+        return query
+    shared = exists().where(
+        source_groups.c.source_id == Source.id,
+        source_groups.c.group_id == user_groups.c.group_id,
+        user_groups.c.user_id == user.id,
+    )
+    return query.where(shared)
+
+
+def can_see(user: User, source: Source) -> bool:
+    """True when ``user`` may see ``source``."""
+    if user.is_admin:
+        return True
+    mine = {g.id for g in user.groups}
+    return any(g.id in mine for g in source.groups)
+
+
+def get_source(session: Session, user: User, source_id: str) -> Source:
+    """The source, if the user may see it; NotFoundError otherwise (no existence leak)."""
+    source = session.get(Source, source_id)
+    if source is None or not can_see(user, source):
+        raise NotFoundError(f"source {source_id!r} not found (or not shared with you)")
+    return source
+
+
+def list_sources(session: Session, user: User, search: str | None = None) -> list[Source]:
+    """Sources the user may see, newest first; ``search`` matches id or name."""
+    query = _visible(user)
+    if search:
+        pattern = f"%{search.lower()}%"
+        query = query.where(
+            or_(func.lower(Source.id).like(pattern), func.lower(Source.name).like(pattern))
+        )
+    return list(session.scalars(query.order_by(Source.created_at.desc(), Source.id)))
+
+
+def create_source(
+    session: Session,
+    user: User,
+    *,
+    source_id: str,
+    ra: float,
+    dec: float,
+    name: str | None = None,
+    redshift: float | None = None,
+    groups: Sequence[str] | None = None,
+) -> Source:
+    """A new source shared with ``groups`` (default: all the creator's groups).
+
+    ``ra``/``dec`` in degrees. ConflictError when the id exists; PermissionDeniedError when a
+    group is not one of the user's.
+    """
+    if session.get(Source, source_id) is not None:
+        raise ConflictError(f"a source with id {source_id!r} already exists; choose another id")
+    own = {g.name: g for g in user.groups}
+    if groups is None:
+        chosen = list(own.values())
+    else:
+        unknown = [g for g in groups if g not in own and not user.is_admin]
+        if unknown:
+            raise PermissionDeniedError(
+                f"you are not a member of group(s) {', '.join(unknown)}"
+            )
+        chosen = [own.get(g) or get_or_create_group(session, g) for g in groups]
+    source = Source(
+        id=source_id, ra=ra, dec=dec, name=name, redshift=redshift, created_by=user.id
+    )
+    source.groups = chosen
+    session.add(source)
+    session.flush()
+    return source
+
+
+# --- photometry --------------------------------------------------------------------------
+
+
+def list_photometry(session: Session, source_id: str) -> list[Photometry]:
+    """All points of a source in time order."""
+    query = select(Photometry).where(Photometry.source_id == source_id)
+    return list(session.scalars(query.order_by(Photometry.mjd, Photometry.id)))
+
+
+def find_upload_point(
+    session: Session, source_id: str, file_hash: str, settings_hash: str
+) -> Photometry | None:
+    """The point an identical earlier upload produced, if any."""
+    return session.scalar(
+        select(Photometry).where(
+            Photometry.source_id == source_id,
+            Photometry.file_hash == file_hash,
+            Photometry.settings_hash == settings_hash,
+        )
+    )
+
+
+def delete_photometry(session: Session, user: User, photometry_id: int) -> None:
+    """Delete one point; only its owner or an admin may."""
+    point = session.get(Photometry, photometry_id)
+    if point is None:
+        raise NotFoundError(f"photometry point {photometry_id} not found")
+    get_source(session, user, point.source_id)
+    if not (user.is_admin or point.owner_id == user.id):
+        raise PermissionDeniedError(
+            "only the owner of a photometry point or an admin may delete it"
+        )
+    session.execute(delete(Photometry).where(Photometry.id == photometry_id))
+
+
+# --- instruments -------------------------------------------------------------------------
+
+
+def list_instruments(session: Session) -> list[Instrument]:
+    """All instruments by name."""
+    return list(session.scalars(select(Instrument).order_by(Instrument.name)))
+
+
+def get_instrument(session: Session, name: str) -> Instrument | None:
+    """The instrument called ``name`` (case-insensitive), or None."""
+    return session.scalar(select(Instrument).where(func.lower(Instrument.name) == name.lower()))
+
+
+def create_instrument(
+    session: Session,
+    name: str,
+    filters: Sequence[str] = (),
+    *,
+    gain: float | None = None,
+    saturation: float | None = None,
+) -> Instrument:
+    """A new instrument; ``gain`` in e-/ADU, ``saturation`` in ADU."""
+    if get_instrument(session, name) is not None:
+        raise ConflictError(f"instrument {name!r} already exists")
+    instrument = Instrument(
+        name=name, filters=list(dict.fromkeys(filters)), gain=gain, saturation=saturation
+    )
+    session.add(instrument)
+    session.flush()
+    return instrument
+
+
+def ensure_instrument(session: Session, name: str, filter_name: str | None) -> Instrument:
+    """The instrument called ``name``, created if new, with ``filter_name`` added to it."""
+    instrument = get_instrument(session, name)
+    if instrument is None:
+        instrument = create_instrument(session, name, [filter_name] if filter_name else [])
+    elif filter_name and filter_name not in instrument.filters:
+        instrument.filters = [*instrument.filters, filter_name]
+    return instrument

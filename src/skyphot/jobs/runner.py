@@ -1,0 +1,232 @@
+"""The job function: one analysis, whatever queue delivered it.
+
+``run_job`` claims the job (so a job delivered twice runs once), runs the engine with a
+progress callback that records the current stage, writes the photometry point in one
+transaction (an identical earlier upload is reused, never duplicated) and ends the job
+``succeeded`` or ``failed`` with a reason a user understands. It never raises for a
+failing analysis.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TextIO
+
+from astropy.time import Time
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from skyphot.db.crud import ensure_instrument, find_upload_point
+from skyphot.db.models import Job, Photometry, Source, utcnow
+from skyphot.errors import HeaderError, SkyphotError
+from skyphot.jobs import store
+from skyphot.jobs.header import inspect_fits
+from skyphot.jobs.states import JobState
+from skyphot.pipeline.config import CatalogConfig, HeaderOverrides, MeasureConfig, Target
+from skyphot.pipeline.result import PhotometryResult
+from skyphot.settings import Settings
+
+log = logging.getLogger(__name__)
+
+MeasureFunction = Callable[..., PhotometryResult]
+DEFAULT_ENGINE = "skyphot.pipeline.api:measure"
+
+
+def load_engine(path: str) -> MeasureFunction:
+    """Import ``module:function`` (the engine, or a stand-in in tests)."""
+    module_name, _, attr = path.partition(":")
+    function: MeasureFunction = getattr(importlib.import_module(module_name), attr)
+    return function
+
+
+def job_dir(settings: Settings, job_id: int) -> Path:
+    """Directory of a job's log and diagnostic image."""
+    return settings.jobs_path / str(job_id)
+
+
+def _log(stream: TextIO, text: str) -> None:
+    stream.write(f"{utcnow().isoformat(timespec='seconds')}Z  {text}\n")
+    stream.flush()
+
+
+def build_config(
+    job: Job, source: Source, settings: Settings, *, gain: float | None, saturation: float | None
+) -> MeasureConfig:
+    """The engine configuration for a job's parameters (units as in ``MeasureConfig``)."""
+    params = job.params
+    if params.get("catalog_file"):
+        catalog = CatalogConfig(path=params["catalog_file"])
+    elif params.get("catalog"):
+        catalog = CatalogConfig(name=params["catalog"])
+    else:
+        catalog = CatalogConfig(
+            name=settings.catalog.name, path=settings.catalog.path, magsys=settings.catalog.magsys
+        )
+    overrides = HeaderOverrides(
+        mjd=params.get("mjd"),
+        filter=params.get("filter"),
+        instrument=params.get("instrument"),
+        gain=gain,
+        saturation=saturation,
+    )
+    return MeasureConfig(
+        target=Target(ra=source.ra, dec=source.dec),
+        header=overrides,
+        catalog=catalog,
+        nsigma=float(params.get("nsigma") or 5.0),
+        target_color=params.get("target_color"),
+    )
+
+
+def point_from_result(job: Job, result: PhotometryResult, instrument: str | None) -> Photometry:
+    """The light-curve point of a result: origin ``skyphot`` with calibration details."""
+    return Photometry(
+        source_id=job.source_id,
+        mjd=result.mjd,
+        mag=result.mag if result.detected else None,
+        magerr=result.magerr if result.detected else None,
+        limiting_mag=result.limiting_mag,
+        limit_sigma=result.limit_nsigma,
+        flux=result.flux,
+        fluxerr=result.fluxerr,
+        snr=result.snr,
+        filter=result.filter,
+        instrument=result.instrument or instrument,
+        magsys=result.magsys,
+        origin="skyphot",
+        owner_id=job.owner_id,
+        job_id=job.id,
+        file_hash=job.file_hash,
+        settings_hash=job.settings_hash,
+        calibration={
+            "catalog": result.catalog,
+            "band": result.band,
+            "zero_point": result.zero_point,
+            "zero_point_err": result.zero_point_err,
+            "color_term": result.color_term,
+            "color_term_err": result.color_term_err,
+            "color_bands": list(result.color_bands) if result.color_bands else None,
+            "fwhm_arcsec": result.fwhm_arcsec,
+            "fwhm_px": result.fwhm_px,
+            "n_calib": result.n_calib,
+            "flags": result.flags,
+            "flag_names": result.flag_names,
+            "job_id": job.id,
+        },
+    )
+
+
+def _prepare(session: Session, job: Job, stream: TextIO) -> tuple[Source, dict[str, Any]]:
+    source = session.get(Source, job.source_id)
+    if source is None:
+        raise SkyphotError(f"source {job.source_id!r} was deleted before the analysis ran")
+    info = inspect_fits(job.upload_path, display_name=job.filename)
+    _log(stream, f"header: {info.as_dict()}")
+    if job.params.get("mjd") is None and info.mjd_start is None:
+        raise HeaderError(
+            "the image header has no observation time (no DATE-OBS or MJD-OBS); "
+            "enter the observation time in the form and upload again"
+        )
+    instrument_name = job.params.get("instrument") or info.instrument
+    gain, saturation = job.params.get("gain"), job.params.get("saturation")
+    if instrument_name:
+        instrument = ensure_instrument(
+            session, instrument_name, job.params.get("filter") or info.filter
+        )
+        # Instrument defaults only fill what neither the form nor the header gives.
+        gain = gain if gain is not None else (None if info.gain else instrument.gain)
+        if saturation is None and not info.saturation:
+            saturation = instrument.saturation
+        session.commit()
+    return source, {"instrument": instrument_name, "gain": gain, "saturation": saturation,
+                    "header_mjd": info.mjd_mid}
+
+
+def run_job(
+    job_id: int,
+    *,
+    settings: Settings,
+    sessions: sessionmaker[Session],
+    measure: MeasureFunction,
+    worker: str = "worker",
+) -> bool:
+    """Run job ``job_id`` if it is still queued. Returns False when it was not claimable."""
+    with sessions() as session:
+        if not store.claim(session, job_id, worker):
+            return False
+    directory = job_dir(settings, job_id)
+    directory.mkdir(parents=True, exist_ok=True)
+    with (directory / "job.log").open("a", encoding="utf-8") as stream, sessions() as session:
+        job = session.get(Job, job_id)
+        assert job is not None  # claimed a moment ago
+        _log(stream, f"job {job_id} started by {worker} (pid {os.getpid()}), "
+                     f"attempt {job.attempts}, file {job.filename}")
+
+        def progress(stage: str) -> None:
+            _log(stream, f"stage: {stage}")
+            with sessions() as inner:
+                store.set_stage(inner, job_id, stage)
+
+        try:
+            state, message, point_id = _analyse(session, job, settings, measure, stream,
+                                                directory, progress)
+        except SkyphotError as err:
+            state, message, point_id = JobState.FAILED, str(err), None
+            _log(stream, f"failed: {err}")
+        except Exception as err:  # any engine bug must end the job as failed, and is logged
+            state, point_id = JobState.FAILED, None
+            message = f"internal error in the analysis ({type(err).__name__}: {err})"
+            _log(stream, f"failed with an internal error:\n{traceback.format_exc()}")
+            log.exception("job %s failed with an internal error", job_id)
+        session.rollback()
+        store.finish(session, job_id, state, message=message, photometry_id=point_id)
+        _log(stream, f"{state.value}: {message}")
+    return True
+
+
+def _analyse(
+    session: Session,
+    job: Job,
+    settings: Settings,
+    measure: MeasureFunction,
+    stream: TextIO,
+    directory: Path,
+    progress: Callable[[str], None],
+) -> tuple[JobState, str, int | None]:
+    progress("reading header")
+    source, extra = _prepare(session, job, stream)
+    existing = find_upload_point(session, job.source_id, job.file_hash, job.settings_hash)
+    if existing is not None:
+        return (JobState.SUCCEEDED,
+                f"identical upload already measured (point {existing.id}); nothing added",
+                existing.id)
+    config = build_config(job, source, settings, gain=extra["gain"],
+                          saturation=extra["saturation"])
+    _log(stream, f"config: {config.model_dump_json()}")
+    result = measure(job.upload_path, config, diagnostics=directory / "diagnostics.png",
+                     progress=progress)
+    _log(stream, f"result: {result.model_dump_json(exclude={'config'})}")
+    progress("saving")
+    point = point_from_result(job, result, extra["instrument"])
+    session.add(point)
+    try:
+        session.commit()
+    except IntegrityError:
+        # A concurrent identical job won the race; the unique constraint kept one point.
+        session.rollback()
+        existing = find_upload_point(session, job.source_id, job.file_hash, job.settings_hash)
+        if existing is None:
+            raise
+        return (JobState.SUCCEEDED,
+                f"identical upload already measured (point {existing.id}); nothing added",
+                existing.id)
+    when = Time(result.mjd, format="mjd").iso[:19]
+    value = (f"{result.filter} = {result.mag:.3f} ± {result.magerr:.3f}"
+             if result.detected and result.mag is not None and result.magerr is not None
+             else f"{result.filter} > {result.limiting_mag:.2f} ({result.limit_nsigma:g}σ limit)")
+    return JobState.SUCCEEDED, f"{value} at {when} UTC", point.id

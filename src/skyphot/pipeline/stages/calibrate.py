@@ -1,0 +1,168 @@
+"""Measure the reference stars the same way as the target and fit the zero point."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+from astropy.table import Table
+from scipy.spatial import cKDTree
+
+from skyphot.core.astrometry import world_to_pixel
+from skyphot.core.calibration import fit_zero_point
+from skyphot.core.photometry import forced_psf_photometry
+from skyphot.core.units import MAG_ERR_FACTOR
+from skyphot.errors import CalibrationError
+from skyphot.pipeline.state import CalibrationStars, FrameState, need
+
+# A neighbour this much fainter (or more) cannot bias a calibration star's PSF flux.
+_NEIGHBOUR_DELTA_MAG = 4.0
+# Stars brighter than this S/N give the first, unweighted zero-point guess.
+_GUESS_MIN_SNR = 20.0
+
+
+@dataclass(frozen=True)
+class Calibrate:
+    """Forced PSF photometry of isolated catalog stars, then the robust zero-point fit.
+
+    Stars are chosen from the catalog (position, isolation, predicted S/N), never from their
+    measured flux, so noise cannot select upward fluctuations and bias the zero point.
+    """
+
+    name: str = "calibrate"
+
+    def run(self, state: FrameState) -> FrameState:
+        frame = need(state.frame, "the frame")
+        meta = need(state.meta, "the header")
+        data_sub = need(state.data_sub, "the background-subtracted image")
+        background = need(state.background, "the background")
+        mask = need(state.mask, "the mask")
+        catalog = need(state.catalog, "the reference catalog")
+        bands = need(state.bands, "the bands")
+        solution = need(state.astrometry, "the astrometric solution")
+        psf = need(state.psf, "the PSF")
+        fwhm = need(state.fwhm, "the FWHM")
+        config = state.config
+        phot_cfg = config.photometry
+        cal_cfg = config.calibration
+
+        table = catalog.table
+        x, y = world_to_pixel(
+            solution.wcs,
+            np.asarray(table["ra"], dtype=float),
+            np.asarray(table["dec"], dtype=float),
+        )
+        mag = np.asarray(table[bands.band], dtype=float)
+        err = _errors(table, bands.band)
+        ny, nx = frame.shape
+        radius = phot_cfg.psf_radius_fwhm * fwhm
+        on_frame = (
+            np.isfinite(x)
+            & np.isfinite(y)
+            & (x > radius)
+            & (x < nx - 1 - radius)
+            & (y > radius)
+            & (y < ny - 1 - radius)
+        )
+        color: np.ndarray | None = None
+        if bands.color_bands is not None:
+            c1, c2 = bands.color_bands
+            color = np.asarray(table[c1], dtype=float) - np.asarray(table[c2], dtype=float)
+            on_frame &= np.isfinite(color)
+        n_candidates = int(on_frame.sum())
+        candidates = on_frame & _isolated(x, y, mag, radius=2.5 * fwhm)
+        idx = np.flatnonzero(candidates)
+        if idx.size < cal_cfg.min_stars:
+            raise CalibrationError(
+                f"only {idx.size} isolated catalog stars with a {bands.band} magnitude fall on "
+                f"the frame ({n_candidates} before the isolation cut); need "
+                f"{cal_cfg.min_stars} — use a deeper catalog or check the field"
+            )
+        annulus = (phot_cfg.annulus_fwhm[0] * fwhm, phot_cfg.annulus_fwhm[1] * fwhm)
+        phot = forced_psf_photometry(
+            data_sub,
+            x[idx],
+            y[idx],
+            psf=psf,
+            rms=background.rms,
+            gain=meta.gain,
+            mask=mask != 0,
+            radius=radius,
+            annulus=annulus,
+        )
+        clean = np.isfinite(phot.flux) & (phot.n_masked == 0) & ~phot.near_edge
+        # Predicted flux from a first zero-point guess: errors and the S/N cut then depend
+        # on the catalog, not on each star's own noisy measurement.
+        snr = phot.flux / phot.fluxerr
+        bright = clean & (snr > _GUESS_MIN_SNR)
+        if bright.sum() < 3:
+            bright = clean & (phot.flux > 0)
+        if not bright.any():
+            raise CalibrationError(
+                f"no usable calibration star on the frame ({idx.size} catalog stars measured, "
+                "all masked, saturated or undetected)"
+            )
+        zp_guess = float(np.median(mag[idx][bright] + 2.5 * np.log10(phot.flux[bright])))
+        predicted = 10.0 ** (-0.4 * (mag[idx] - zp_guess))
+        predicted_err = np.sqrt(phot.fluxerr_background**2 + predicted / meta.gain)
+        inst_err = MAG_ERR_FACTOR * predicted_err / predicted
+        usable = clean & (inst_err <= cal_cfg.max_mag_err) & (phot.flux > 0)
+        if usable.sum() < cal_cfg.min_stars:
+            raise CalibrationError(
+                f"only {int(usable.sum())} calibration stars are bright enough and unmasked "
+                f"({idx.size} catalog stars measured, need {cal_cfg.min_stars}); use a deeper "
+                "exposure, a catalog with more stars, or lower calibration.max_mag_err"
+            )
+        sel = idx[usable]
+        stars = CalibrationStars(
+            x=x[sel],
+            y=y[sel],
+            cat_mag=mag[sel],
+            cat_err=err[sel],
+            inst_mag=-2.5 * np.log10(phot.flux[usable]),
+            inst_err=inst_err[usable],
+            color=None if color is None else color[sel],
+            n_candidates=n_candidates,
+        )
+        fit = fit_zero_point(
+            stars.inst_mag,
+            stars.inst_err,
+            stars.cat_mag,
+            stars.cat_err,
+            x=stars.x,
+            y=stars.y,
+            shape=frame.shape,
+            color=stars.color,
+            spatial_order=cal_cfg.spatial_order,
+            fit_color_term=cal_cfg.fit_color_term and stars.color is not None,
+            clip_sigma=cal_cfg.clip_sigma,
+            min_stars=cal_cfg.min_stars,
+        )
+        return replace(state, calib_stars=stars, zero_point=fit)
+
+
+def _errors(table: Table, band: str) -> np.ndarray:
+    """Catalog magnitude errors, with unknown ones replaced by a conservative 0.03 mag."""
+    name = f"{band}_err"
+    if name not in table.colnames:
+        return np.full(len(table), 0.03)
+    err = np.asarray(table[name], dtype=float)
+    return np.where(np.isfinite(err) & (err > 0), err, 0.03)
+
+
+def _isolated(x: np.ndarray, y: np.ndarray, mag: np.ndarray, *, radius: float) -> np.ndarray:
+    """True for stars with no catalog neighbour within ``radius`` px bright enough to matter."""
+    ok = np.isfinite(x) & np.isfinite(y)
+    result = np.zeros(x.size, dtype=bool)
+    points = np.column_stack([x[ok], y[ok]])
+    if points.shape[0] == 0:
+        return result
+    tree = cKDTree(points)
+    pairs = tree.query_pairs(radius, output_type="ndarray")
+    isolated = np.ones(points.shape[0], dtype=bool)
+    m = mag[ok]
+    first, second = pairs[:, 0], pairs[:, 1]
+    isolated[first[m[second] < m[first] + _NEIGHBOUR_DELTA_MAG]] = False
+    isolated[second[m[first] < m[second] + _NEIGHBOUR_DELTA_MAG]] = False
+    result[np.flatnonzero(ok)] = isolated
+    return result

@@ -1,0 +1,130 @@
+"""Stages on the pixels: masking, background, detection, PSF, cosmic rays."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from skyphot.core.detection import detect_sources, estimate_background, estimate_fwhm
+from skyphot.core.masking import MaskBits, build_mask, find_cosmic_rays
+from skyphot.core.psf import fit_psf
+from skyphot.pipeline.state import FrameState, need
+
+
+@dataclass(frozen=True)
+class BuildMask:
+    """Non-finite, saturated (grown), edge and bad-column pixels."""
+
+    name: str = "mask"
+
+    def run(self, state: FrameState) -> FrameState:
+        frame = need(state.frame, "the frame")
+        meta = need(state.meta, "the header")
+        cfg = state.config.masking
+        mask = build_mask(
+            frame.data,
+            saturation=meta.saturation,
+            saturation_fraction=cfg.saturation_fraction,
+            saturation_grow_px=cfg.saturation_grow_px,
+            edge_px=cfg.edge_px,
+            bad_columns=cfg.bad_columns,
+        )
+        return replace(state, mask=mask)
+
+
+@dataclass(frozen=True)
+class SubtractBackground:
+    """Smooth sky level and noise map; the background-subtracted image."""
+
+    name: str = "background"
+
+    def run(self, state: FrameState) -> FrameState:
+        frame = need(state.frame, "the frame")
+        mask = need(state.mask, "the mask")
+        cfg = state.config.detection
+        background = estimate_background(
+            frame.data,
+            mask=mask != 0,
+            box_size=cfg.background_box_px,
+            filter_size=cfg.background_filter,
+        )
+        data_sub = frame.data - background.level
+        data_sub[mask != 0] = 0.0  # keep NaN/saturated values out of every later sum
+        return replace(state, background=background, data_sub=data_sub)
+
+
+@dataclass(frozen=True)
+class DetectSources:
+    """Detect sources and estimate the FWHM from isolated stars."""
+
+    name: str = "detect"
+
+    def run(self, state: FrameState) -> FrameState:
+        data_sub = need(state.data_sub, "the background-subtracted image")
+        background = need(state.background, "the background")
+        mask = need(state.mask, "the mask")
+        cfg = state.config.detection
+        if cfg.method == "sextractor":
+            from skyphot.adapters.sextractor import detect_sources_sextractor
+
+            meta = need(state.meta, "the header")
+            sources = detect_sources_sextractor(
+                data_sub,
+                rms=background.rms,
+                mask=mask != 0,
+                threshold_sigma=cfg.threshold_sigma,
+                min_area=cfg.min_area_px,
+                gain=meta.gain,
+            )
+            sources = sources.select(np.argsort(-sources.flux)[: cfg.max_sources])
+        else:
+            sources = detect_sources(
+                data_sub,
+                rms=background.rms,
+                mask=mask != 0,
+                threshold_sigma=cfg.threshold_sigma,
+                min_area=cfg.min_area_px,
+                max_sources=cfg.max_sources,
+            )
+        fwhm = estimate_fwhm(data_sub, sources, mask=mask != 0)
+        return replace(state, sources=sources, fwhm=fwhm)
+
+
+@dataclass(frozen=True)
+class MaskCosmicRays:
+    """Flag sharp cosmic-ray hits (optional: only in recipes that ask for it)."""
+
+    name: str = "cosmic_rays"
+
+    def run(self, state: FrameState) -> FrameState:
+        data_sub = need(state.data_sub, "the background-subtracted image")
+        background = need(state.background, "the background")
+        mask = need(state.mask, "the mask")
+        fwhm = need(state.fwhm, "the FWHM")
+        hits = find_cosmic_rays(data_sub, rms=background.rms, fwhm=fwhm)
+        new_mask = mask | np.where(hits, np.uint8(MaskBits.COSMIC_RAY), np.uint8(0))
+        new_data = np.where(hits, np.float32(0.0), data_sub)
+        return replace(state, mask=new_mask.astype(np.uint8), data_sub=new_data)
+
+
+@dataclass(frozen=True)
+class FitPSF:
+    """Fit a PSF model that may vary across the field."""
+
+    name: str = "psf"
+
+    def run(self, state: FrameState) -> FrameState:
+        data_sub = need(state.data_sub, "the background-subtracted image")
+        background = need(state.background, "the background")
+        mask = need(state.mask, "the mask")
+        sources = need(state.sources, "the detections")
+        meta = need(state.meta, "the header")
+        psf = fit_psf(
+            data_sub,
+            sources,
+            rms=background.rms,
+            mask=mask != 0,
+            saturation=meta.saturation,
+        )
+        return replace(state, psf=psf)

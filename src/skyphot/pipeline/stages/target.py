@@ -1,0 +1,71 @@
+"""Forced photometry of the target at its (refined) position."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from skyphot.core.photometry import aperture_photometry, encircled_energy, forced_psf_photometry
+from skyphot.errors import PhotometryError
+from skyphot.io.header import target_pixel
+from skyphot.pipeline.state import FrameState, TargetMeasurement, need
+
+
+@dataclass(frozen=True)
+class MeasureTarget:
+    """PSF-fit flux (primary) and aperture flux (alongside) at the target, local background."""
+
+    name: str = "target"
+
+    def run(self, state: FrameState) -> FrameState:
+        frame = need(state.frame, "the frame")
+        meta = need(state.meta, "the header")
+        data_sub = need(state.data_sub, "the background-subtracted image")
+        background = need(state.background, "the background")
+        mask = need(state.mask, "the mask")
+        solution = need(state.astrometry, "the astrometric solution")
+        psf = need(state.psf, "the PSF")
+        cfg = state.config.photometry
+        target = state.config.target
+        x, y = target_pixel(solution.wcs, target.ra, target.dec, shape=frame.shape)
+        fwhm = psf.fwhm_at(x, y)
+        annulus = (cfg.annulus_fwhm[0] * fwhm, cfg.annulus_fwhm[1] * fwhm)
+        bad = mask != 0
+        phot = forced_psf_photometry(
+            data_sub,
+            np.array([x]),
+            np.array([y]),
+            psf=psf,
+            rms=background.rms,
+            gain=meta.gain,
+            mask=bad,
+            radius=cfg.psf_radius_fwhm * fwhm,
+            annulus=annulus,
+        )
+        if not np.isfinite(phot.flux[0]):
+            raise PhotometryError(
+                f"the target at pixel ({x:.1f}, {y:.1f}) cannot be measured: every pixel around "
+                "it is masked (saturated, bad column or off the frame)"
+            )
+        ap_radius = cfg.aperture_radius_fwhm * fwhm
+        aperture = aperture_photometry(
+            data_sub,
+            np.array([x]),
+            np.array([y]),
+            radius=ap_radius,
+            rms=background.rms,
+            gain=meta.gain,
+            mask=bad,
+            annulus=annulus,
+        )
+        measurement = TargetMeasurement(
+            x=x,
+            y=y,
+            psf=phot,
+            aperture=aperture,
+            aperture_radius=ap_radius,
+            encircled_energy=encircled_energy(psf, x, y, ap_radius),
+            fwhm=fwhm,
+        )
+        return replace(state, target=measurement)

@@ -1,0 +1,92 @@
+"""The state that flows through the pipeline.
+
+Stages never mutate a state: each returns a new one with the products it made
+(``dataclasses.replace``). A product a stage needs but that no earlier stage made is a
+recipe bug, reported by ``need``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+import numpy as np
+from astropy.wcs import WCS
+
+from skyphot.catalogs.base import ReferenceCatalog
+from skyphot.core.astrometry import AstrometricSolution
+from skyphot.core.calibration import ZeroPointFit
+from skyphot.core.detection import BackgroundModel, SourceList
+from skyphot.core.photometry import AperturePhotometry, PSFPhotometry
+from skyphot.core.psf import PSFModel
+from skyphot.io.frame import Frame, ObservationMeta
+from skyphot.pipeline.config import MeasureConfig
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Bands:
+    """The catalog band calibrated to and the colour used for the colour term."""
+
+    filter: str
+    band: str
+    color_bands: tuple[str, str] | None
+
+
+@dataclass(frozen=True)
+class CalibrationStars:
+    """The stars the zero point was fitted on (arrays of equal length)."""
+
+    x: np.ndarray
+    y: np.ndarray
+    cat_mag: np.ndarray
+    cat_err: np.ndarray
+    inst_mag: np.ndarray
+    inst_err: np.ndarray
+    color: np.ndarray | None
+    n_candidates: int  # catalog stars on the frame before the cuts
+
+
+@dataclass(frozen=True)
+class TargetMeasurement:
+    """Forced photometry at the target, before calibration."""
+
+    x: float
+    y: float
+    psf: PSFPhotometry
+    aperture: AperturePhotometry
+    aperture_radius: float
+    encircled_energy: float
+    fwhm: float
+
+
+@dataclass(frozen=True)
+class FrameState:
+    """Everything known about the frame so far."""
+
+    image_path: str
+    config: MeasureConfig
+    frame: Frame | None = None
+    meta: ObservationMeta | None = None
+    header_wcs: WCS | None = None
+    mask: np.ndarray | None = None  # uint8 MaskBits
+    background: BackgroundModel | None = None
+    data_sub: np.ndarray | None = None
+    sources: SourceList | None = None
+    fwhm: float | None = None
+    bands: Bands | None = None
+    catalog: ReferenceCatalog | None = None
+    astrometry: AstrometricSolution | None = None
+    psf: PSFModel | None = None
+    calib_stars: CalibrationStars | None = None
+    zero_point: ZeroPointFit | None = None
+    target: TargetMeasurement | None = None
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+
+def need(value: T | None, what: str) -> T:
+    """Return a product an earlier stage must have made, or fail loudly (a recipe bug)."""
+    if value is None:
+        raise RuntimeError(f"pipeline recipe error: {what} is needed but no earlier stage made it")
+    return value

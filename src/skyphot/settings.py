@@ -1,0 +1,189 @@
+"""Settings of the web application, workers and commands.
+
+Three layers, later ones win: the packaged ``config/defaults.yaml``, a user ``config.yaml``
+(``--config``, ``$SKYPHOT_CONFIG`` or ``<data_dir>/config.yaml``) and ``SKYPHOT_*``
+environment variables (nested keys joined by ``__``, e.g. ``SKYPHOT_CATALOG__NAME=ps1``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from skyphot.errors import ConfigError
+
+ENV_PREFIX = "SKYPHOT_"
+
+
+class CatalogSettings(BaseModel):
+    """Reference catalog used when an upload does not choose one."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(
+        None, description="Default catalog name for online/automatic selection (e.g. 'ps1')."
+    )
+    path: str | None = Field(
+        None, description="Default local catalog file (for sites without internet access)."
+    )
+    magsys: Literal["AB", "Vega"] = Field("AB", description="Magnitude system of `path`.")
+
+
+class Settings(BaseModel):
+    """Everything `skyphot serve`, its workers and `skyphot admin-token` need."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    image_analysis: bool = Field(
+        True, description="Feature flag: when false the Image Analysis button, page and "
+        "endpoint are absent (HTTP 404)."
+    )
+    max_body_size: float = Field(
+        100.0, description="Largest accepted upload, MB (10^6 bytes); larger ones get 413.", gt=0
+    )
+    data_dir: Path = Field(
+        Path("~/.local/share/skyphot"),
+        description="Directory holding the SQLite database, uploads, job logs and secrets.",
+    )
+    upload_dir: Path | None = Field(
+        None, description="Where uploaded frames are kept; None: <data_dir>/uploads."
+    )
+    database_url: str | None = Field(
+        None, description="SQLAlchemy URL (sqlite or postgresql); None: SQLite in data_dir."
+    )
+    workers: int = Field(2, description="Analysis worker processes started by serve.", ge=0)
+    queue: Literal["embedded"] = Field(
+        "embedded", description="Job queue backend: 'embedded' = worker processes of serve."
+    )
+    host: str = Field("127.0.0.1", description="Address the web server listens on.")
+    port: int = Field(5000, description="TCP port of the web server.", ge=0, le=65535)
+    job_poll_interval: float = Field(
+        0.5, description="Seconds an idle worker waits before looking for queued jobs.", gt=0
+    )
+    worker_nice: int = Field(
+        5, description="Niceness added to worker processes so pages stay responsive.", ge=0
+    )
+    catalog: CatalogSettings = Field(
+        default_factory=lambda: CatalogSettings(), description="Default reference catalog."
+    )
+
+    @property
+    def data_path(self) -> Path:
+        """The data directory, user-expanded and absolute."""
+        return self.data_dir.expanduser().resolve()
+
+    @property
+    def upload_path(self) -> Path:
+        """The upload directory, absolute."""
+        base = self.upload_dir if self.upload_dir is not None else self.data_path / "uploads"
+        return base.expanduser().resolve()
+
+    @property
+    def jobs_path(self) -> Path:
+        """Directory of per-job logs and diagnostic images."""
+        return self.data_path / "jobs"
+
+    @property
+    def db_url(self) -> str:
+        """The database URL actually used."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.data_path / 'skyphot.db'}"
+
+    @property
+    def max_body_bytes(self) -> int:
+        """``max_body_size`` in bytes."""
+        return int(self.max_body_size * 1_000_000)
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise ConfigError(f"cannot read configuration file {path}: {err.strerror}") from err
+    try:
+        loaded = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"configuration file {path} is not valid YAML: {err}") from err
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"configuration file {path} must hold a mapping of keys to values")
+    return loaded
+
+
+def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _env_layer(env: Mapping[str, str]) -> dict[str, Any]:
+    layer: dict[str, Any] = {}
+    for name, raw in env.items():
+        if not name.startswith(ENV_PREFIX) or name == "SKYPHOT_CONFIG":
+            continue
+        keys = name[len(ENV_PREFIX):].lower().split("__")
+        if keys[0] not in Settings.model_fields:
+            continue
+        # YAML parsing gives "false" -> False, "3" -> 3, "null" -> None, like the file does.
+        value = yaml.safe_load(raw) if raw != "" else None
+        node = layer
+        for key in keys[:-1]:
+            node = node.setdefault(key, {})
+        node[keys[-1]] = value
+    return layer
+
+
+def defaults_file() -> Path:
+    """The packaged defaults file."""
+    return Path(str(resources.files("skyphot") / "config" / "defaults.yaml"))
+
+
+def load_settings(
+    *,
+    config_file: str | Path | None = None,
+    data_dir: str | Path | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Defaults, then the user file, then environment, then ``overrides`` (e.g. CLI options).
+
+    ``data_dir`` (a CLI option) wins over every layer and is where ``config.yaml`` is looked
+    for when no file is named. Raises ``ConfigError`` naming the bad key.
+    """
+    environ = os.environ if env is None else env
+    values = _read_yaml(defaults_file())
+    env_values = _env_layer(environ)
+    chosen_dir = data_dir or env_values.get("data_dir") or values.get("data_dir")
+    user_file: Path | None = None
+    if config_file is not None:
+        user_file = Path(config_file)
+    elif environ.get("SKYPHOT_CONFIG"):
+        user_file = Path(environ["SKYPHOT_CONFIG"])
+    elif chosen_dir is not None:
+        candidate = Path(str(chosen_dir)).expanduser() / "config.yaml"
+        user_file = candidate if candidate.is_file() else None
+    if user_file is not None:
+        values = _merge(values, _read_yaml(user_file))
+    values = _merge(values, env_values)
+    if overrides:
+        values = _merge(values, {k: v for k, v in overrides.items() if v is not None})
+    if data_dir is not None:
+        values["data_dir"] = str(data_dir)
+    try:
+        return Settings.model_validate(values)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(f"configuration value {where!r} is invalid: {first['msg']}") from err

@@ -1,0 +1,193 @@
+"""`skyphot serve` and `skyphot admin-token`: start an instance, drive it from a shell.
+
+The lead's CLI calls ``add_parsers(subparsers)``; each sub-command sets ``handler`` (and
+``func``) to a
+callable taking the parsed namespace and returning the exit status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import secrets
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy.orm import Session
+
+from skyphot.db import crud
+from skyphot.db.models import Source, User
+from skyphot.db.session import make_engine, make_sessionmaker, migrate
+from skyphot.errors import SkyphotError
+from skyphot.settings import Settings, load_settings
+
+ADMIN = "admin"
+DEMO_SOURCE = "demo-transient"
+
+
+def _secret_file(settings: Settings, name: str) -> Path:
+    return settings.data_path / name
+
+
+def _write_secret(path: Path, value: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(value + "\n", encoding="utf-8")
+    path.chmod(0o600)
+
+
+def ensure_admin(session: Session, settings: Settings) -> tuple[User, str]:
+    """The admin account (created on first use with a random password kept in the data
+    directory, mode 0600) and its password."""
+    password_file = _secret_file(settings, "admin_password")
+    user = crud.get_user(session, ADMIN)
+    if user is None or not password_file.is_file():
+        password = secrets.token_urlsafe(12)
+        if user is None:
+            user = crud.create_user(session, ADMIN, password, is_admin=True)
+        else:
+            crud.set_password(user, password)
+        _write_secret(password_file, password)
+        session.commit()
+    return user, password_file.read_text(encoding="utf-8").strip()
+
+
+def ensure_admin_token(session: Session, settings: Settings) -> str:
+    """The admin API token: the stored one if still valid, else a new one."""
+    user, _ = ensure_admin(session, settings)
+    token_file = _secret_file(settings, "admin_token")
+    if token_file.is_file():
+        token = token_file.read_text(encoding="utf-8").strip()
+        if crud.user_for_token(session, token) is not None:
+            return token
+    token = crud.create_token(session, user, name="admin-token")
+    session.commit()
+    _write_secret(token_file, token)
+    return token
+
+
+@dataclass(frozen=True)
+class DemoFiles:
+    """What `serve --demo` prepared."""
+
+    source_id: str
+    image: Path | None
+    catalog: Path | None
+    note: str
+
+
+def prepare_demo(session: Session, settings: Settings, admin: User) -> DemoFiles:
+    """A demo source and a simulated frame (with its reference catalog) ready to upload."""
+    directory = settings.data_path / "demo"
+    try:
+        from skyphot.testing import SimulationParams, simulate_frame
+    except ImportError as err:
+        note = f"the frame simulator is not available ({err}); no demo frame written"
+        ra, dec = 150.1, 2.2
+        image = catalog = None
+    else:
+        frame = simulate_frame(SimulationParams(target_mag=18.0), seed=1)
+        paths = frame.write(directory, stem="demo_frame")
+        image, catalog = Path(paths.image), Path(paths.catalog)
+        truth = frame.truth
+        ra, dec = (float(truth.ra), float(truth.dec)) if truth is not None else (150.1, 2.2)
+        note = "upload the image with the catalog file on the Image Analysis page"
+    if session.get(Source, DEMO_SOURCE) is None:
+        crud.create_source(session, admin, source_id=DEMO_SOURCE, ra=ra, dec=dec,
+                           name="Simulated transient")
+        session.commit()
+    return DemoFiles(DEMO_SOURCE, image, catalog, note)
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides = {"host": getattr(args, "host", None), "port": getattr(args, "port", None),
+                 "workers": getattr(args, "workers", None)}
+    return load_settings(config_file=getattr(args, "config", None), data_dir=args.data_dir,
+                         overrides=overrides)
+
+
+def run_admin_token(args: argparse.Namespace) -> int:
+    """Print the admin API token (creating the instance and token when needed)."""
+    try:
+        settings = _settings(args)
+        engine = make_engine(settings.db_url)
+        migrate(engine)
+        with make_sessionmaker(engine)() as session:
+            print(ensure_admin_token(session, settings))
+        engine.dispose()
+    except SkyphotError as err:
+        print(f"skyphot admin-token: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    """Start the web server and its worker processes (blocks until interrupted)."""
+    import uvicorn
+
+    from skyphot.jobs.queue import EmbeddedQueue
+    from skyphot.web.app import create_app
+
+    try:
+        settings = _settings(args)
+        queue = EmbeddedQueue(settings)
+        app = create_app(settings, queue=queue)
+        with app.state.sessions() as session:
+            admin, password = ensure_admin(session, settings)
+            token = ensure_admin_token(session, settings)
+            demo = prepare_demo(session, settings, admin) if args.demo else None
+    except SkyphotError as err:
+        print(f"skyphot serve: {err}", file=sys.stderr)
+        return 2
+    shown_host = "localhost" if settings.host in ("127.0.0.1", "0.0.0.0") else settings.host
+    url = f"http://{shown_host}:{settings.port}"
+    lines = [
+        f"skyphot is starting on {url}  (data: {settings.data_path}, "
+        f"{settings.workers} worker process(es))",
+        f"  log in as: {ADMIN} / {password}",
+        f"  API token: {token}   (send 'Authorization: token {token}')",
+    ]
+    if demo is not None:
+        lines.append(f"  demo source: {url}/source/{demo.source_id}")
+        if demo.image is not None:
+            lines.append(f"  demo frame:   {demo.image}")
+            lines.append(f"  demo catalog: {demo.catalog}")
+        lines.append(f"  ({demo.note})")
+    print("\n".join(lines), flush=True)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
+    return 0
+
+
+def add_parsers(subparsers: argparse._SubParsersAction) -> None:
+    """Add `serve` and `admin-token` to the CLI."""
+    serve = subparsers.add_parser(
+        "serve", help="start the web application and its analysis workers",
+        description="Start a fresh or existing skyphot instance (web pages, API, workers).",
+    )
+    serve.add_argument("--host", default=None, help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=None, help="TCP port (default 5000)")
+    serve.add_argument("--data-dir", default=None, help="instance directory (database, uploads)")
+    serve.add_argument("--config", default=None, help="config.yaml to use")
+    serve.add_argument("--workers", type=int, default=None, help="analysis worker processes")
+    serve.add_argument("--demo", action="store_true",
+                       help="create a demo source and a simulated frame ready to upload")
+    serve.set_defaults(handler=run_serve, func=run_serve)
+    token = subparsers.add_parser(
+        "admin-token", help="create (or print) an admin API token",
+        description="Print the admin API token of an instance, creating it when needed.",
+    )
+    token.add_argument("--data-dir", default=None, help="instance directory")
+    token.add_argument("--config", default=None, help="config.yaml to use")
+    token.set_defaults(handler=run_admin_token, func=run_admin_token)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Stand-alone entry point (`python -m skyphot.web.commands`)."""
+    parser = argparse.ArgumentParser(prog="skyphot")
+    add_parsers(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    status: int = args.handler(args)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

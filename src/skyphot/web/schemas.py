@@ -1,0 +1,187 @@
+"""Request and response models of the JSON API (separate: what comes in is validated,
+what goes out is documented)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# --- requests ------------------------------------------------------------------------------
+
+
+class SourceCreate(BaseModel):
+    """A new source."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(description="Unique source id, e.g. 'ZTF21aaaaaaa'.", min_length=1,
+                    max_length=64, pattern=r"^[A-Za-z0-9_.+\-]+$")
+    ra: float = Field(description="Right ascension, degrees (ICRS).", ge=0, lt=360)
+    dec: float = Field(description="Declination, degrees (ICRS).", ge=-90, le=90)
+    name: str | None = Field(None, description="Optional common name.", max_length=200)
+    redshift: float | None = Field(None, description="Optional redshift.", ge=0)
+    groups: list[str] | None = Field(
+        None, description="Groups to share with; default: all of the creator's groups."
+    )
+
+
+class InstrumentCreate(BaseModel):
+    """A new instrument and its filters."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(description="Instrument name as in the INSTRUME keyword.", min_length=1,
+                      max_length=100)
+    filters: list[str] = Field(default_factory=list, description="Filter names it has.")
+    gain: float | None = Field(None, description="Default gain, e-/ADU.", gt=0)
+    saturation: float | None = Field(None, description="Default saturation level, ADU.", gt=0)
+
+
+class UserCreate(BaseModel):
+    """A new account (admins only)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    username: str = Field(description="Login name.", min_length=1, max_length=100,
+                          pattern=r"^[A-Za-z0-9_.@+\-]+$")
+    password: str = Field(description="Password for the pages (8 characters or more).",
+                          min_length=8)
+    is_admin: bool = Field(False, description="Admin role: sees and changes everything.")
+    groups: list[str] = Field(default_factory=list, description="Groups to join.")
+
+
+class JobRetry(BaseModel):
+    """Optional changes for a retried job (None keeps the earlier value)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    filter: str | None = Field(None, description="Filter name.")
+    obstime: str | None = Field(None, description="Observation time: ISO UTC or MJD.")
+    instrument: str | None = Field(None, description="Instrument name.")
+    nsigma: float | None = Field(None, description="Detection threshold (3 or 5).")
+
+
+# --- responses -----------------------------------------------------------------------------
+
+
+class SourceOut(BaseModel):
+    """A source."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str = Field(description="Source id.")
+    ra: float = Field(description="Right ascension, degrees.")
+    dec: float = Field(description="Declination, degrees.")
+    name: str | None = Field(description="Common name.")
+    redshift: float | None = Field(description="Redshift.")
+    groups: list[str] = Field(description="Groups the source is shared with.")
+    created_at: datetime = Field(description="Creation time (UTC).")
+
+
+class PhotometryOut(BaseModel):
+    """One light-curve point: magnitude and flux, or an upper limit (mag null)."""
+
+    id: int = Field(description="Point id.")
+    source_id: str = Field(description="Source id.")
+    mjd: float = Field(description="Mid-exposure time, MJD (UTC).")
+    iso: str = Field(description="Same time, ISO UTC.")
+    mag: float | None = Field(description="Magnitude; null for an upper limit.")
+    magerr: float | None = Field(description="1-sigma magnitude error.")
+    limiting_mag: float | None = Field(description="Limiting magnitude at limit_sigma.")
+    limit_sigma: float | None = Field(description="Sigma level of limiting_mag.")
+    flux: float | None = Field(description="Flux, µJy (AB).")
+    fluxerr: float | None = Field(description="1-sigma flux error, µJy.")
+    snr: float | None = Field(description="Signal-to-noise ratio.")
+    filter: str = Field(description="Filter.")
+    instrument: str | None = Field(description="Instrument.")
+    magsys: str = Field(description="Magnitude system.")
+    origin: str = Field(description="Where the point came from ('skyphot' = image analysis).")
+    owner_id: int | None = Field(description="User who added it.")
+    job_id: int | None = Field(description="Analysis job that produced it.")
+    calibration: dict[str, Any] = Field(
+        description="Calibration details: catalog, zero_point, color_term, fwhm, job_id..."
+    )
+    can_delete: bool = Field(description="Whether the requesting user may delete it.")
+
+
+class JobOut(BaseModel):
+    """State of an analysis job."""
+
+    id: int = Field(description="Job id.")
+    source_id: str = Field(description="Source id.")
+    state: str = Field(description="queued, running, succeeded or failed.")
+    stage: str | None = Field(description="Current stage while running.")
+    message: str | None = Field(description="Result summary, or the reason of a failure.")
+    filename: str = Field(description="Uploaded file name.")
+    params: dict[str, Any] = Field(description="Analysis parameters.")
+    photometry_id: int | None = Field(description="Point produced (when succeeded).")
+    attempts: int = Field(description="How many times it was started.")
+    created_at: datetime = Field(description="Submission time (UTC).")
+    started_at: datetime | None = Field(description="Start of the last attempt (UTC).")
+    finished_at: datetime | None = Field(description="End time (UTC).")
+    log_url: str = Field(description="URL of the job log.")
+    diagnostics_url: str | None = Field(description="URL of the diagnostic PNG, when made.")
+
+
+class UserOut(BaseModel):
+    """An account."""
+
+    id: int = Field(description="User id.")
+    username: str = Field(description="Login name.")
+    is_admin: bool = Field(description="Admin role.")
+    groups: list[str] = Field(description="Groups the user belongs to.")
+    token: str | None = Field(None, description="A new API token (only when just created).")
+
+
+class JobCreated(BaseModel):
+    """Answer to an upload: the job runs in the background."""
+
+    job_id: int = Field(description="Id of the new job; poll GET /api/jobs/{job_id}.")
+    state: str = Field(description="Initial state (queued).")
+    url: str = Field(description="URL of the job.")
+
+
+class InstrumentOut(BaseModel):
+    """An instrument."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int = Field(description="Instrument id.")
+    name: str = Field(description="Name.")
+    filters: list[str] = Field(description="Filters.")
+    gain: float | None = Field(description="Default gain, e-/ADU.")
+    saturation: float | None = Field(description="Default saturation, ADU.")
+
+
+class FitsInfoOut(BaseModel):
+    """Header values of an uploaded frame, shown for confirmation."""
+
+    hdu: int = Field(description="Index of the image HDU.")
+    shape: list[int] = Field(description="Image shape (ny, nx).")
+    filter: str | None = Field(description="FILTER keyword.")
+    instrument: str | None = Field(description="INSTRUME keyword.")
+    telescope: str | None = Field(description="TELESCOP keyword.")
+    object: str | None = Field(description="OBJECT keyword.")
+    obstime: str | None = Field(description="Exposure start, ISO UTC.")
+    mjd_start: float | None = Field(description="Exposure start, MJD.")
+    mjd_mid: float | None = Field(description="Mid-exposure, MJD.")
+    time_keyword: str | None = Field(description="Keyword the time came from.")
+    exptime: float | None = Field(description="Exposure time, s.")
+    gain: float | None = Field(description="Gain, e-/ADU.")
+    saturation: float | None = Field(description="Saturation, ADU.")
+
+
+class ErrorDetail(BaseModel):
+    """What went wrong."""
+
+    type: str = Field(description="Error class.")
+    message: str = Field(description="What was wrong and what to do.")
+    field: str | None = Field(None, description="Form field at fault, if any.")
+
+
+class ErrorOut(BaseModel):
+    """The one error shape."""
+
+    error: ErrorDetail

@@ -1,0 +1,47 @@
+"""End to end with the real engine: a simulated frame uploaded with its reference catalog
+is measured by a real worker process; the point lands within the errors of the truth."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from fastapi.testclient import TestClient
+from webtest_helpers import add_users, make_settings
+
+from skyphot.jobs.queue import EmbeddedQueue
+from skyphot.testing import SimulationParams, simulate_frame
+from skyphot.web.app import create_app
+
+
+def test_real_job_end_to_end(tmp_path: Path) -> None:
+    frame = simulate_frame(SimulationParams(target_mag=17.0), seed=3)
+    paths = frame.write(tmp_path / "sim", stem="frame")
+    truth = frame.truth
+    assert truth is not None
+    settings = make_settings(tmp_path, workers=1)
+    app = create_app(settings, queue=EmbeddedQueue(settings))
+    _, alice, _ = add_users(app)
+    with TestClient(app) as client:
+        client.post("/api/sources", json={"id": "sim", "ra": truth.ra, "dec": truth.dec},
+                    headers=alice)
+        with Path(paths.image).open("rb") as image, Path(paths.catalog).open("rb") as cat:
+            r = client.post("/api/sources/sim/image_analysis", headers=alice,
+                            files={"file": ("frame.fits", image),
+                                   "catalog_file": ("frame_catalog.ecsv", cat)},
+                            data={"target_color": str(truth.color)})
+        assert r.status_code == 202, r.text
+        job_id = r.json()["job_id"]
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            job = client.get(f"/api/jobs/{job_id}", headers=alice).json()
+            if job["state"] in ("succeeded", "failed"):
+                break
+            time.sleep(0.2)
+        assert job["state"] == "succeeded", job
+        (point,) = client.get("/api/sources/sim/photometry", headers=alice).json()
+        assert point["origin"] == "skyphot" and point["job_id"] == job_id
+        assert abs(point["mag"] - truth.mag) < 4 * point["magerr"] + 0.01
+        assert abs(point["mjd"] - truth.mjd_mid) < 1e-5
+        assert point["calibration"]["zero_point"] is not None
+        assert client.get(f"/api/jobs/{job_id}/diagnostics.png", headers=alice).status_code == 200

@@ -1,0 +1,132 @@
+"""End-to-end accuracy on simulated frames with known truth.
+
+Tolerances come from the errors the engine reports: a measurement is accepted when it is
+within 4 sigma of the truth (the chance of a false failure is ~6e-5 per assertion).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from skyphot.pipeline.api import measure
+from skyphot.pipeline.config import MeasureConfig
+from skyphot.pipeline.result import QualityFlag
+from skyphot.testing import SimulationParams, simulate_frame
+
+
+def _config(sim: object, catalog: Path, **extra: object) -> MeasureConfig:
+    truth = sim.truth  # type: ignore[attr-defined]
+    data = {"target": {"ra": truth.ra, "dec": truth.dec}, "catalog": {"path": str(catalog)}}
+    data.update(extra)
+    return MeasureConfig.model_validate(data)
+
+
+def _measure_sim(tmp_path: Path, params: SimulationParams, seed: int, **extra: object):  # type: ignore[no-untyped-def]
+    sim = simulate_frame(params, seed=seed)
+    paths = sim.write(tmp_path, stem=f"sim{seed}")
+    return sim, measure(paths.image, _config(sim, paths.catalog, **extra))
+
+
+def test_detected_target_matches_truth(small_frame) -> None:  # type: ignore[no-untyped-def]
+    truth = small_frame.sim.truth
+    result = measure(
+        small_frame.image, _config(small_frame.sim, small_frame.catalog, target_color=truth.color)
+    )
+    assert result.detected
+    assert result.mag is not None and result.magerr is not None
+    assert abs(result.mag - truth.mag) < 4 * result.magerr
+    assert abs(result.zero_point - truth.zero_point_at_target) < 4 * result.zero_point_err + 0.005
+    # The depth is the PSF-fit depth from background and read noise alone.
+    assert abs(result.limiting_mag - truth.ideal_limit(5.0)) < 0.15
+    assert result.color_source == "given"
+    assert result.target_color == pytest.approx(truth.color)
+    assert result.n_calib >= 10
+    assert result.astrometry_rms_arcsec < 0.3
+    assert abs(result.x - truth.x) < 0.3 and abs(result.y - truth.y) < 0.3
+    assert result.mjd == pytest.approx(truth.mjd_mid, abs=1e-7)
+    # Flux in µJy agrees with the magnitude.
+    assert result.flux == pytest.approx(10 ** (-0.4 * (result.mag - 23.9)), rel=1e-6)
+    assert set(result.timings) >= {"read", "header", "calibrate", "target", "total"}
+
+
+def test_colour_term_is_applied_to_the_target(tmp_path: Path) -> None:
+    """A red target measured with and without its colour: only the given colour is right."""
+    params = SimulationParams(shape=(600, 800), target_mag=18.0, target_color=1.5, color_term=0.15)
+    sim = simulate_frame(params, seed=3)
+    paths = sim.write(tmp_path, stem="red")
+    given = measure(paths.image, _config(sim, paths.catalog, target_color=1.5))
+    assumed = measure(paths.image, _config(sim, paths.catalog))
+    assert given.mag is not None and given.magerr is not None and assumed.mag is not None
+    assert abs(given.mag - sim.truth.mag) < 4 * given.magerr
+    assert given.color_term == pytest.approx(0.15, abs=4 * (given.color_term_err or 1))
+    assert assumed.color_source == "calibrators_median"
+    assert "COLOR_ASSUMED" in assumed.flag_names
+    # The assumed (median) colour is ~0.6 bluer, so the difference is the colour term times that.
+    expected_shift = given.color_term * (1.5 - (assumed.target_color or 0.0))  # type: ignore[operator]
+    assert given.mag - assumed.mag == pytest.approx(expected_shift, abs=0.01)
+
+
+def test_faint_target_gives_an_upper_limit(tmp_path: Path) -> None:
+    params = SimulationParams(shape=(600, 800), target_mag=25.5)
+    sim, result = _measure_sim(tmp_path, params, seed=5)
+    assert not result.detected
+    assert result.mag is None and result.magerr is None
+    assert result.snr < 5
+    assert abs(result.limiting_mag - sim.truth.ideal_limit(5.0)) < 0.15
+    assert result.limit_nsigma == 5
+
+
+def test_three_sigma_limit_is_deeper_by_the_sigma_ratio(tmp_path: Path) -> None:
+    params = SimulationParams(shape=(600, 800), target_mag=25.5)
+    sim = simulate_frame(params, seed=5)
+    paths = sim.write(tmp_path)
+    five = measure(paths.image, _config(sim, paths.catalog))
+    three = measure(paths.image, _config(sim, paths.catalog, nsigma=3.0))
+    assert three.limiting_mag - five.limiting_mag == pytest.approx(
+        2.5 * math.log10(5 / 3), abs=1e-6
+    )
+
+
+def test_target_near_the_edge_is_measured_and_flagged(tmp_path: Path) -> None:
+    params = SimulationParams(shape=(600, 800), target_mag=17.5, target_xy=(3.0, 300.0))
+    sim, result = _measure_sim(tmp_path, params, seed=7, target_color=0.6)
+    assert "TARGET_NEAR_EDGE" in result.flag_names or "TARGET_MASKED_PIXELS" in result.flag_names
+    assert result.mag is not None and result.magerr is not None
+    assert abs(result.mag - sim.truth.mag) < 4 * result.magerr + 0.02
+
+
+def test_saturated_neighbour_does_not_bias_the_target(tmp_path: Path) -> None:
+    params = SimulationParams(
+        shape=(600, 800), target_mag=18.0, target_xy=(400.0, 300.0), saturated_neighbour_px=25.0
+    )
+    sim, result = _measure_sim(tmp_path, params, seed=9, target_color=0.6)
+    assert result.mag is not None and result.magerr is not None
+    assert abs(result.mag - sim.truth.mag) < 4 * result.magerr + 0.02
+
+
+@pytest.mark.parametrize("compression", ["fz", "gz"])
+def test_compressed_frames_give_the_same_answer(
+    small_frame, tmp_path: Path, compression: str
+) -> None:  # type: ignore[no-untyped-def]
+    paths = small_frame.sim.write(tmp_path, stem="c", compression=compression)
+    plain = measure(small_frame.image, _config(small_frame.sim, small_frame.catalog))
+    packed = measure(paths.image, _config(small_frame.sim, paths.catalog))
+    assert packed.mag == pytest.approx(plain.mag, abs=1e-4)
+
+
+def test_quality_flags_are_consistent(small_frame) -> None:  # type: ignore[no-untyped-def]
+    result = measure(small_frame.image, _config(small_frame.sim, small_frame.catalog))
+    assert sorted(result.flag_names) == sorted(
+        f.name for f in QualityFlag if f & result.flags and f.name
+    )
+    assert result.config.catalog.path == str(small_frame.catalog)
+
+
+def test_diagnostics_png_is_written(small_frame, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "diag" / "d.png"
+    measure(small_frame.image, _config(small_frame.sim, small_frame.catalog), diagnostics=out)
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert out.stat().st_size > 20_000

@@ -1,0 +1,143 @@
+"""The pages in Debian's Chromium (Playwright) against a real server with real workers:
+login -> source -> Image Analysis -> upload -> notification -> new point on plot and table,
+and the failure path (corrupt file -> readable reason + retry)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from webtest_helpers import STUB_ENGINE, add_users, fits_bytes, live_server, make_settings
+
+from skyphot.jobs.queue import EmbeddedQueue
+from skyphot.web.app import create_app
+
+pytestmark = pytest.mark.browser
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        "--no-first-run"]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian's chromium is not installed (make setup installs it)")
+    playwright_api = pytest.importorskip("playwright.sync_api")
+    with playwright_api.sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[str]:
+    settings = make_settings(tmp_path, workers=2)
+    app = create_app(settings, queue=EmbeddedQueue(settings, engine=STUB_ENGINE))
+    add_users(app)
+    with live_server(app) as url:
+        yield url
+
+
+def login(page: Any, url: str) -> None:
+    page.goto(f"{url}/sources")
+    assert "/login" in page.url
+    page.fill("input[name=username]", "alice")
+    page.fill("input[name=password]", "wrong")
+    page.click("button[type=submit]")
+    assert page.text_content("#login-error") == "wrong user name or password"
+    page.fill("input[name=username]", "alice")
+    page.fill("input[name=password]", "alice-pass")
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{url}/sources")
+
+
+def test_upload_to_point_on_the_light_curve(browser: Any, server: str, tmp_path: Path) -> None:
+    context = browser.new_context(viewport={"width": 1200, "height": 1500})
+    page = context.new_page()
+    login(page, server)
+    # create a source; a bad value is reported next to its field
+    page.fill("#new-source input[name=id]", "SN2024web")
+    page.fill("#new-source input[name=ra]", "150.1")
+    page.fill("#new-source input[name=dec]", "95")
+    page.click("#new-source button[type=submit]")
+    assert "less than or equal to 90" in page.text_content(".field-error[data-field=dec]")
+    page.fill("#new-source input[name=dec]", "2.2")
+    page.click("#new-source button[type=submit]")
+    page.wait_for_url(f"{server}/source/SN2024web")
+    # a second open page of the same user: it must refresh by itself
+    watcher = context.new_page()
+    watcher.goto(f"{server}/source/SN2024web")
+    watcher.wait_for_function("document.body.dataset.live === 'connected'")
+    assert watcher.locator("#photometry-table tbody tr").count() == 1  # "No photometry yet."
+
+    page.click("#image-analysis-button")
+    page.wait_for_url(f"{server}/source/SN2024web/image_analysis")
+    frame = tmp_path / "night1.fits"
+    frame.write_bytes(fits_bytes(mag=17.8))
+    page.set_input_files("#file", str(frame))
+    page.wait_for_selector("#header-obstime")
+    assert page.text_content("#header-obstime") == "2024-03-01T02:00:00.000"
+    assert page.input_value("#filter") == "r"
+    page.fill("#obstime", "tomorrow")
+    page.click("#submit")
+    page.wait_for_selector(".field-error[data-field=obstime]:not(:empty)")
+    assert "neither ISO UTC" in page.text_content(".field-error[data-field=obstime]")
+    page.fill("#obstime", "")
+    page.click("#submit")
+    page.wait_for_selector(".notification.success", timeout=30000)
+    assert "Analysis finished" in page.text_content(".notification.success")
+    assert "succeeded" in page.text_content("#job-status")
+
+    watcher.wait_for_selector(".notification.success", timeout=30000)
+    watcher.wait_for_function("document.body.dataset.points === '1'", timeout=10000)
+    row = watcher.locator("#photometry-table tbody tr").first
+    assert "17.800" in row.text_content() and "skyphot" in row.text_content()
+    assert "diagnostics" in row.text_content()
+    watcher.wait_for_selector("#lightcurve .scatterlayer .point")
+    assert watcher.locator("#lightcurve .scatterlayer .point").count() >= 1
+    assert "succeeded" in watcher.text_content("#jobs-table tbody")
+    watcher.locator(".notification .close").first.click()
+    shot = tmp_path / "source_page.png"
+    watcher.screenshot(path=str(shot), full_page=True)
+    if os.environ.get("SKYPHOT_SCREENSHOT_DIR"):
+        shutil.copy(shot, Path(os.environ["SKYPHOT_SCREENSHOT_DIR"]) / "source_page.png")
+    assert shot.stat().st_size > 10000
+    context.close()
+
+
+def test_corrupt_file_gives_a_reason_and_a_retry(browser: Any, server: str,
+                                                 tmp_path: Path) -> None:
+    context = browser.new_context()
+    page = context.new_page()
+    login(page, server)
+    page.fill("#new-source input[name=id]", "SN2024bad")
+    page.fill("#new-source input[name=ra]", "10")
+    page.fill("#new-source input[name=dec]", "-5")
+    page.click("#new-source button[type=submit]")
+    page.wait_for_url(f"{server}/source/SN2024bad")
+    page.click("#image-analysis-button")
+    broken = tmp_path / "broken.fits"
+    broken.write_bytes(b"this is not a FITS file at all" * 50)
+    page.set_input_files("#file", str(broken))
+    page.wait_for_selector(".field-error[data-field=file]:not(:empty)")
+    assert "not a readable FITS file" in page.text_content(".field-error[data-field=file]")
+    page.fill("#obstime", "2024-03-01T02:00:00")  # the header could not give it
+    page.click("#submit")
+    note = page.wait_for_selector(".notification.failure", timeout=30000)
+    assert "Analysis failed" in note.text_content()
+    assert "'broken.fits' is not a readable FITS file" in note.text_content()
+    page.goto(f"{server}/source/SN2024bad")
+    page.wait_for_selector("#jobs-table .state-failed")
+    assert "not a readable FITS file" in page.text_content("#jobs-table tbody")
+    page.click("#jobs-table button.retry")
+    # the retried job runs on the kept file and fails again with the same reason
+    page.wait_for_selector(".notification.failure", timeout=30000)
+    page.wait_for_function(
+        "document.querySelector('#jobs-table .state-failed') !== null", timeout=30000)
+    page.screenshot(path=str(tmp_path / "failed.png"), full_page=True)
+    context.close()
