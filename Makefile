@@ -5,8 +5,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTHON ?= python3
-# Debian packages: the astronomy tools behind the optional adapters, and Chromium for the page tests.
-APT_PACKAGES := source-extractor scamp psfex swarp astrometry.net chromium chromium-driver
+# Debian packages: the astronomy tools behind the optional adapters (with the Tycho-2 index
+# files for 30-44 arcmin fields), and Chromium for the page tests.
+APT_PACKAGES := source-extractor scamp psfex swarp astrometry.net astrometry-data-tycho2-08 chromium chromium-driver
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: setup apt venv run test lint typecheck unit bench clean
@@ -28,11 +29,12 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[web,online,dev]"
+	$(PY) -m pip install -q -e ".[web,online,postgres,dev]"
 	@touch $(STAMP)
 
+# The web application on http://localhost:5000 with a demo source and a simulated frame.
 run: setup
-	$(VENV)/bin/skyphot demo
+	$(VENV)/bin/skyphot serve --demo
 
 lint: setup
 	$(VENV)/bin/ruff check src tests benchmarks

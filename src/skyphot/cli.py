@@ -26,6 +26,7 @@ from skyphot.errors import (
     InputError,
     SkyphotError,
     StageError,
+    ToolNotFoundError,
     root_cause,
 )
 
@@ -123,6 +124,12 @@ def build_measure_config(args: argparse.Namespace) -> Any:
     columns = parse_columns(args.catalog_columns)
     if columns:
         catalog["columns"] = columns
+    if args.catalog_name is not None:
+        catalog["name"] = args.catalog_name
+    if args.cache_dir is not None:
+        catalog["cache_dir"] = str(args.cache_dir)
+    if args.no_cache:
+        catalog["use_cache"] = False
     if args.magsys is not None:
         catalog["magsys"] = args.magsys
     calibration = section("calibration")
@@ -146,8 +153,17 @@ def build_measure_config(args: argparse.Namespace) -> Any:
         calibration["spatial_order"] = args.spatial_order
     if args.nsigma is not None:
         base["nsigma"] = args.nsigma
+    astrometry = section("astrometry")
     if args.astrometry is not None:
-        section("astrometry")["method"] = args.astrometry
+        astrometry["method"] = args.astrometry
+    if args.blind is not None:
+        astrometry["blind"] = args.blind
+    if args.index_dir is not None:
+        astrometry["index_dir"] = str(args.index_dir)
+    if args.pixel_scale is not None:
+        astrometry["pixel_scale_arcsec"] = args.pixel_scale
+    if args.engine is not None:
+        base["engine"] = args.engine
     if args.detection is not None:
         section("detection")["method"] = args.detection
     if args.cosmic_rays:
@@ -210,7 +226,18 @@ def add_measure_parser(sub: Any) -> None:
     p.add_argument("image", help="FITS frame (.fits, .fits.fz, .fits.gz)")
     p.add_argument("--ra", type=float, required=True, help="target RA, degrees")
     p.add_argument("--dec", type=float, required=True, help="target Dec, degrees")
-    p.add_argument("--catalog", help="reference catalog file (ECSV, CSV, FITS, Parquet)")
+    p.add_argument(
+        "--catalog",
+        help="reference catalog file (ECSV, CSV, FITS, Parquet); "
+        "default: the best online catalog for the band, through the cache",
+    )
+    p.add_argument(
+        "--catalog-name",
+        help="force a catalog: gaia_synth, ps1, skymapper, refcat2, apass, sdss, 2mass, "
+        "or a name given to 'skyphot catalog import'",
+    )
+    p.add_argument("--cache-dir", help="catalog cache directory")
+    p.add_argument("--no-cache", action="store_true", help="do not use the catalog cache")
     p.add_argument("--catalog-columns", help="column mapping, e.g. ra=RA_deg,dec=DE_deg,r=rPSF")
     p.add_argument("--magsys", choices=["AB", "Vega"], help="magnitude system of the catalog")
     p.add_argument("--filter", help="frame filter (overrides the header)")
@@ -226,7 +253,21 @@ def add_measure_parser(sub: Any) -> None:
     p.add_argument("--gain", type=float, help="gain, e-/ADU")
     p.add_argument("--read-noise", dest="read_noise", type=float, help="read noise, e-")
     p.add_argument("--saturation", type=float, help="saturation level, ADU")
-    p.add_argument("--astrometry", choices=["refine", "header"], help="astrometry method")
+    p.add_argument(
+        "--astrometry",
+        choices=["refine", "header", "scamp", "astrometry.net"],
+        help="astrometry method (default: refine the header WCS)",
+    )
+    p.add_argument(
+        "--blind",
+        choices=["auto", "never", "always"],
+        help="blind solving with astrometry.net (default auto: when the WCS is missing or wrong)",
+    )
+    p.add_argument(
+        "--index-dir", help="astrometry.net index files (default: built from the catalog)"
+    )
+    p.add_argument("--pixel-scale", type=float, help="pixel scale hint, arcsec/px")
+    p.add_argument("--engine", choices=["skyphot", "stdpipe"], help="measurement engine")
     p.add_argument("--detection", choices=["sep", "sextractor"], help="detection engine")
     p.add_argument("--cosmic-rays", action="store_true", help="mask cosmic rays")
     p.add_argument("--config", help="YAML file with MeasureConfig settings")
@@ -334,7 +375,36 @@ def build_parser() -> argparse.ArgumentParser:
     add_measure_parser(sub)
     add_simulate_parser(sub)
     add_demo_parser(sub)
+    _add_catalog_parsers(sub)
+    _add_web_parsers(sub)
     return parser
+
+
+def _add_catalog_parsers(sub: Any) -> None:
+    from skyphot.catalogs.commands import add_parsers
+
+    add_parsers(sub)
+
+
+def _add_web_parsers(sub: Any) -> None:
+    """``serve`` and ``admin-token``; without the 'web' extra they explain how to get it."""
+    try:
+        from skyphot.web.commands import add_parsers
+    except ModuleNotFoundError as err:  # the optional 'web' extra is not installed
+        missing = err.name or "a web dependency"
+
+        def needs_extra(args: argparse.Namespace) -> int:
+            raise ToolNotFoundError(
+                f"'skyphot {args.command}' needs the web extra ({missing} is not installed): "
+                "pip install 'skyphot[web]'"
+            )
+
+        for name in ("serve", "admin-token"):
+            sub.add_parser(name, help="(needs: pip install 'skyphot[web]')").set_defaults(
+                handler=needs_extra
+            )
+        return
+    add_parsers(sub)
 
 
 def _configure_logging(verbose: bool, quiet: bool) -> None:

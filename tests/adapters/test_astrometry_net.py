@@ -96,7 +96,7 @@ def test_no_solution_says_what_to_install(sim_frame, tmp_path: Path) -> None:
     sources = detect_sources_sextractor(f.data - f.sky, rms=f.noise)
     with pytest.raises(AstrometryError) as info:
         solve_field(sources, shape=f.shape, index_dir=tmp_path, scale_low=1.1,
-                    scale_high=1.3, timeout=2)
+                    scale_high=1.3, timeout=1)
     message = str(info.value)
     assert message.startswith("astrometry.net found no solution in")
     assert str(tmp_path) in message
@@ -106,6 +106,8 @@ def test_no_solution_says_what_to_install(sim_frame, tmp_path: Path) -> None:
 
 def test_bad_requests_are_refused(sim_frame, index_dir: Path) -> None:
     f = sim_frame
+    with pytest.raises(InputError, match="an image to solve must be 2-D"):
+        solve_field(f.x, index_dir=index_dir)
     with pytest.raises(InputError, match="needs the frame shape"):
         solve_field((f.x, f.y), index_dir=index_dir)
     with pytest.raises(InputError, match="both scale_low and scale_high"):

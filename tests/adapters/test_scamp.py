@@ -7,7 +7,7 @@ import copy
 import numpy as np
 import pytest
 from astropy.table import Table
-from astropy.wcs import WCS
+from astropy.wcs import WCS, Sip
 
 from skyphot.adapters._process import available
 from skyphot.adapters.scamp import refine_wcs_scamp
@@ -71,6 +71,19 @@ def test_reference_catalog_object_and_band(sim_frame, sources: SourceList) -> No
     catalog = ReferenceCatalog(table=table, bands=("r",), name="truth")
     wrong = _perturbed(f.wcs, (-15.0, 10.0), -0.5, 0.995)
     solution = refine_wcs_scamp(sources, wcs=wrong, reference=catalog, shape=f.shape)
+    assert np.max(_pixel_residuals(f, solution.wcs)) < 0.1
+
+
+def test_sip_header_is_accepted_as_a_starting_point(sim_frame, sources: SourceList) -> None:
+    f = sim_frame
+    start = _perturbed(f.wcs, (5.0, 5.0), 0.2, 1.0)
+    a = np.zeros((3, 3))
+    b = np.zeros((3, 3))
+    a[2, 0] = 2e-6  # 0.5 px at the frame corners
+    start.sip = Sip(a, b, None, None, start.wcs.crpix)
+    start.wcs.ctype = ["RA---TAN-SIP", "DEC--TAN-SIP"]
+    reference = Table({"ra": f.ra, "dec": f.dec, "mag": f.mag})
+    solution = refine_wcs_scamp(sources, wcs=start, reference=reference, shape=f.shape)
     assert np.max(_pixel_residuals(f, solution.wcs)) < 0.1
 
 

@@ -17,7 +17,7 @@ from skyphot.adapters.sextractor import (
     detect_sources_sextractor,
     extract_ldac,
 )
-from skyphot.errors import InputError
+from skyphot.errors import ExternalToolError, InputError
 
 pytestmark = [
     pytest.mark.tools,
@@ -83,13 +83,17 @@ def test_raw_frame_without_rms_estimates_the_background(sim_frame, match: Match)
     assert np.all(np.hypot(sources.x[i] - f.x[j], sources.y[i] - f.y[j])[bright] < 0.1)
 
 
-def test_masked_pixels_take_no_part(sim_frame, match: Match) -> None:
+@pytest.mark.parametrize("with_rms", [True, False])
+def test_masked_pixels_take_no_part(sim_frame, match: Match, with_rms: bool) -> None:
     f = sim_frame
     mask = np.zeros(f.shape, dtype=bool)
     mask[:, : f.shape[1] // 2] = True
-    sources = detect_sources_sextractor(f.data - f.sky, rms=f.noise, mask=mask)
+    if with_rms:  # variance map with masked pixels beyond the threshold
+        sources = detect_sources_sextractor(f.data - f.sky, rms=f.noise, mask=mask)
+    else:  # zero-weight map, SExtractor's own background
+        sources = detect_sources_sextractor(f.data, mask=mask)
     assert np.all(sources.x > f.shape[1] // 2 - 3)
-    i, j = match(sources.x, sources.y, f)
+    _, j = match(sources.x, sources.y, f)
     right = f.x > f.shape[1] // 2 + 10
     assert np.count_nonzero(f.x[j] > f.shape[1] // 2 + 10) == np.count_nonzero(right)
 
@@ -153,3 +157,23 @@ def test_ldac_catalog_for_scamp_and_psfex(sim_frame, tmp_path: Path, match: Matc
 def test_ldac_vignet_must_be_usable(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="vignet_size must be at least 5"):
         extract_ldac(np.zeros((8, 8)), tmp_path / "x.cat", vignet_size=3)
+
+
+def test_real_tool_failure_carries_its_own_message() -> None:
+    # SExtractor itself refuses the value and exits non-zero.
+    with pytest.raises(ExternalToolError) as info:
+        detect_sources_sextractor(np.zeros((16, 16)), rms=1.0, deblend_nthresh=0)
+    message = str(info.value)
+    assert message.startswith("source-extractor exited with code 1")
+    assert "DEBLEND_NTHRESH keyword out of range" in message
+
+
+def test_nan_pixels_are_treated_as_masked(sim_frame) -> None:
+    f = sim_frame
+    data = f.data - f.sky
+    data[:100, :] = np.nan
+    rms = np.full(f.shape, f.noise)
+    rms[:100, :] = np.nan  # the rms of unusable pixels may be unusable too
+    sources = detect_sources_sextractor(data, rms=rms)
+    assert len(sources) > 0.6 * f.x.size
+    assert sources.y.min() > 97

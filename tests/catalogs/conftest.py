@@ -1,82 +1,15 @@
-"""A local stand-in for VizieR: an HTTP server on 127.0.0.1 answering VOTable documents.
-
-No test reaches the internet: providers are pointed at ``FakeVizier.url``.
-"""
+"""Fixtures for the catalog tests: a local VizieR stand-in and a port where nothing listens."""
 
 from __future__ import annotations
 
 import socket
 import threading
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs
-from xml.sax.saxutils import escape
 
 import pytest
-
-
-def votable_document(
-    table_id: str,
-    fields: Sequence[tuple[str, str, str]],
-    rows: Sequence[Sequence[object]],
-) -> bytes:
-    """A VizieR-shaped VOTable: one RESOURCE with one TABLE named after ``table_id``.
-
-    ``fields`` are (name, datatype, unit); a ``None`` or NaN cell is written empty.
-    """
-    head = [
-        '<?xml version="1.0" encoding="UTF-8"?>',
-        '<VOTABLE version="1.4" xmlns="http://www.ivoa.net/xml/VOTable/v1.3">',
-        f'<INFO name="-source" value="{escape(table_id)}"/>',
-        f'<RESOURCE name="{escape(table_id.rsplit("/", 1)[0])}">',
-        f'<TABLE name="{escape(table_id)}">',
-    ]
-    for name, datatype, unit in fields:
-        size = ' arraysize="*"' if datatype == "char" else ""
-        unit_attr = f' unit="{escape(unit)}"' if unit else ""
-        head.append(f'<FIELD name="{escape(name, {chr(34): "&quot;"})}" '
-                    f'datatype="{datatype}"{size}{unit_attr}/>')
-    body = ["<DATA><TABLEDATA>"]
-    for row in rows:
-        cells = []
-        for value in row:
-            text = "" if value is None or (isinstance(value, float) and value != value) else str(
-                value)
-            cells.append(f"<TD>{escape(text)}</TD>")
-        body.append("<TR>" + "".join(cells) + "</TR>")
-    body.append("</TABLEDATA></DATA>")
-    tail = ["</TABLE>", "</RESOURCE>", "</VOTABLE>"]
-    return "\n".join(head + body + tail).encode()
-
-
-def empty_votable(table_id: str) -> bytes:
-    """What VizieR sends when the cone holds no row: a resource without table data."""
-    return "\n".join([
-        '<?xml version="1.0" encoding="UTF-8"?>',
-        '<VOTABLE version="1.4" xmlns="http://www.ivoa.net/xml/VOTable/v1.3">',
-        f'<INFO name="-source" value="{escape(table_id)}"/>',
-        '<RESOURCE type="results">',
-        '<INFO name="QUERY_STATUS" value="OK">no row found</INFO>',
-        "</RESOURCE>",
-        "</VOTABLE>",
-    ]).encode()
-
-
-@dataclass
-class FakeVizier:
-    """State of the local server: what to answer and what was asked."""
-
-    url: str = ""
-    status: int = 200
-    body: bytes = b""
-    content_type: str = "text/xml"
-    delay_s: float = 0.0
-    requests: list[dict[str, list[str]]] = field(default_factory=list)
-
-    @property
-    def count(self) -> int:
-        return len(self.requests)
+from fake_vizier_server import FakeVizier
 
 
 @pytest.fixture
@@ -98,12 +31,13 @@ def fake_vizier() -> Iterator[FakeVizier]:
             self.end_headers()
             self.wfile.write(state.body)
 
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: object) -> None:
             return  # keep test output clean
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     state.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02},
+                              daemon=True)
     thread.start()
     try:
         yield state

@@ -180,6 +180,9 @@ def test_format_detected_by_content_when_extension_lies(tmp_path: Path) -> None:
     parquet_path = tmp_path / "noext"
     pq.write_table(pa.table({c: np.asarray(table[c]) for c in table.colnames}), parquet_path)
     assert len(load_catalog_file(parquet_path)) == 10
+    csv_as_ecsv = tmp_path / "plain.ecsv"  # not ECSV at all: read as CSV from its content
+    csv_as_ecsv.write_text("ra,dec,V\n1.0,2.0,12.5\n")
+    np.testing.assert_allclose(load_catalog_file(csv_as_ecsv).table["V"], [12.5])
 
 
 def test_parquet_nulls_become_nan(tmp_path: Path) -> None:

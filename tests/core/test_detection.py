@@ -149,7 +149,7 @@ def test_detection_finds_injected_stars_with_accurate_positions() -> None:
 
 def test_detection_respects_max_sources_and_mask() -> None:
     rng = np.random.default_rng(4)
-    image, x, y, _ = _star_field(rng, (300, 300), 5, fwhm=3.0, flux_range=(5e3, 5e4))
+    image, x, _, _ = _star_field(rng, (300, 300), 5, fwhm=3.0, flux_range=(5e3, 5e4))
     rms = np.full(image.shape, 10.0, dtype=np.float32)
     top = detect_sources(image, rms=rms, max_sources=7)
     assert len(top) == 7
@@ -165,7 +165,7 @@ def test_detection_respects_max_sources_and_mask() -> None:
 def test_empty_frame_raises_clear_error() -> None:
     rng = np.random.default_rng(5)
     image = rng.normal(0.0, 1.0, (256, 256)).astype(np.float32)
-    with pytest.raises(DetectionError, match="no sources were detected above 5.0 sigma"):
+    with pytest.raises(DetectionError, match=r"no sources were detected above 5\.0 sigma"):
         detect_sources(image, rms=np.ones_like(image))
 
 
@@ -214,7 +214,7 @@ def test_sep_capacity_exhausted_raises_detection_error(monkeypatch: pytest.Monke
 
     monkeypatch.setattr(detection.sep, "extract", always_full)
     image = np.zeros((64, 64), dtype=np.float32)
-    with pytest.raises(DetectionError, match="raise detection.threshold_sigma"):
+    with pytest.raises(DetectionError, match=r"raise detection\.threshold_sigma"):
         detect_sources(image, rms=np.ones_like(image))
 
 
@@ -307,3 +307,28 @@ def test_isolated_and_half_sample_mode() -> None:
     assert half_sample_mode(values) == pytest.approx(3.0, abs=0.01)
     with pytest.raises(DetectionError, match="no finite values"):
         half_sample_mode(np.array([np.nan]))
+
+
+def test_configuration_errors_are_reported() -> None:
+    from skyphot.errors import ConfigError
+
+    image = np.random.default_rng(11).normal(0.0, 1.0, (64, 64)).astype(np.float32)
+    with pytest.raises(ConfigError, match="background box 1 px"):
+        estimate_background(image, box_size=1)
+    with pytest.raises(ConfigError, match="both must be positive"):
+        detect_sources(image, rms=np.ones_like(image), threshold_sigma=0.0)
+    sources = SourceList(*(np.zeros(1) for _ in range(10)))
+    with pytest.raises(InputError, match="data_sub must be a 2-d image"):
+        estimate_fwhm(np.zeros(5), sources)
+
+
+def test_estimate_fwhm_refuses_profiles_without_a_peak() -> None:
+    # Bright, isolated "detections" on an empty image: no profile to measure.
+    n = 4
+    sources = SourceList(
+        x=np.array([20.0, 60.0, 100.0, 140.0]), y=np.full(n, 80.0), flux=np.full(n, 1e5),
+        fluxerr=np.ones(n), a=np.full(n, 1.5), b=np.full(n, 1.5), theta=np.zeros(n),
+        flag=np.zeros(n, dtype=np.int64), peak=np.full(n, 1e4), npix=np.full(n, 20),
+    )
+    with pytest.raises(DetectionError, match="could not be measured"):
+        estimate_fwhm(np.zeros((160, 160)), sources)

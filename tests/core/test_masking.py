@@ -281,8 +281,19 @@ def test_cosmic_ray_errors() -> None:
         find_cosmic_rays(image, rms=NOISE, fwhm=3.0, nsigma=-1.0)
     with pytest.raises(InputError, match=r"rms has shape \(10, 10\), which does not match"):
         find_cosmic_rays(image, rms=np.ones((10, 10)), fwhm=3.0)
-    with pytest.raises(InputError, match="rms must be positive and finite"):
+    with pytest.raises(InputError, match="rms has no positive, finite value"):
         find_cosmic_rays(image, rms=np.zeros(image.shape), fwhm=3.0)
+
+
+def test_cosmic_rays_where_the_noise_is_unknown() -> None:
+    image = np.random.default_rng(16).normal(0.0, NOISE, (40, 40)).astype(np.float32)
+    image[10, 10] = image[30, 30] = 100 * NOISE
+    rms = np.full(image.shape, NOISE)
+    rms[:20, :20] = 0.0  # e.g. a fully masked background mesh
+    rms[25:, 25:] = np.nan
+    rms[30, 30] = NOISE
+    np.testing.assert_array_equal(np.argwhere(find_cosmic_rays(image, rms=rms, fwhm=3.0)),
+                                  [[30, 30]])
 
 
 def test_build_mask_is_fast_on_a_2k_frame() -> None:

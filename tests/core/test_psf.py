@@ -150,7 +150,7 @@ def _fwhm_linear(x: float, y: float) -> float:
 @pytest.fixture(scope="module")
 def varying_field() -> tuple[np.ndarray, np.ndarray, SourceList]:
     rng = np.random.default_rng(21)
-    image, rms = _field(rng, (1024, 1024), 12, _fwhm_linear)
+    image, _ = _field(rng, (1024, 1024), 12, _fwhm_linear)
     bkg = estimate_background(image)
     sub = image - bkg.level
     return sub, bkg.rms, _detect(sub, bkg.rms)
@@ -244,3 +244,39 @@ def test_fit_on_the_project_simulator() -> None:
         assert effective_area(psf, x, y) == pytest.approx(
             effective_area(sim.psf, x, y), rel=0.05
         )
+
+
+def test_fit_mask_shape_and_failed_fits_are_reported(monkeypatch: pytest.MonkeyPatch) -> None:
+    from skyphot.core import psf as psf_module
+
+    rng = np.random.default_rng(26)
+    image, rms = _field(rng, (300, 300), 4, lambda x, y: 3.0)
+    sources = _detect(image, rms)
+    with pytest.raises(InputError, match="mask shape"):
+        fit_psf(image, sources, rms=rms, mask=np.zeros((3, 3), dtype=bool))
+    # Every star fit rejected (as for a trailed frame): a clear refusal.
+    monkeypatch.setattr(psf_module, "_good_fits", lambda p, chi2: np.zeros(len(p), bool))
+    with pytest.raises(DetectionError, match="the PSF fit failed on all but 0"):
+        fit_psf(image, sources, rms=rms)
+    # Beta fits fine, then the shared-beta fits all fail.
+    calls = iter([True, False])
+
+    def first_pass_only(p: np.ndarray, chi2: np.ndarray) -> np.ndarray:
+        return np.full(len(p), next(calls))
+
+    monkeypatch.setattr(psf_module, "_good_fits", first_pass_only)
+    with pytest.raises(DetectionError, match="only 0 stars gave a usable PSF fit"):
+        fit_psf(image, sources, rms=rms)
+
+
+class _BlankPSF:
+    def fwhm_at(self, x: float, y: float) -> float:
+        return 3.0
+
+    def render(self, x: float, y: float, size: int) -> tuple[np.ndarray, int, int]:
+        return np.zeros((size, size)), 0, 0
+
+
+def test_effective_area_of_a_blank_psf_raises() -> None:
+    with pytest.raises(DetectionError, match="renders as zero"):
+        effective_area(_BlankPSF(), 10.0, 10.0)

@@ -105,3 +105,33 @@ def test_instruments(sessions) -> None:  # type: ignore[no-untyped-def]
         s.commit()
         assert new.filters == ["V"]
         assert [i.name for i in crud.list_instruments(s)] == ["LCO", "NEWCAM"]
+
+
+def test_migrations_on_postgresql() -> None:
+    """Same schema on PostgreSQL (set SKYPHOT_TEST_POSTGRES_URL to a server that may create
+    databases, e.g. postgresql+psycopg://skyphot:skyphot@127.0.0.1/postgres)."""
+    import os
+    import uuid
+
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    admin_url = os.environ.get("SKYPHOT_TEST_POSTGRES_URL")
+    if not admin_url:
+        pytest.skip("SKYPHOT_TEST_POSTGRES_URL is not set")
+    name = f"skyphot_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        engine = make_engine(make_url(admin_url).set(database=name).render_as_string(False))
+        migrate(engine)
+        migrate(engine)
+        for table_name, table in Base.metadata.tables.items():
+            columns = {c["name"] for c in inspect(engine).get_columns(table_name)}
+            assert columns == set(table.columns.keys()), table_name
+        engine.dispose()
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()

@@ -246,6 +246,42 @@ def test_truncated_gzip_stream(tmp_path: Path) -> None:
     assert "truncated" in _error(cut)
 
 
+def test_gzip_cut_in_its_first_bytes(tmp_path: Path) -> None:
+    path = tmp_path / "tiny.fits.gz"
+    path.write_bytes(gzip.compress(b"SIMPLE  =                    T" + bytes(3000))[:12])
+    assert "truncated compressed file" in _error(path)
+
+
+def test_corrupt_gzip_header(tmp_path: Path) -> None:
+    path = tmp_path / "bad.fits.gz"
+    path.write_bytes(b"\x1f\x8b" + b"garbage" * 20)
+    assert "cannot be read or decompressed" in _error(path)
+
+
+def test_truncated_tile_compressed(tmp_path: Path) -> None:
+    data = np.random.default_rng(3).integers(0, 65535, (200, 200)).astype(np.uint16)
+    full = _write(tmp_path / "c.fits.fz", fits.PrimaryHDU(), fits.CompImageHDU(data))
+    cut = tmp_path / "cut.fits.fz"
+    cut.write_bytes(full.read_bytes()[:40000])
+    assert "truncated FITS file: HDU 1 (COMPRESSED_IMAGE)" in _error(cut)
+
+
+def test_short_data_is_caught(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # astropy may hand back fewer pixels than the header promises; that must not pass
+    import skyphot.io.fits as module
+
+    path = _write(tmp_path / "a.fits", fits.PrimaryHDU(_image()))
+    monkeypatch.setattr(module, "_image_shape", lambda hdu: (25, 30))
+    assert "truncated FITS file: HDU 0 (PRIMARY) should hold 30x25 pixels" in _error(path)
+
+
+def test_non_numeric_bscale(tmp_path: Path) -> None:
+    hdu = fits.PrimaryHDU(np.zeros((5, 5), np.int16))
+    hdu.header["BSCALE"] = "abc"
+    hdu.writeto(tmp_path / "b.fits")
+    assert "non-numeric BSCALE/BZERO ('abc'/None)" in _error(tmp_path / "b.fits")
+
+
 def test_table_only_file(tmp_path: Path) -> None:
     table = fits.BinTableHDU.from_columns(
         [fits.Column(name="mag", format="E", array=[1.0, 2.0])], name="CAT"

@@ -173,11 +173,25 @@ def test_implausible_mjd() -> None:
         normalise_header(_header(MJD_OBS=0.0, EXPTIME=1.0), overrides=NONE)
 
 
+def test_implausible_jd_and_date_avg_without_time() -> None:
+    with pytest.raises(HeaderError, match=r"JD=12345.0 is not a plausible Julian date"):
+        normalise_header(_header(JD=12345.0, EXPTIME=1.0), overrides=NONE)
+    with pytest.raises(HeaderError, match=r"DATE-AVG='2020-01-01' has no time of day"):
+        normalise_header(_header(DATE_AVG="2020-01-01"), overrides=NONE)
+
+
+def test_unknown_timesys_is_noted() -> None:
+    meta = normalise_header(_header(MJD_OBS=59000.0, EXPTIME=2.0, TIMESYS="LOCAL"),
+                            overrides=NONE)
+    assert meta.mjd == pytest.approx(59000.0 + SECOND, abs=1e-9)
+    assert "time: TIMESYS='LOCAL' not understood; header times taken as UTC" in meta.assumed
+
+
 def test_mjd_override_wins_and_is_mid() -> None:
     meta = normalise_header(_header(DATE_OBS="2020-01-01T00:00:00"),
                             overrides=HeaderOverrides(mjd=60000.125))
     assert meta.mjd == 60000.125
-    assert meta.mjd_source == "given (--mjd) (mid-exposure)"
+    assert meta.mjd_source == "given with --mjd (mid-exposure)"
     assert "mjd" in meta.overridden
 
 
@@ -199,6 +213,14 @@ def test_exposure_as_numeric_string_and_minutes() -> None:
     meta = normalise_header(header, overrides=NONE)
     assert meta.exptime == 3000.0
     assert "exptime=3000 s (EXPOSURE read as minutes, as its comment says)" in meta.assumed
+
+
+def test_exposure_in_milliseconds() -> None:
+    header = _header(MJD_OBS=59000.0)
+    header["EXPTIME"] = (2500, "exposure [ms]")
+    meta = normalise_header(header, overrides=NONE)
+    assert meta.exptime == 2.5
+    assert "exptime=2.5 s (EXPTIME read as milliseconds, as its comment says)" in meta.assumed
 
 
 def test_missing_exposure_with_start_time() -> None:
@@ -452,6 +474,35 @@ def test_unusable_wcs(change: dict[str, object], text: str) -> None:
         celestial_wcs(_tan(**change), shape=(80, 100))
     assert text in str(info.value)
     assert "plate-solve the frame first" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("change", "text"),
+    [
+        ({"CTYPE1": "RA---XYZ", "CTYPE2": "DEC--XYZ"},
+         "the header WCS cannot be interpreted (ERROR 4 in wcs_types()"),
+        ({"CUNIT1": "furlong"}, "the header WCS cannot be interpreted"),
+        ({"CTYPE1": "RA---SIN", "CTYPE2": "DEC--SIN", "CRPIX1": 1e6},
+         "gives no sky position for the frame centre"),
+    ],
+)
+def test_wcs_that_wcslib_refuses(change: dict[str, object], text: str) -> None:
+    with pytest.raises(WCSError) as info:
+        celestial_wcs(_tan(**change), shape=(80, 100))
+    assert text in str(info.value) and "\n" not in str(info.value)
+
+
+def test_folding_distortion_is_refused_at_the_target() -> None:
+    # x' = x - 0.05 x^2 turns back 10 px from CRPIX: beyond, no pixel maps to the target
+    header = _tan(CTYPE1="RA---TAN-SIP", CTYPE2="DEC--TAN-SIP", A_ORDER=2, B_ORDER=2,
+                  A_2_0=-0.05)
+    wcs = celestial_wcs(header, shape=(80, 100))
+    ra, dec = wcs.wcs_pix2world([[54.0, 40.0]], 0)[0]  # reachable: u' = 4 <= 5
+    x, _ = target_pixel(wcs, ra, dec, shape=(80, 100))
+    assert x == pytest.approx(50.0 + (10 - np.sqrt(100 - 80)), abs=1e-3)
+    ra, dec = wcs.wcs_pix2world([[62.0, 40.0]], 0)[0]  # u' = 12: beyond the fold
+    with pytest.raises(WCSError, match="the WCS does not invert consistently"):
+        target_pixel(wcs, ra, dec, shape=(80, 100))
 
 
 def test_cdelt_and_tpv_accepted() -> None:

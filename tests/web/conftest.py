@@ -7,4 +7,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from webtest_helpers import instance, source  # noqa: F401
+from collections.abc import Iterator
+
+import pytest
+from webtest_helpers import drop_test_databases, instance, source  # noqa: F401
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _drop_postgres_databases() -> Iterator[None]:
+    yield
+    drop_test_databases()

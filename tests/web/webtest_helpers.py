@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import os
 import sys
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -63,8 +65,46 @@ class Instance:
     bob: dict[str, str]
 
 
+# With SKYPHOT_TEST_POSTGRES_URL (a URL of a PostgreSQL server whose role may create
+# databases, e.g. postgresql+psycopg://skyphot:skyphot@127.0.0.1/postgres) every instance
+# gets a fresh PostgreSQL database instead of SQLite; they are dropped at the end.
+POSTGRES_URL = os.environ.get("SKYPHOT_TEST_POSTGRES_URL")
+CREATED_DATABASES: list[str] = []
+
+
+def fresh_database_url() -> str | None:
+    """A new empty PostgreSQL database (when configured), else None (SQLite)."""
+    if not POSTGRES_URL:
+        return None
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    name = f"skyphot_test_{uuid.uuid4().hex[:12]}"
+    engine = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    engine.dispose()
+    CREATED_DATABASES.append(name)
+    return make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
+
+
+def drop_test_databases() -> None:
+    """Drop the PostgreSQL databases the tests made."""
+    if not POSTGRES_URL or not CREATED_DATABASES:
+        return
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        for name in CREATED_DATABASES:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    engine.dispose()
+    CREATED_DATABASES.clear()
+
+
 def make_settings(tmp_path: Path, **overrides: object) -> Settings:
-    values: dict[str, object] = {"workers": 0, "job_poll_interval": 0.1, "worker_nice": 0}
+    values: dict[str, object] = {"workers": 0, "job_poll_interval": 0.1, "worker_nice": 0,
+                                 "database_url": fresh_database_url()}
     values.update(overrides)
     return load_settings(data_dir=tmp_path / "data", env={}, overrides=values)
 

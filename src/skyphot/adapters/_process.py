@@ -8,6 +8,7 @@ names the program, its exit status and the end of what it printed when anything 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -41,6 +42,7 @@ DEBIAN_PACKAGES: Mapping[str, str] = {
 }
 
 _STDERR_TAIL_LINES = 12
+_ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
 @dataclass(frozen=True)
@@ -109,7 +111,9 @@ def tool_workdir(tool: str) -> Iterator[Path]:
 
 
 def _tail(text: str, lines: int = _STDERR_TAIL_LINES) -> str:
-    kept = [line for line in text.strip().splitlines() if line.strip()][-lines:]
+    # The AstrOmatic tools draw progress with terminal escapes; keep only the words.
+    plain = _ANSI_ESCAPE.sub("", text).replace("\r", "\n")
+    kept = [line.rstrip() for line in plain.splitlines() if line.strip()][-lines:]
     return "\n".join(kept) if kept else "(nothing printed)"
 
 

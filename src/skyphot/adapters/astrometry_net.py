@@ -91,11 +91,13 @@ def _write_xylist(path: Path, x: np.ndarray, y: np.ndarray, flux: np.ndarray) ->
 
 
 def _sources_xy(
-    sources: SourceList | tuple[np.ndarray, np.ndarray] | tuple[np.ndarray, np.ndarray, np.ndarray],
+    sources: SourceList | tuple[np.ndarray, ...],
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     if isinstance(sources, SourceList):
         return (np.asarray(sources.x, float), np.asarray(sources.y, float),
                 np.asarray(sources.flux, float))
+    if len(sources) not in (2, 3):
+        raise InputError("give the sources as a SourceList or as (x, y) or (x, y, flux) arrays")
     x = np.asarray(sources[0], dtype=np.float64)
     y = np.asarray(sources[1], dtype=np.float64)
     # Without fluxes the caller's order is kept: it is taken as brightest first.
@@ -106,10 +108,14 @@ def _sources_xy(
     return x, y, flux
 
 
+def _arcmin(value: float) -> str:
+    return f"{value:.2f}".rstrip("0").rstrip(".")
+
+
 def _coverage(files: Sequence[IndexFile]) -> str:
     low = min(f.scale_low_arcmin for f in files)
     high = max(f.scale_high_arcmin for f in files)
-    return f"{low:.3g}–{high:.3g} arcmin"
+    return f"{_arcmin(low)}–{_arcmin(high)} arcmin"
 
 
 def solve_field(
@@ -150,11 +156,24 @@ def solve_field(
     if tweak_order < 0:
         raise InputError(f"tweak_order must be >= 0, got {tweak_order}")
     image: np.ndarray | None = None
-    if isinstance(data_or_sources, np.ndarray) and data_or_sources.ndim == 2:
+    xyf: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+    if isinstance(data_or_sources, np.ndarray):
+        if data_or_sources.ndim != 2:
+            raise InputError(
+                f"an image to solve must be 2-D, got shape {data_or_sources.shape}; give "
+                "sources as a SourceList or (x, y[, flux]) arrays"
+            )
         image = np.asarray(data_or_sources, dtype=np.float32)
         shape = (int(image.shape[0]), int(image.shape[1]))
-    elif shape is None:
-        raise InputError("solving from a source list needs the frame shape (ny, nx)")
+    else:
+        if shape is None:
+            raise InputError("solving from a source list needs the frame shape (ny, nx)")
+        xyf = _sources_xy(data_or_sources)
+        if xyf[0].size < 4:
+            raise AstrometryError(
+                f"only {xyf[0].size} sources to solve with; astrometry.net needs at least "
+                "4 (better 20 or more); lower the detection threshold"
+            )
     ny, nx = shape
     with tool_workdir("solve-field") as workdir:
         # Our own backend configuration: only the given index files, never /etc's.
@@ -178,14 +197,8 @@ def solve_field(
             args = ["image.fits", "--fits-image", "--no-verify", *args]
             if downsample:
                 args += ["--downsample", str(downsample)]
-        else:
-            x, y, flux = _sources_xy(data_or_sources)  # type: ignore[arg-type]
-            if x.size < 4:
-                raise AstrometryError(
-                    f"only {x.size} sources to solve with; astrometry.net needs at least "
-                    "4 (better 20 or more); lower the detection threshold"
-                )
-            _write_xylist(workdir / "sources.xyls", x, y, flux)
+        elif xyf is not None:
+            _write_xylist(workdir / "sources.xyls", *xyf)
             args = [
                 "sources.xyls", "--width", str(nx), "--height", str(ny),
                 "--x-column", "X", "--y-column", "Y", "--sort-column", "FLUX", *args,
@@ -204,7 +217,8 @@ def solve_field(
         if not (workdir / "field.solved").is_file() or not wcs_path.is_file():
             dirs = ", ".join(str(d) for d in _index_dirs(index_dir))
             scale_text = (
-                f" (field {nx * scale_low / 60:.3g}–{nx * scale_high / 60:.3g} arcmin wide "
+                f" (field {_arcmin(nx * scale_low / 60)}–{_arcmin(nx * scale_high / 60)} "
+                "arcmin wide "
                 f"at {scale_low:g}–{scale_high:g} arcsec/px)"
                 if scale_low is not None and scale_high is not None else ""
             )

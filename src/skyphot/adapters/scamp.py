@@ -68,7 +68,12 @@ def _image_header(wcs: WCS, shape: tuple[int, int]) -> fits.Header:
     header["NAXIS2"] = ny
     header["EXPTIME"] = 1.0
     header["FILTER"] = "skyphot"
-    header.update(wcs.to_header(relax=True))
+    guess = wcs.deepcopy()
+    if guess.sip is not None:
+        # SCAMP does not read SIP; it fits its own distortion, so the linear part will do.
+        guess.sip = None
+        guess.wcs.ctype = [c.replace("-SIP", "") for c in guess.wcs.ctype]
+    header.update(guess.to_header(relax=True))
     return header
 
 

@@ -15,7 +15,21 @@ photometry to STDPipe (https://github.com/karpov-sv/stdpipe):
 
 Every stage fills the same ``FrameState`` fields with the same types as the built-in stages,
 so ``build_result`` makes the same ``PhotometryResult`` and the two engines can be compared
-on the same frames (``benchmarks/compare_engines.py``).
+on the same frames (``benchmarks/compare_engines.py``). Where STDPipe's products differ from
+the built-in ones, the result fields mean, with this engine:
+
+- ``flux``/``mag`` (and every zero point): flux inside the PSFEx model's footprint, as
+  STDPipe normalises its PSF stamps; the zero point absorbs the constant difference to the
+  total flux, so calibrated magnitudes are unaffected, but ``zero_point`` itself is not
+  comparable between engines to better than ~0.03 mag;
+- ``limiting_mag``: from STDPipe's background-only optimal-extraction error, which leaves out
+  the local-background uncertainty (the built-in engine includes it);
+- ``aperture``: STDPipe's aperture photometry (no local-background error either), corrected
+  with STDPipe's enclosed PSF fraction;
+- ``astrometry_method`` "stdpipe-quadhash"; ``astrometry_rms_arcsec``, ``n_astrometry``:
+  measured by skyphot on the pairs within ``match_radius_arcsec`` of STDPipe's WCS;
+- ``n_calib``, ``calib_scatter``, ``calib_intrinsic_scatter``, ``color_term``: STDPipe's fit
+  (stars kept by its robust fit, robust scatter of their residuals, its intrinsic rms).
 
 STDPipe is an optional extra: importing this module never imports it; ``stdpipe_recipe``
 raises ``ToolNotFoundError`` with the install command when it is missing.
@@ -78,18 +92,18 @@ def stdpipe_recipe(config: MeasureConfig) -> list[Stage]:
     PSFEx programs are missing, and ``ConfigError`` for an astrometry method this engine
     does not offer.
     """
-    load_stdpipe()
-    from skyphot.adapters._process import find_tool
-
-    # Fail before any work when a program STDPipe calls is missing.
-    find_tool("source-extractor")
-    find_tool("psfex")
     if config.astrometry.method not in SUPPORTED_ASTROMETRY:
         raise ConfigError(
             f"astrometry method {config.astrometry.method!r} is not available with the "
             f"STDPipe engine; use {' or '.join(repr(m) for m in SUPPORTED_ASTROMETRY)}, or "
             "the built-in engine (engine 'skyphot')"
         )
+    load_stdpipe()
+    from skyphot.adapters._process import find_tool
+
+    # Fail before any work when a program STDPipe calls is missing.
+    find_tool("source-extractor")
+    find_tool("psfex")
     from skyphot.adapters.stdpipe_calibration import StdpipeCalibrate
     from skyphot.adapters.stdpipe_stages import StdpipeAstrometry, StdpipeDetect, StdpipeFitPSF
     from skyphot.adapters.stdpipe_target import StdpipeMeasureTarget

@@ -3,7 +3,8 @@
 Fluxes are STDPipe's optimal extraction (Naylor 1998): ``F = sum(P D) / sum(P^2)`` over the
 pixels within ``photometry.psf_radius_fwhm`` FWHM, with ``P`` the PSFEx stamp normalised to
 unit sum (see :mod:`skyphot.adapters.stdpipe_psf`) and ``D`` the frame minus skyphot's
-background map minus the local background (mode of the ``photometry.annulus_fwhm`` annulus).
+background map minus the local background (photutils' sigma-clipped mode estimate,
+3 median - 2 mean, in the ``photometry.annulus_fwhm`` annulus).
 Its error is ``sqrt(sum(P^2 V)) / sum(P^2)`` for the per-pixel variance ``V`` given:
 background only (``rms**2``) for ``fluxerr_background``, background plus the source's photon
 noise for ``fluxerr``. STDPipe does not propagate the local-background uncertainty.
@@ -22,9 +23,6 @@ from skyphot.core.astrometry import world_to_pixel
 from skyphot.core.photometry import AperturePhotometry, PSFPhotometry
 from skyphot.errors import PhotometryError, TargetOutsideFrameError
 from skyphot.pipeline.state import FrameState, TargetMeasurement, need
-
-# measure_objects flag: optimal extraction failed (no PSF stamp fits, or no usable pixel).
-FLAG_EXTRACTION_FAILED = 0x800
 
 
 @dataclass(frozen=True)
@@ -164,16 +162,17 @@ class StdpipeMeasureTarget:
         api = load_stdpipe()
         inputs = forced_inputs(state)
         fwhm = psf.fwhm_at(x, y)
-        common = {
-            "psf": psf, "fwhm": fwhm, "annulus_fwhm": cfg.annulus_fwhm,
-        }
         px, py = np.array([x]), np.array([y])
-        total = measure_forced(api, inputs, px, py, radius_fwhm=cfg.psf_radius_fwhm,
-                               optimal=True, with_source_noise=True, **common)
-        background_only = measure_forced(api, inputs, px, py, radius_fwhm=cfg.psf_radius_fwhm,
-                                         optimal=True, with_source_noise=False, **common)
-        aperture = measure_forced(api, inputs, px, py, radius_fwhm=cfg.aperture_radius_fwhm,
-                                  optimal=False, with_source_noise=True, **common)
+
+        def measure(radius_fwhm: float, *, optimal: bool, with_source: bool) -> Table:
+            return measure_forced(
+                api, inputs, px, py, psf=psf, fwhm=fwhm, radius_fwhm=radius_fwhm,
+                annulus_fwhm=cfg.annulus_fwhm, optimal=optimal, with_source_noise=with_source,
+            )
+
+        total = measure(cfg.psf_radius_fwhm, optimal=True, with_source=True)
+        background_only = measure(cfg.psf_radius_fwhm, optimal=True, with_source=False)
+        aperture = measure(cfg.aperture_radius_fwhm, optimal=False, with_source=True)
         flux = float(total["flux"][0])
         if not np.isfinite(flux):
             raise PhotometryError(

@@ -263,10 +263,15 @@ def require_bands(
 
     ``source`` names the file or service in the message.
     """
-    missing = [b for b in bands if b not in catalog.bands]
+    check_bands(catalog.bands, bands, source=source)
+
+
+def check_bands(available: Sequence[str], bands: Sequence[str], *, source: str) -> None:
+    """Raise ``CatalogError`` naming ``source`` unless every one of ``bands`` is available."""
+    missing = [b for b in bands if b not in available]
     if not missing:
         return
-    found = ", ".join(catalog.bands) if catalog.bands else "none"
+    found = ", ".join(available) if available else "none"
     example = missing[0]
     raise CatalogError(
         f"{source} has no {'/'.join(missing)} magnitudes (bands found: {found}). Calibrate "

@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
-import requests
 from astropy import units as u
 from astropy.coordinates import SkyCoord
 from astropy.table import Table
@@ -31,7 +30,7 @@ from skyphot.catalogs.base import ReferenceCatalog
 from skyphot.catalogs.columns import ColumnMap, to_float
 from skyphot.catalogs.local import normalise_table
 from skyphot.catalogs.sky import center_degrees, cone_mask
-from skyphot.errors import CatalogError, CatalogServiceError
+from skyphot.errors import CatalogError, CatalogServiceError, ToolNotFoundError
 
 OFFLINE_ADVICE = "run `skyphot catalog prefetch` when online or give --catalog FILE"
 
@@ -205,9 +204,18 @@ TWOMASS = VizierSpec(
 # --- the client -----------------------------------------------------------------------------
 
 
+ONLINE_EXTRA_MISSING = (
+    "Online catalogs need astroquery and astropy-healpix: pip install 'skyphot[online]' "
+    "(or give a local catalog with --catalog FILE)"
+)
+
+
 def _vizier_client(server: str, timeout: float, row_limit: int, columns: list[str]) -> Any:
     """An astroquery Vizier instance; a server given with a scheme is used as given."""
-    from astroquery.vizier import VizierClass  # deferred: astroquery is the "online" extra
+    try:  # deferred: astroquery is the "online" extra
+        from astroquery.vizier import VizierClass
+    except ImportError as exc:
+        raise ToolNotFoundError(ONLINE_EXTRA_MISSING) from exc
 
     class _Client(VizierClass):
         def _server_to_url(self, return_type: str = "votable") -> str:
@@ -223,7 +231,10 @@ def default_server() -> str:
     env = os.environ.get("SKYPHOT_VIZIER_SERVER")
     if env:
         return env
-    from astroquery.vizier import conf
+    try:
+        from astroquery.vizier import conf
+    except ImportError as exc:
+        raise ToolNotFoundError(ONLINE_EXTRA_MISSING) from exc
 
     return str(conf.server)
 
@@ -342,9 +353,11 @@ class VizierProvider:
 
     def _fetch(self, ra0: float, dec0: float, radius_deg: float) -> Table:
         """The raw VizieR table for the cone, retrying with exponential back-off."""
+        # made first: it fails with a clear message when astroquery is not installed
+        client = _vizier_client(self.server, self.timeout, self.row_limit, self.SPEC.columns())
+        import requests  # astroquery's own dependency, so present whenever the client is
         from astroquery.exceptions import TableParseError
 
-        client = _vizier_client(self.server, self.timeout, self.row_limit, self.SPEC.columns())
         center = SkyCoord(ra0 * u.deg, dec0 * u.deg, frame="icrs")
         reason = "no attempt made"
         for attempt in range(1, self.retries + 1):

@@ -133,7 +133,9 @@ def estimate_background(
         )
     # Meshes that were entirely masked can come out with zero noise; a zero rms would make
     # every later weight infinite, so such pixels get the frame's global noise.
-    rms = np.where(np.isfinite(rms) & (rms > 0), rms, np.float32(bkg.globalrms))
+    good = rms > 0  # False for NaN too
+    if not good.all():
+        rms = np.where(good, rms, np.float32(bkg.globalrms))
     return BackgroundModel(
         level=level,
         rms=rms.astype(np.float32, copy=False),

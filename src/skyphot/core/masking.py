@@ -141,7 +141,8 @@ def find_cosmic_rays(
     """Boolean map of cosmic-ray hits: significant features sharper than any star can be.
 
     ``data_sub`` is background-subtracted (ADU), ``rms`` the background noise (ADU, map or
-    scalar), ``fwhm`` the PSF FWHM in pixels. A pixel is a hit when it is ``nsigma`` above
+    scalar; pixels where it is not positive and finite are never flagged), ``fwhm`` the PSF
+    FWHM in pixels. A pixel is a hit when it is ``nsigma`` above
     the noise and its contrast to the mean of its 8 neighbours exceeds, significantly and by
     a wide ratio, what a PSF of this FWHM centred on the pixel would give (the sharpest a
     star can look). Hits are then grown into adjacent significant pixels that are also
@@ -173,9 +174,12 @@ def find_cosmic_rays(
     if not hits.any():
         return hits
     grow_into = (image > 0.5 * nsigma * noise) & (contrast > star * image)
-    return ndimage.binary_dilation(
-        hits, structure=np.ones((3, 3), bool), iterations=0, mask=grow_into | hits
-    )
+    # the connected pieces of grow_into that touch a hit (one labelling pass, not iterations)
+    labels, count = ndimage.label(grow_into | hits, structure=np.ones((3, 3), bool))
+    touched = np.zeros(count + 1, dtype=bool)
+    touched[labels[hits]] = True
+    touched[0] = False
+    return touched[labels]
 
 
 # --- helpers ------------------------------------------------------------------------------
@@ -276,9 +280,11 @@ def _noise_map(rms: np.ndarray | float, shape: tuple[int, ...]) -> np.ndarray:
         raise InputError(
             f"rms has shape {noise.shape}, which does not match the image shape {shape}"
         ) from exc
-    if not np.all(np.isfinite(noise) & (noise > 0)):
-        raise InputError("rms must be positive and finite everywhere (background noise, ADU)")
-    return noise
+    usable = np.isfinite(noise) & (noise > 0)
+    if not usable.any():
+        raise InputError("rms has no positive, finite value (background noise, ADU)")
+    # where the noise is unknown nothing is significant: +inf keeps those pixels unflagged
+    return noise if usable.all() else np.where(usable, noise, np.float32(np.inf))
 
 
 def _box3_sum(image: np.ndarray) -> np.ndarray:

@@ -195,7 +195,9 @@ def _local_background(
                      + values[rows_i, np.clip(lo + m // 2, 0, last)])
         p16 = values[rows_i, np.clip(lo + np.floor(0.1587 * (m - 1)).astype(np.int64), 0, last)]
         p84 = values[rows_i, np.clip(lo + np.ceil(0.8413 * (m - 1)).astype(np.int64), 0, last)]
-        std = 0.5 * (p84.astype(float) - p16)
+        # Rows without usable pixels hold only +inf; their result is discarded below.
+        std = np.where(count > 0, 0.5 * (np.where(count > 0, p84, 0.0).astype(float)
+                                         - np.where(count > 0, p16, 0.0)), 0.0)
         # Bounds are recomputed from all pixels each time (the range may also grow back).
         new_lo = _row_search(values, med - _CLIP_SIGMA * std, "left", count)
         new_hi = _row_search(values, med + _CLIP_SIGMA * std, "right", count)

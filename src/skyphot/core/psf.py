@@ -82,41 +82,6 @@ def _alpha(fwhm: np.ndarray, beta: float) -> np.ndarray:
     return fwhm / (2.0 * np.sqrt(2.0 ** (1.0 / beta) - 1.0))
 
 
-def _render_batch(
-    x: np.ndarray,
-    y: np.ndarray,
-    size: int,
-    alpha: np.ndarray,
-    beta: np.ndarray,
-    e1: np.ndarray,
-    e2: np.ndarray,
-    nodes: tuple[np.ndarray, np.ndarray],
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Pixel-integrated unit-flux Moffat stamps (n, size, size) and their corner pixels."""
-    x0 = np.rint(x).astype(np.int64) - size // 2
-    y0 = np.rint(y).astype(np.int64) - size // 2
-    t, w = nodes
-    grid = np.arange(size, dtype=float)
-    # (n, size, k) offsets of every sub-pixel node from the centre along each axis.
-    ox = (x0 - x)[:, None, None] + grid[None, :, None] + t[None, None, :]
-    oy = (y0 - y)[:, None, None] + grid[None, :, None] + t[None, None, :]
-    scale = 1.0 / np.sqrt(1.0 - e1**2 - e2**2)
-    cxx = ((1.0 - e1) * scale / alpha**2)[:, None, None, None, None]
-    cyy = ((1.0 + e1) * scale / alpha**2)[:, None, None, None, None]
-    cxy = (-2.0 * e2 * scale / alpha**2)[:, None, None, None, None]
-    # Axes: (star, row j, col i, node_y, node_x).
-    dx = ox[:, None, :, None, :]
-    dy = oy[:, :, None, :, None]
-    # float32 halves the cost of the transcendental functions; 1e-7 is far below any noise.
-    q = (cxx * dx * dx + cxy * dx * dy + cyy * dy * dy).astype(np.float32)
-    profile = np.exp(np.log1p(q) * (-beta[:, None, None, None, None]).astype(np.float32))
-    k = t.size
-    wflat = (w[:, None] * w[None, :]).ravel()
-    stamps = (profile.reshape(-1, k * k) @ wflat).reshape(profile.shape[:3])
-    stamps *= ((beta - 1.0) / (np.pi * alpha**2))[:, None, None]
-    return stamps, x0, y0
-
-
 @dataclass(frozen=True)
 class MoffatPSF:
     """Elliptical Moffat PSF whose FWHM and ellipticity vary as polynomials over the frame.
@@ -201,8 +166,16 @@ class MoffatPSF:
         ys = np.atleast_1d(np.asarray(y, dtype=float))
         fwhm, e1, e2 = self.parameters_at(xs, ys)
         nodes = _gauss_nodes(float(fwhm.min()) if fwhm.size else 3.0)
-        beta = np.full(xs.shape, self.beta)
-        return _render_batch(xs, ys, int(size), _alpha(fwhm, self.beta), beta, e1, e2, nodes)
+        x0 = np.rint(xs).astype(np.int64) - int(size) // 2
+        y0 = np.rint(ys).astype(np.int64) - int(size) // 2
+        p = np.zeros((xs.size, _NPAR))
+        p[:, _F], p[:, _X], p[:, _Y] = 1.0, xs, ys
+        p[:, _LNA] = np.log(_alpha(fwhm, self.beta))
+        p[:, _BETA], p[:, _E1], p[:, _E2] = self.beta, e1, e2
+        stamps, _ = _model_and_jacobian(
+            p, x0, y0, int(size), nodes, _NO_PARAMS, jacobian=False, single=True
+        )
+        return stamps, x0, y0
 
     def render(self, x: float, y: float, size: int) -> tuple[np.ndarray, int, int]:
         """Pixel-integrated PSF centred at (x, y) on a ``size``x``size`` stamp, normalised
@@ -230,11 +203,13 @@ def effective_area(psf: PSFModel, x: float, y: float) -> float:
 # Parameter layout of the per-star fit.
 _F, _X, _Y, _LNA, _BETA, _E1, _E2, _B = range(8)
 _NPAR = 8
+_NO_PARAMS = np.zeros(_NPAR, dtype=bool)
 _MIN_SNR = 30.0
 _MAX_ITER = 30
 _BETA_STARS = 20  # brightest stars that fit beta
 _STARS_PER_TERM = 3  # the spatial order is lowered until there are this many stars per term
 _WIDTH_BAND = 0.35  # |ln(FWHM / mode)| above this: not a star
+_SHAPE_FLOOR = 0.003  # relative FWHM / absolute ellipticity error floor per star
 
 
 @dataclass(frozen=True)
@@ -247,19 +222,25 @@ class _StarData:
 
 def _model_and_jacobian(
     p: np.ndarray,
-    stars: _StarData,
+    x0: np.ndarray,
+    y0: np.ndarray,
+    s: int,
     nodes: tuple[np.ndarray, np.ndarray],
     free: np.ndarray,
     *,
     jacobian: bool,
+    single: bool = False,
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Model stamps (n, s, s) and Jacobian (n, s, s, n_free) of the pixel-integrated Moffat.
+    """Pixel-integrated Moffat stamps (n, s, s) with corners (x0, y0), and the Jacobian
+    (n, s, s, n_free) when asked for. The one place the profile is computed: rendering and
+    fitting cannot disagree.
 
     Arrays run over (star, row, column, node_y, node_x). Everything that depends on one
     axis only is computed on the small (star, pixel, node) arrays first and broadcast once,
-    which keeps the number of full-size operations (the cost of the fit) low.
+    which keeps the number of full-size operations (the cost of the fit) low. ``single``
+    (rendering only) evaluates the profile in float32: half the cost, 1e-7 relative.
     """
-    n, s, _ = stars.stamps.shape
+    n = p.shape[0]
     t, w = nodes
     k = t.size
     flux, xc, yc = p[:, _F], p[:, _X], p[:, _Y]
@@ -267,8 +248,8 @@ def _model_and_jacobian(
     beta, e1, e2 = p[:, _BETA], p[:, _E1], p[:, _E2]
     d = np.sqrt(1.0 - e1**2 - e2**2)
     grid = np.arange(s, dtype=float)
-    ox = (stars.x0 - xc)[:, None, None] + grid[None, :, None] + t[None, None, :]  # (n, s, k)
-    oy = (stars.y0 - yc)[:, None, None] + grid[None, :, None] + t[None, None, :]
+    ox = (x0 - xc)[:, None, None] + grid[None, :, None] + t[None, None, :]  # (n, s, k)
+    oy = (y0 - yc)[:, None, None] + grid[None, :, None] + t[None, None, :]
 
     def col(a: np.ndarray) -> np.ndarray:  # (n, s, k) along x -> broadcastable 5-d
         return a[:, None, :, None, :]
@@ -287,8 +268,10 @@ def _model_and_jacobian(
     cxy = -2.0 * sc * e2 / d
     xy = col(ox) * row(oy)
     q = col(per(cxx) * ox**2) + row(per(cyy) * oy**2) + per5(cxy) * xy
+    if single and not jacobian:
+        q = q.astype(np.float32)
     lu = np.log1p(q)
-    f = np.exp(lu * -per5(beta))  # (1 + q)^-beta
+    f = np.exp(lu * -per5(beta).astype(q.dtype))  # (1 + q)^-beta
     wflat = (w[:, None] * w[None, :]).ravel()
 
     def integ(a: np.ndarray) -> np.ndarray:
@@ -356,7 +339,8 @@ def _normal_equations(
     p: np.ndarray, stars: _StarData, nodes: tuple[np.ndarray, np.ndarray], free: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """J^T W J, J^T W r and chi^2 per star at parameters ``p``."""
-    model, jac = _model_and_jacobian(p, stars, nodes, free, jacobian=True)
+    model, jac = _model_and_jacobian(p, stars.x0, stars.y0, stars.stamps.shape[1], nodes, free,
+                                     jacobian=True)
     assert jac is not None  # guaranteed by jacobian=True
     n = p.shape[0]
     sqrt_w = np.sqrt(stars.weight)
@@ -369,9 +353,10 @@ def _normal_equations(
 
 def _levenberg_marquardt(
     p0: np.ndarray, stars: _StarData, nodes: tuple[np.ndarray, np.ndarray], free: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Batched Levenberg-Marquardt, one independent problem per star. Returns (params, chi2).
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Batched Levenberg-Marquardt, one independent problem per star.
 
+    Returns (params, chi2, J^T W J at the solution), the last for the parameter errors.
     Only stars still converging are evaluated, and the Jacobian only after an accepted step.
     """
     p = p0.copy()
@@ -392,7 +377,8 @@ def _levenberg_marquardt(
         trial = p[idx].copy()
         trial[:, free] += np.where(np.isfinite(step), step, 0.0)
         trial = _clamp(trial, sub)
-        t_model, _ = _model_and_jacobian(trial, sub, nodes, free, jacobian=False)
+        t_model, _ = _model_and_jacobian(trial, sub.x0, sub.y0, sub.stamps.shape[1], nodes, free,
+                                         jacobian=False)
         t_chi2 = np.sum(sub.weight * (sub.stamps - t_model) ** 2, axis=(1, 2))
         better = np.isfinite(t_chi2) & (t_chi2 <= chi2[idx])
         gain = np.where(better, chi2[idx] - t_chi2, 0.0)
@@ -408,7 +394,7 @@ def _levenberg_marquardt(
         # has blown up (no downhill step left).
         done = (better & (gain < 1e-3)) | (lam[idx] >= 1e6)
         active[idx[done]] = False
-    return p, chi2
+    return p, chi2, a
 
 
 def _select_stars(
@@ -452,19 +438,21 @@ def _select_stars(
 
 
 def _robust_polyfit(
-    u: np.ndarray, v: np.ndarray, values: np.ndarray, order: int, clip: float = 3.0
+    u: np.ndarray, v: np.ndarray, values: np.ndarray, errors: np.ndarray, order: int,
+    clip: float = 3.0,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Sigma-clipped least-squares polynomial; returns (coefficients, inlier mask)."""
+    """Weighted, sigma-clipped least-squares polynomial; returns (coefficients, inliers)."""
     terms = _poly_terms(order)
     basis = np.stack([u**i * v**j for i, j in terms], axis=-1)
-    keep = np.isfinite(values)
+    w = 1.0 / errors
+    keep = np.isfinite(values) & np.isfinite(w)
     coef = np.zeros(len(terms))
     for _ in range(5):
-        coef = np.linalg.lstsq(basis[keep], values[keep], rcond=None)[0]
-        resid = values - basis @ coef
-        scatter = 1.4826 * np.median(np.abs(resid[keep] - np.median(resid[keep])))
-        scatter = max(scatter, 1e-6 * max(float(np.median(np.abs(values[keep]))), 1e-12))
-        new_keep = np.isfinite(values) & (np.abs(resid) < clip * scatter)
+        coef = np.linalg.lstsq(basis[keep] * w[keep, None], values[keep] * w[keep],
+                               rcond=None)[0]
+        norm = (values - basis @ coef) * w
+        scale = 1.4826 * np.median(np.abs(norm[keep] - np.median(norm[keep])))
+        new_keep = np.isfinite(norm) & (np.abs(norm) < clip * max(scale, 1e-12))
         if new_keep.sum() < len(terms) + 1 or np.array_equal(new_keep, keep):
             break
         keep = new_keep
@@ -487,11 +475,12 @@ def fit_psf(
     ``data_sub``: background-subtracted image (ADU); ``rms``: per-pixel sky noise (ADU);
     ``saturation`` (ADU): stars peaking above 80 % of it are skipped; ``gain`` (e-/ADU), when
     given, adds the stars' photon noise to the fit weights. Stars are chosen bright,
-    isolated, unmasked and spread over the frame, at most ``max_stars``. Each is fitted
-    alone (flux, centre, width, beta, ellipticity, residual sky); beta is then fixed to the
-    stars' median and the widths refitted; finally FWHM, e1 and e2 are fitted as
-    polynomials of order ``spatial_order`` (lowered if there are too few stars). Raises
-    ``DetectionError`` when fewer than 3 usable stars are found.
+    isolated, unmasked and spread over the frame, at most ``max_stars``. The brightest 20
+    are fitted alone (flux, centre, width, beta, ellipticity, residual sky) for beta; with
+    beta fixed to their median all stars are refitted; stars far wider than the typical
+    one (galaxies, blends) are dropped; FWHM, e1 and e2 are then fitted as polynomials of
+    order ``spatial_order`` (2 captures a focus-like FWHM change ~ r^2; lowered until there
+    are 3 stars per term). Raises ``DetectionError`` when fewer than 3 usable stars remain.
     """
     image = np.asarray(data_sub)
     noise = np.asarray(rms)
@@ -549,7 +538,7 @@ def fit_psf(
     # Pass 1: beta free, on the brightest stars only (they constrain it; it saves time).
     free = np.ones(_NPAR, dtype=bool)
     bsel = np.argsort(-sources.flux[idx], kind="stable")[:_BETA_STARS]
-    p1, chi2 = _levenberg_marquardt(p0[bsel], _subset(stars, bsel), nodes, free)
+    p1, chi2, _ = _levenberg_marquardt(p0[bsel], _subset(stars, bsel), nodes, free)
     dof = np.maximum(np.sum(weight[bsel] > 0, axis=(1, 2)) - _NPAR, 1)
     good = _good_fits(p1, chi2 / dof)
     if good.sum() < 3:
@@ -564,9 +553,15 @@ def fit_psf(
     p2[bsel] = p1
     p2[:, _BETA] = beta
     free[_BETA] = False
-    p2, chi2 = _levenberg_marquardt(p2, stars, nodes, free)
+    p2, chi2, normal = _levenberg_marquardt(p2, stars, nodes, free)
     dof = np.maximum(np.sum(weight > 0, axis=(1, 2)) - (_NPAR - 1), 1)
-    p2 = p2[_good_fits(p2, chi2 / dof)]
+    good = _good_fits(p2, chi2 / dof)
+    # Parameter errors (scaled up by any misfit) weight the stars in the polynomial fits.
+    cov = np.linalg.pinv(normal[good]) * np.maximum(chi2[good] / dof[good], 1.0)[:, None, None]
+    err = np.sqrt(np.maximum(np.einsum("nkk->nk", cov), 0.0))
+    col = {int(j): k for k, j in enumerate(np.flatnonzero(free))}
+    err_lna, err_e1, err_e2 = err[:, col[_LNA]], err[:, col[_E1]], err[:, col[_E2]]
+    p2 = p2[good]
     if p2.shape[0] < 3:
         raise DetectionError(
             f"only {p2.shape[0]} stars gave a usable PSF fit; at least 3 are needed — the "
@@ -580,15 +575,20 @@ def fit_psf(
     star_like = np.abs(np.log(fwhm_i / mode)) < _WIDTH_BAND
     if star_like.sum() >= 3:
         p2, fwhm_i = p2[star_like], fwhm_i[star_like]
+        err_lna, err_e1, err_e2 = err_lna[star_like], err_e1[star_like], err_e2[star_like]
+    # A floor keeps the brightest stars from dictating the fit alone (the PSF is never
+    # exactly a polynomial).
+    err_fwhm = fwhm_i * np.hypot(err_lna, _SHAPE_FLOOR)
+    err_e1, err_e2 = np.hypot(err_e1, _SHAPE_FLOOR), np.hypot(err_e2, _SHAPE_FLOOR)
     order = spatial_order
     while order > 0 and p2.shape[0] < _STARS_PER_TERM * len(_poly_terms(order)):
         order -= 1
     shape = (int(ny), int(nx))
     proto = MoffatPSF.constant(1.0, shape=shape)
     u, v = proto._uv(p2[:, _X], p2[:, _Y])
-    fwhm_coef, inl = _robust_polyfit(u, v, fwhm_i, order)
-    e1_coef, _ = _robust_polyfit(u[inl], v[inl], p2[inl, _E1], order)
-    e2_coef, _ = _robust_polyfit(u[inl], v[inl], p2[inl, _E2], order)
+    fwhm_coef, inl = _robust_polyfit(u, v, fwhm_i, err_fwhm, order)
+    e1_coef, _ = _robust_polyfit(u[inl], v[inl], p2[inl, _E1], err_e1[inl], order)
+    e2_coef, _ = _robust_polyfit(u[inl], v[inl], p2[inl, _E2], err_e2[inl], order)
     terms = _poly_terms(order)
     basis = np.stack([u**i * v**j for i, j in terms], axis=-1)
     resid = fwhm_i[inl] - basis[inl] @ fwhm_coef

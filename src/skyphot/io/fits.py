@@ -80,15 +80,15 @@ def _check_file(file: Path) -> None:
     try:
         size = file.stat().st_size
     except OSError as exc:
-        raise FrameReadError(f"{file}: cannot be read ({exc})") from exc
+        raise FrameReadError(f"{file}: cannot be read ({_one_line(exc)})") from exc
     if size == 0:
         raise FrameReadError(f"{file}: empty file (0 bytes)")
     try:
         compression, head = _leading_bytes(file)
     except EOFError as exc:
-        raise FrameReadError(f"{file}: truncated compressed file ({exc})") from exc
+        raise FrameReadError(f"{file}: truncated compressed file ({_one_line(exc)})") from exc
     except OSError as exc:
-        raise FrameReadError(f"{file}: cannot be read or decompressed ({exc})") from exc
+        raise FrameReadError(f"{file}: cannot be read or decompressed ({_one_line(exc)})") from exc
     if not head.startswith(_FITS_SIGNATURE):
         raise FrameReadError(
             f"{file}: not a FITS file ({_describe_content(compression, head)}); "
@@ -145,7 +145,7 @@ def _open_fits(file: Path) -> Iterator[fits.HDUList]:
             hdul = fits.open(file, memmap=True, do_not_scale_image_data=True, lazy_load_hdus=True)
         except (OSError, ValueError, EOFError) as exc:
             raise FrameReadError(
-                f"{file}: truncated or corrupt FITS file{_gzip_problem(file)} ({exc})"
+                f"{file}: truncated or corrupt FITS file{_gzip_problem(file)} ({_one_line(exc)})"
             ) from exc
         try:
             yield hdul
@@ -210,7 +210,7 @@ def _select_hdu(hdul: fits.HDUList, wanted: int | str | None, file: Path) -> tup
         index = _find_requested(hdul, wanted, file)
         chosen = hdul[index]
     except (OSError, ValueError, EOFError, IndexError) as exc:
-        raise FrameReadError(f"{file}: truncated or corrupt FITS file ({exc})") from exc
+        raise FrameReadError(f"{file}: truncated or corrupt FITS file ({_one_line(exc)})") from exc
     label = _label(index, chosen)
     if not _is_image_hdu(chosen):
         raise FrameReadError(
@@ -312,7 +312,7 @@ def _inventory(hdul: fits.HDUList) -> str:
                 what = _kind(hdu)
             parts.append(f"{index} {name} ({what})")
     except (OSError, ValueError, EOFError) as exc:
-        parts.append(f"then unreadable: {exc}")
+        parts.append(f"then unreadable: {_one_line(exc)}")
     return ", ".join(parts)
 
 
@@ -340,7 +340,7 @@ def _read_plane(hdu: Any, index: int, file: Path) -> np.ndarray:
         nbytes = abs(int(hdu.header.get("BITPIX", 8))) // 8 * int(np.prod(expected))
         raise FrameReadError(
             f"{file}: truncated FITS file: {label} should hold {nbytes} bytes of image data "
-            f"but the file ends before them ({exc})"
+            f"but the file ends before them ({_one_line(exc)})"
         ) from exc
     data = _scale(data, hdu.header, invalid, file, label)
     return data if data.ndim == 2 else data.reshape(_squeezed(data.shape))
@@ -365,6 +365,11 @@ def _scale(
     if invalid is not None and invalid.any():
         data[invalid] = np.nan
     return data
+
+
+def _one_line(exc: BaseException) -> str:
+    """astropy/wcslib messages can span lines; ours are one line."""
+    return " ".join(str(exc).split())
 
 
 # --- the header ---------------------------------------------------------------------------

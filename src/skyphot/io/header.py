@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+from astropy.coordinates import angular_separation
 from astropy.io.fits import Header
 from astropy.time import Time
 from astropy.wcs import WCS, FITSFixedWarning, NoConvergence
@@ -51,11 +52,8 @@ _SOLVE_HINT = "plate-solve the frame first (e.g. astrometry.net's solve-field) o
 
 
 class _UnusableTimeError(Exception):
-    """A time keyword is present but cannot be interpreted (the next source is tried).
-
-    ``benign``: nothing is wrong with the header (e.g. a date without a time of day, with a
-    precise MJD-OBS beside it), so using the next source needs no note.
-    """
+    """A time keyword cannot be used, so the next source is tried. ``benign``: the header is
+    not wrong (a date without time of day beside a precise MJD-OBS), so that needs no note."""
 
     def __init__(self, message: str, *, benign: bool = False) -> None:
         super().__init__(message)
@@ -87,7 +85,7 @@ def normalise_header(header: Header, *, overrides: HeaderOverrides) -> Observati
 
     exptime, exptime_key = _exptime(header, overrides, overridden, notes)
     if overrides.mjd is not None:
-        obs = _ObsTime(float(overrides.mjd), "given (--mjd)", mid=True)
+        obs = _ObsTime(float(overrides.mjd), "given with --mjd", mid=True)
         overridden.append("mjd")
     else:
         obs = _observation_time(header, notes)
@@ -142,7 +140,10 @@ def celestial_wcs(header: Header, *, shape: tuple[int, int]) -> WCS:
         try:
             full = WCS(header, relax=True)
         except (ValueError, KeyError, MemoryError) as exc:
-            raise WCSError(f"the header WCS cannot be interpreted ({exc}); {_SOLVE_HINT}") from exc
+            raise WCSError(
+                f"the header WCS cannot be interpreted ({' '.join(str(exc).split())}); "
+                f"{_SOLVE_HINT}"
+            ) from exc
     if not full.has_celestial:
         ctypes = ", ".join(f"CTYPE{i}={header.get(f'CTYPE{i}')!r}" for i in (1, 2))
         raise WCSError(f"the header WCS is not celestial ({ctypes}); {_SOLVE_HINT}")
@@ -160,7 +161,10 @@ def celestial_wcs(header: Header, *, shape: tuple[int, int]) -> WCS:
     try:
         centre = wcs.all_pix2world([[(nx - 1) / 2.0, (ny - 1) / 2.0]], 0)
     except (ValueError, NoConvergence) as exc:
-        raise WCSError(f"the header WCS fails at the frame centre ({exc}); {_SOLVE_HINT}") from exc
+        raise WCSError(
+            f"the header WCS fails at the frame centre ({' '.join(str(exc).split())}); "
+            f"{_SOLVE_HINT}"
+        ) from exc
     if not np.all(np.isfinite(centre)):
         raise WCSError(f"the header WCS gives no sky position for the frame centre; {_SOLVE_HINT}")
     return wcs
@@ -199,7 +203,8 @@ def target_pixel(wcs: WCS, ra: float, dec: float, *, shape: tuple[int, int]) -> 
             f"(x must lie in -0.5..{nx - 0.5}, y in -0.5..{ny - 0.5})"
         )
     back = wcs.all_pix2world([[x, y]], 0)[0]
-    separation = _separation_deg(back[wcs.wcs.lng], back[wcs.wcs.lat], ra, dec)
+    separation = math.degrees(angular_separation(*np.radians(
+        [back[wcs.wcs.lng], back[wcs.wcs.lat], ra, dec])))
     scale = math.sqrt(abs(float(np.linalg.det(wcs.pixel_scale_matrix))))
     if not math.isfinite(separation) or separation > scale:
         raise WCSError(
@@ -228,15 +233,11 @@ def _observation_time(header: Header, notes: list[str]) -> _ObsTime:
         if obs is not None:
             found.append(obs)
     if not found:
-        if problems:
-            raise HeaderError(
-                f"no usable observation time in the header "
-                f"({'; '.join(str(p) for p in problems)}); give it with --mjd"
-            )
-        raise HeaderError(
-            "no observation time in the header (looked for DATE-OBS, MJD-OBS, JD, DATE-AVG, "
-            "MJD-AVG, EXPSTART/EXPEND); give it with --mjd"
-        )
+        reason = "; ".join(str(p) for p in problems) or "looked for DATE-OBS, MJD-OBS, JD, " \
+            "DATE-AVG, MJD-AVG, EXPSTART/EXPEND"
+        usable = "usable " if problems else ""
+        raise HeaderError(f"no {usable}observation time in the header ({reason}); "
+                          "give it with --mjd")
     chosen = found[0]
     notes.extend(f"time: {p}; used {chosen.source}" for p in problems if not p.benign)
     if scale_note:
@@ -275,11 +276,9 @@ def _to_utc(mjd: float, scale: str) -> float:
 
 
 def _time_avg(header: Header, scale: str) -> _ObsTime | None:
-    if "MJD-AVG" in header:
-        return _ObsTime(_to_utc(_mjd_value(header, "MJD-AVG"), scale), "MJD-AVG", True, scale)
-    if "DATE-AVG" in header:
-        mjd = _datetime_mjd(header, "DATE-AVG")
-        return _ObsTime(_to_utc(mjd, scale), "DATE-AVG", True, scale)
+    for key, read in (("MJD-AVG", _mjd_value), ("DATE-AVG", _datetime_mjd)):
+        if key in header:
+            return _ObsTime(_to_utc(read(header, key), scale), key, True, scale)
     return None
 
 
@@ -600,11 +599,3 @@ def _wcs_keyword_problem(header: Header) -> str | None:
     if not has_cd and not ("CDELT1" in header and "CDELT2" in header):
         return "no pixel scale (neither a CD matrix nor CDELT1/CDELT2)"
     return None
-
-
-def _separation_deg(ra1: float, dec1: float, ra2: float, dec2: float) -> float:
-    """Great-circle distance (haversine), degrees."""
-    p1, p2 = math.radians(dec1), math.radians(dec2)
-    dra = math.radians(ra2 - ra1)
-    h = math.sin((p2 - p1) / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dra / 2) ** 2
-    return math.degrees(2 * math.asin(min(1.0, math.sqrt(h))))

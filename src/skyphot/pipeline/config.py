@@ -59,6 +59,21 @@ class CatalogConfig(_Model):
     )
     mag_min: float | None = Field(None, description="Ignore reference stars brighter than this.")
     mag_max: float | None = Field(None, description="Ignore reference stars fainter than this.")
+    use_cache: bool = Field(
+        True, description="Keep online catalog cones on disk and answer repeat visits from it."
+    )
+    cache_dir: str | None = Field(
+        None,
+        description="Catalog cache directory; None: $SKYPHOT_CACHE_DIR or "
+        "~/.cache/skyphot/catalogs.",
+    )
+    server: str | None = Field(
+        None, description="VizieR server (mirror) to query; None: astroquery's default."
+    )
+    timeout_s: float = Field(30.0, description="Timeout of one catalog request, seconds.", gt=0)
+    retries: int = Field(
+        3, description="Attempts per catalog request (with exponential back-off).", ge=1
+    )
 
 
 class MaskingConfig(_Model):
@@ -117,6 +132,24 @@ class AstrometryConfig(_Model):
     min_matches: int = Field(6, description="Fewest matched stars for a solution.", ge=3)
     max_rms_arcsec: float = Field(
         1.5, description="Reject a solution whose residual rms exceeds this.", gt=0
+    )
+    blind: Literal["auto", "never", "always"] = Field(
+        "auto",
+        description="Blind solving with astrometry.net: 'auto' when the header has no usable "
+        "WCS or refinement fails, 'never', or 'always'.",
+    )
+    index_dir: str | None = Field(
+        None,
+        description="Directory of astrometry.net index files to solve with. None: index files "
+        "are built on the fly from the reference catalog of the field.",
+    )
+    pixel_scale_arcsec: float | None = Field(
+        None,
+        description="Pixel scale hint for blind solving, arcsec/px (None: from the header).",
+        gt=0,
+    )
+    solve_timeout_s: float = Field(
+        60.0, description="CPU seconds astrometry.net may spend on a blind solve.", gt=0
     )
 
 

@@ -21,7 +21,7 @@ class QualityFlag(IntFlag):
     HIGH_CALIB_SCATTER = 64  # calibration residual scatter above 0.1 mag
     ASTROMETRY_NOT_REFINED = 128  # the header WCS was used as is
     LARGE_ASTROMETRIC_RMS = 256  # astrometric rms above 0.5 arcsec
-    VALUES_ASSUMED = 512  # gain/read noise/saturation assumed, not read (see assumptions)
+    VALUES_ASSUMED = 512  # a header value was assumed, converted or disputed (see assumptions)
     EXTRAPOLATED_ZP = 1024  # target outside the area covered by calibration stars
 
 

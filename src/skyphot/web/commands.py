@@ -1,8 +1,7 @@
 """`skyphot serve` and `skyphot admin-token`: start an instance, drive it from a shell.
 
 The lead's CLI calls ``add_parsers(subparsers)``; each sub-command sets ``handler`` (and
-``func``) to a
-callable taking the parsed namespace and returning the exit status.
+``func``) to a callable taking the parsed namespace and returning the exit status.
 """
 
 from __future__ import annotations
@@ -153,7 +152,9 @@ def run_serve(args: argparse.Namespace) -> int:
             lines.append(f"  demo catalog: {demo.catalog}")
         lines.append(f"  ({demo.note})")
     print("\n".join(lines), flush=True)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
+    # Open live-notification streams never end by themselves: bound the shutdown wait.
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info",
+                timeout_graceful_shutdown=3)
     return 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass, replace
 
@@ -9,9 +10,12 @@ import numpy as np
 from astropy.wcs import WCS
 
 from skyphot.core.wcs_utils import pixel_scale_arcsec, world_to_pixel
+from skyphot.errors import WCSError
 from skyphot.io.fits import read_frame
 from skyphot.io.header import celestial_wcs, normalise_header, target_pixel
 from skyphot.pipeline.state import FrameState, need
+
+logger = logging.getLogger("skyphot.pipeline")
 
 
 @dataclass(frozen=True)
@@ -37,7 +41,17 @@ class NormaliseHeader:
     def run(self, state: FrameState) -> FrameState:
         frame = need(state.frame, "the frame")
         meta = normalise_header(frame.header, overrides=state.config.header)
-        wcs = celestial_wcs(frame.header, shape=frame.shape)
+        try:
+            wcs = celestial_wcs(frame.header, shape=frame.shape)
+        except WCSError as err:
+            if state.config.astrometry.blind == "never" or state.config.astrometry.method in (
+                "header",
+                "scamp",
+            ):
+                raise
+            # Not swallowed: the astrometry stage solves blind and says so in the result.
+            logger.info("no usable header WCS (%s): the frame will be solved blind", err)
+            return replace(state, meta=meta, notes=(*state.notes, f"header WCS unusable: {err}"))
         _refuse_target_off_frame(wcs, state)
         return replace(state, meta=meta, header_wcs=wcs)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import math
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -9,29 +11,45 @@ from astropy.coordinates import SkyCoord
 from astropy.wcs import WCS
 
 from skyphot.catalogs.base import CatalogProvider, ReferenceCatalog
-from skyphot.core.astrometry import (
-    AstrometricSolution,
-    footprint_radius_deg,
-    refine_wcs,
-)
-from skyphot.errors import CatalogError, ConfigError, HeaderError, UnknownFilterError
+from skyphot.catalogs.filters import resolve_filter
+from skyphot.core.astrometry import AstrometricSolution, footprint_radius_deg, refine_wcs
+from skyphot.errors import AstrometryError, CatalogError, HeaderError, UnknownFilterError
 from skyphot.pipeline.config import MeasureConfig
+from skyphot.pipeline.stages.blind import blind_solve, scale_hint
 from skyphot.pipeline.state import Bands, FrameState, need
 
+logger = logging.getLogger("skyphot.pipeline")
 
-def catalog_provider(config: MeasureConfig) -> CatalogProvider:
-    """The provider the configuration asks for (a local file for now)."""
-    if config.catalog.path is not None:
-        from skyphot.catalogs.local import LocalCatalog
 
-        return LocalCatalog(
-            config.catalog.path,
-            columns=config.catalog.columns or None,
-            magsys=config.catalog.magsys,
-        )
-    raise ConfigError(
-        "no reference catalog given: pass --catalog FILE (a table with ra, dec and magnitudes)"
+def catalog_provider(
+    config: MeasureConfig, *, band: str | None, ra: float, dec: float
+) -> CatalogProvider:
+    """The provider the configuration asks for: a local file, a named catalog, or the best
+    online catalog for ``band`` at (ra, dec) — behind the on-disk cache unless disabled."""
+    from skyphot.catalogs.cache import CatalogCache
+    from skyphot.catalogs.service import provider_for_config
+
+    cfg = config.catalog
+    cache = CatalogCache(cfg.cache_dir) if cfg.use_cache and cfg.path is None else None
+    return provider_for_config(
+        cfg,
+        band=band,
+        ra=ra,
+        dec=dec,
+        cache=cache,
+        server=cfg.server,
+        timeout=cfg.timeout_s,
+        retries=cfg.retries,
     )
+
+
+def wanted_band(filter_name: str | None, config: MeasureConfig) -> str | None:
+    """The band to calibrate to, when it can be told before the catalog is read."""
+    if config.calibration.band is not None:
+        return config.calibration.band
+    if filter_name is None:
+        return None
+    return resolve_filter(filter_name).band
 
 
 def choose_bands(
@@ -51,8 +69,6 @@ def choose_bands(
         band = filter_name
         label = filter_name
     else:
-        from skyphot.catalogs.filters import resolve_filter
-
         band = resolve_filter(filter_name).band
         label = filter_name
     if band not in available:
@@ -76,14 +92,39 @@ def choose_bands(
 def _default_color(band: str, available: tuple[str, ...]) -> tuple[str, str] | None:
     """The colour conventionally used with ``band``, if the catalog has both bands."""
     try:
-        from skyphot.catalogs.filters import resolve_filter
-
         info = resolve_filter(band)
     except UnknownFilterError:
-        return None
+        return None  # a band with no conventional colour: calibrate without a colour term
     if info.color_bands is not None and all(b in available for b in info.color_bands):
         return info.color_bands
     return None
+
+
+def catalog_cone(state: FrameState) -> tuple[tuple[float, float], float]:
+    """Centre and radius (degrees) of the sky the frame may cover.
+
+    With a header WCS: the frame's footprint plus the largest offset searched for. Without:
+    a circle around the target wide enough for the target to sit anywhere on the frame.
+    """
+    frame = need(state.frame, "the frame")
+    config = state.config
+    if config.catalog.radius_deg is not None and state.header_wcs is not None:
+        center, _ = footprint_radius_deg(state.header_wcs, frame.shape)
+        return center, config.catalog.radius_deg
+    if state.header_wcs is not None:
+        center, radius = footprint_radius_deg(state.header_wcs, frame.shape)
+        return center, radius + config.astrometry.max_offset_arcsec / 3600.0
+    scale = scale_hint(config, frame.header, None)
+    target = (config.target.ra, config.target.dec)
+    if config.catalog.radius_deg is not None:
+        return target, config.catalog.radius_deg
+    if scale is None:
+        raise AstrometryError(
+            "the header has no usable WCS and no pixel scale (PIXSCALE/SECPIX), so the field "
+            "size is unknown: give the pixel scale (--pixel-scale ARCSEC) for blind solving"
+        )
+    ny, nx = frame.shape
+    return target, math.hypot(nx, ny) * scale / 3600.0
 
 
 @dataclass(frozen=True)
@@ -93,15 +134,15 @@ class LoadCatalog:
     name: str = "catalog"
 
     def run(self, state: FrameState) -> FrameState:
-        frame = need(state.frame, "the frame")
         meta = need(state.meta, "the header")
-        wcs = need(state.header_wcs, "the header WCS")
         config = state.config
-        (ra0, dec0), radius = footprint_radius_deg(wcs, frame.shape)
-        radius += config.astrometry.max_offset_arcsec / 3600.0
-        if config.catalog.radius_deg is not None:
-            radius = config.catalog.radius_deg
-        provider = catalog_provider(config)
+        (ra0, dec0), radius = catalog_cone(state)
+        provider = catalog_provider(
+            config,
+            band=None if config.catalog.path else wanted_band(meta.filter, config),
+            ra=ra0,
+            dec=dec0,
+        )
         full = provider.query(SkyCoord(ra0, dec0, unit="deg"), radius, ())
         bands = choose_bands(meta.filter, config, full.bands)
         catalog = _usable_rows(full, bands, config)
@@ -131,37 +172,95 @@ def _usable_rows(
 
 @dataclass(frozen=True)
 class RefineAstrometry:
-    """Match detections to the catalog and fit TAN + SIP (or trust the header)."""
+    """Fix the WCS: refine the header's (default), solve blind when it is missing or wrong,
+    run SCAMP, or trust the header as is."""
 
     name: str = "astrometry"
 
     def run(self, state: FrameState) -> FrameState:
-        frame = need(state.frame, "the frame")
-        wcs = need(state.header_wcs, "the header WCS")
-        sources = need(state.sources, "the detections")
-        catalog = need(state.catalog, "the reference catalog")
-        bands = need(state.bands, "the bands")
         cfg = state.config.astrometry
-        table = catalog.table
+        guess = state.header_wcs
         if cfg.method == "header":
-            solution = _header_solution(wcs)
-        else:
-            solution = refine_wcs(
-                sources.x,
-                sources.y,
-                sources.flux,
-                np.asarray(table["ra"], dtype=float),
-                np.asarray(table["dec"], dtype=float),
-                wcs=wcs,
-                shape=frame.shape,
-                mag=np.asarray(table[bands.band], dtype=float),
-                sip_order=cfg.sip_order,
-                max_offset_arcsec=cfg.max_offset_arcsec,
-                match_radius_arcsec=cfg.match_radius_arcsec,
-                min_matches=cfg.min_matches,
-                max_rms_arcsec=cfg.max_rms_arcsec,
-            )
-        return replace(state, astrometry=solution)
+            return replace(state, astrometry=_header_solution(need(guess, "the header WCS")))
+        if cfg.method == "scamp":
+            return replace(state, astrometry=_scamp(state, need(guess, "the header WCS")))
+        blind_first = guess is None or cfg.method == "astrometry.net" or cfg.blind == "always"
+        if blind_first:
+            return replace(state, astrometry=_blind_then_refine(state, reason=None))
+        try:
+            return replace(state, astrometry=_refine(state, guess))
+        except AstrometryError as err:
+            if cfg.blind == "never":
+                raise
+            logger.info("refining the header WCS failed (%s); solving blind", err)
+            return replace(state, astrometry=_blind_then_refine(state, reason=str(err)))
+
+
+def _refine(state: FrameState, guess: WCS) -> AstrometricSolution:
+    frame = need(state.frame, "the frame")
+    sources = need(state.sources, "the detections")
+    catalog = need(state.catalog, "the reference catalog")
+    bands = need(state.bands, "the bands")
+    cfg = state.config.astrometry
+    table = catalog.table
+    return refine_wcs(
+        sources.x,
+        sources.y,
+        sources.flux,
+        np.asarray(table["ra"], dtype=float),
+        np.asarray(table["dec"], dtype=float),
+        wcs=guess,
+        shape=frame.shape,
+        mag=np.asarray(table[bands.band], dtype=float),
+        sip_order=cfg.sip_order,
+        max_offset_arcsec=cfg.max_offset_arcsec,
+        match_radius_arcsec=cfg.match_radius_arcsec,
+        min_matches=cfg.min_matches,
+        max_rms_arcsec=cfg.max_rms_arcsec,
+    )
+
+
+def _blind_then_refine(state: FrameState, *, reason: str | None) -> AstrometricSolution:
+    """Solve with astrometry.net, then refine that solution like a header WCS."""
+    frame = need(state.frame, "the frame")
+    sources = need(state.sources, "the detections")
+    catalog = need(state.catalog, "the reference catalog")
+    bands = need(state.bands, "the bands")
+    center, radius = catalog_cone(state)
+    try:
+        solved = blind_solve(
+            sources,
+            catalog,
+            band=bands.band,
+            shape=frame.shape,
+            config=state.config,
+            scale=scale_hint(state.config, frame.header, state.header_wcs),
+            center=center,
+            radius_deg=radius,
+        )
+    except AstrometryError as err:
+        if reason is None:
+            raise
+        raise AstrometryError(f"{reason}; blind solving failed too: {err}") from err
+    solution = _refine(state, solved)
+    return replace(solution, method="astrometry.net")
+
+
+def _scamp(state: FrameState, guess: WCS) -> AstrometricSolution:
+    from skyphot.adapters.scamp import refine_wcs_scamp
+
+    frame = need(state.frame, "the frame")
+    cfg = state.config.astrometry
+    return refine_wcs_scamp(
+        need(state.sources, "the detections"),
+        wcs=guess,
+        reference=need(state.catalog, "the reference catalog"),
+        shape=frame.shape,
+        band=need(state.bands, "the bands").band,
+        match_radius_arcsec=cfg.match_radius_arcsec,
+        min_matches=cfg.min_matches,
+        max_rms_arcsec=cfg.max_rms_arcsec,
+    )
 
 
 def _header_solution(wcs: WCS) -> AstrometricSolution:
