@@ -98,8 +98,8 @@ def test_not_fits_fails_readably_keeps_file_and_retries(
     job_id = s.upload(client, b"SIMPLE? no, this is a text file\n" * 10, name="broken.fits")
     job = wait_for(client, s.alice, job_id)
     assert job["state"] == "failed"
-    assert job["message"].startswith("'broken.fits' is not a readable FITS file")
-    assert job["message"].endswith("Upload a FITS image (.fits, .fits.fz or .fits.gz).")
+    assert job["message"].startswith("'broken.fits': not a FITS file")
+    assert "skyphot reads FITS images (.fits, .fit, .fts, .fits.fz, .fits.gz)" in job["message"]
     with s.app.state.sessions() as session:
         row = session.get(Job, job_id)
         assert row is not None and Path(row.upload_path).is_file()

@@ -211,7 +211,7 @@ def test_fits_inspect_reads_the_header(instance: Instance) -> None:
     r = instance.client.post("/api/fits/inspect", files={"file": ("f.fits", b"not a fits")},
                              headers=instance.alice)
     assert r.status_code == 400
-    assert "'f.fits' is not a readable FITS file" in error_of(r)["message"]
+    assert "'f.fits': not a FITS file" in error_of(r)["message"]
     assert upload_files(instance) == []
 
 

@@ -13,6 +13,7 @@ import re
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +67,30 @@ def read_frame(path: str | Path, *, hdu: int | str | None = None) -> Frame:
         header = _merged_header(image_hdu.header, primary)
         name = image_hdu.name or ("PRIMARY" if index == 0 else "")
     return Frame(data=data, header=header, path=str(file), hdu_index=index, hdu_name=name)
+
+
+@dataclass(frozen=True)
+class FrameHeader:
+    """The header of the image HDU ``read_frame`` would read, without reading its pixels."""
+
+    header: fits.Header
+    shape: tuple[int, ...]
+    hdu_index: int
+    hdu_name: str
+
+
+def read_header(path: str | Path, *, hdu: int | str | None = None) -> FrameHeader:
+    """The merged header and shape of the image HDU ``read_frame`` would pick (cheap: no
+    pixel data is read). Raises ``FrameReadError`` like ``read_frame``."""
+    file = Path(path)
+    _check_file(file)
+    with _open_fits(file) as hdul:
+        index, image_hdu = _select_hdu(hdul, hdu, file)
+        primary = hdul[0].header if index != 0 else None
+        header = _merged_header(image_hdu.header, primary)
+        shape = _squeezed(_image_shape(image_hdu))
+        name = image_hdu.name or ("PRIMARY" if index == 0 else "")
+    return FrameHeader(header=header, shape=shape, hdu_index=index, hdu_name=name)
 
 
 # --- the file itself ----------------------------------------------------------------------

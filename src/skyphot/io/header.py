@@ -26,29 +26,72 @@ from skyphot.pipeline.config import HeaderOverrides
 
 _EXPTIME_KEYS = ("EXPTIME", "EXPOSURE", "ITIME", "EXP_TIME", "TEXP", "EXPOS", "EXPTIM")
 _FILTER_KEYS = (
-    "FILTER", "FILTER1", "FILTER2", "FILTER3", "FILTNAME", "FILTNAM", "FILT", "FILT1", "FILT2",
-    "FLTRNAME", "INSFLNAM", "FILTERID", "FILTID",
-    "ESO INS FILT1 NAME", "ESO INS FILT2 NAME", "ESO INS FILT3 NAME",
+    "FILTER",
+    "FILTER1",
+    "FILTER2",
+    "FILTER3",
+    "FILTNAME",
+    "FILTNAM",
+    "FILT",
+    "FILT1",
+    "FILT2",
+    "FLTRNAME",
+    "INSFLNAM",
+    "FILTERID",
+    "FILTID",
+    "ESO INS FILT1 NAME",
+    "ESO INS FILT2 NAME",
+    "ESO INS FILT3 NAME",
 )
 _GAIN_KEYS = ("GAIN", "EGAIN", "GAINEFF", "GAIN_EFF", "EPADU", "CCDGAIN", "ESO DET OUT1 CONAD")
 _GAIN_FAMILIES = ("ATODGN{}", "GAIN{}")  # per-amplifier values: their mean is used
 _NOISE_KEYS = (
-    "RDNOISE", "READNOIS", "RON", "READNOISE", "RDNOIS", "RNOISE", "ENOISE", "READ_NOISE",
+    "RDNOISE",
+    "READNOIS",
+    "RON",
+    "READNOISE",
+    "RDNOIS",
+    "RNOISE",
+    "ENOISE",
+    "READ_NOISE",
     "ESO DET OUT1 RON",
 )
 _NOISE_FAMILIES = ("READNSE{}", "RDNOISE{}")
 _AMPLIFIERS = ("A", "B", "C", "D", "1", "2", "3", "4")
 _SATURATION_KEYS = ("SATURATE", "SATLEVEL", "SATURATION", "SATUR", "MAXLIN")
-_TIME_OF_DAY_KEYS = ("TIME-OBS", "UT", "UTSTART", "UT-START", "UT_START", "UTC-OBS", "UTC",
-                     "TM-START", "TAIHMS")
+_TIME_OF_DAY_KEYS = (
+    "TIME-OBS",
+    "UT",
+    "UTSTART",
+    "UT-START",
+    "UT_START",
+    "UTC-OBS",
+    "UTC",
+    "TM-START",
+    "TAIHMS",
+)
 _SECONDS_OF_DAY_KEYS = ("TM-START", "UTC")  # ESO/MIDAS write seconds since midnight here
-_TIMESYS = {"UTC": "utc", "UT": "utc", "Z": "utc", "GMT": "utc", "UT1": "utc", "TAI": "tai",
-            "IAT": "tai", "TT": "tt", "TDT": "tt", "ET": "tt", "TDB": "tdb", "GPS": "gps"}
+_TIMESYS = {
+    "UTC": "utc",
+    "UT": "utc",
+    "Z": "utc",
+    "GMT": "utc",
+    "UT1": "utc",
+    "TAI": "tai",
+    "IAT": "tai",
+    "TT": "tt",
+    "TDT": "tt",
+    "ET": "tt",
+    "TDB": "tdb",
+    "GPS": "gps",
+}
 _NOT_A_FILTER = re.compile(r"^(clear|open|none|empty|blank|n/?a|no\s*filter)(\d*[a-z]?)?$")
 _MJD_EPOCH = dt.date(1858, 11, 17).toordinal()
 _TIME_MISMATCH_S = 2.0  # DATE-OBS is often rounded to whole seconds
-_SOLVE_HINT = "plate-solve the frame first (e.g. astrometry.net's solve-field) or choose " \
+_SOLVE_HINT = (
+    "plate-solve the frame first (e.g. astrometry.net's solve-field) or choose "
     "astrometry method 'astrometry.net'"
+)
 
 
 class _UnusableTimeError(Exception):
@@ -103,8 +146,9 @@ def normalise_header(header: Header, *, overrides: HeaderOverrides) -> Observati
                 f"{obs.start_key} is the exposure start; give the exposure time with --exptime"
             )
         mjd = obs.mjd + exptime / 2.0 / 86400.0
-        source = (f"{obs.source} + {exptime_key}/2 "
-                  f"({obs.start_key} taken as exposure start{converted})")
+        source = (
+            f"{obs.source} + {exptime_key}/2 ({obs.start_key} taken as exposure start{converted})"
+        )
 
     gain = _gain(header, overrides, exptime, overridden, notes)
     read_noise = _read_noise(header, overrides, overridden, notes)
@@ -117,8 +161,7 @@ def normalise_header(header: Header, *, overrides: HeaderOverrides) -> Observati
         gain=gain,
         read_noise=read_noise,
         saturation=saturation,
-        instrument=_pick("instrument", overrides.instrument, _text(header, "INSTRUME"),
-                         overridden),
+        instrument=_pick("instrument", overrides.instrument, _text(header, "INSTRUME"), overridden),
         telescope=_pick("telescope", overrides.telescope, _text(header, "TELESCOP"), overridden),
         object_name=_text(header, "OBJECT") or _text(header, "TARGNAME"),
         overridden=tuple(overridden),
@@ -203,8 +246,9 @@ def target_pixel(wcs: WCS, ra: float, dec: float, *, shape: tuple[int, int]) -> 
             f"(x must lie in -0.5..{nx - 0.5}, y in -0.5..{ny - 0.5})"
         )
     back = wcs.all_pix2world([[x, y]], 0)[0]
-    separation = math.degrees(angular_separation(*np.radians(
-        [back[wcs.wcs.lng], back[wcs.wcs.lat], ra, dec])))
+    separation = math.degrees(
+        angular_separation(*np.radians([back[wcs.wcs.lng], back[wcs.wcs.lat], ra, dec]))
+    )
     scale = math.sqrt(abs(float(np.linalg.det(wcs.pixel_scale_matrix))))
     if not math.isfinite(separation) or separation > scale:
         raise WCSError(
@@ -220,7 +264,11 @@ def target_pixel(wcs: WCS, ra: float, dec: float, *, shape: tuple[int, int]) -> 
 def _observation_time(header: Header, notes: list[str]) -> _ObsTime:
     scale, scale_note = _time_scale(header)
     sources: tuple[Callable[[Header, str], _ObsTime | None], ...] = (
-        _time_avg, _time_begin_end, _time_date_obs, _time_mjd_obs, _time_jd,
+        _time_avg,
+        _time_begin_end,
+        _time_date_obs,
+        _time_mjd_obs,
+        _time_jd,
     )
     problems: list[_UnusableTimeError] = []
     found: list[_ObsTime] = []
@@ -233,11 +281,14 @@ def _observation_time(header: Header, notes: list[str]) -> _ObsTime:
         if obs is not None:
             found.append(obs)
     if not found:
-        reason = "; ".join(str(p) for p in problems) or "looked for DATE-OBS, MJD-OBS, JD, " \
-            "DATE-AVG, MJD-AVG, EXPSTART/EXPEND"
+        reason = (
+            "; ".join(str(p) for p in problems)
+            or "looked for DATE-OBS, MJD-OBS, JD, DATE-AVG, MJD-AVG, EXPSTART/EXPEND"
+        )
         usable = "usable " if problems else ""
-        raise HeaderError(f"no {usable}observation time in the header ({reason}); "
-                          "give it with --mjd")
+        raise HeaderError(
+            f"no {usable}observation time in the header ({reason}); give it with --mjd"
+        )
     chosen = found[0]
     notes.extend(f"time: {p}; used {chosen.source}" for p in problems if not p.benign)
     if scale_note:
@@ -306,7 +357,8 @@ def _time_date_obs(header: Header, scale: str) -> _ObsTime | None:
         if key is None:
             raise _UnusableTimeError(
                 f"DATE-OBS={header['DATE-OBS']!r} has only a date and there is no time-of-day "
-                f"keyword ({', '.join(_TIME_OF_DAY_KEYS)})", benign=True
+                f"keyword ({', '.join(_TIME_OF_DAY_KEYS)})",
+                benign=True,
             )
         seconds = _time_of_day(header, key)
         label = f"DATE-OBS + {key}"
@@ -387,8 +439,11 @@ def _hms_seconds(hours: str, minutes: str, seconds: str | None) -> float:
 
 def _time_of_day(header: Header, key: str) -> float:
     value = header[key]
-    if key in _SECONDS_OF_DAY_KEYS and isinstance(value, (int, float)) and \
-            not isinstance(value, bool):
+    if (
+        key in _SECONDS_OF_DAY_KEYS
+        and isinstance(value, (int, float))
+        and not isinstance(value, bool)
+    ):
         if 0.0 <= float(value) < 86401.0:
             return float(value)
         raise _UnusableTimeError(f"{key}={value!r} is not a number of seconds since midnight")
@@ -437,7 +492,10 @@ def _exptime(
 
 
 def _gain(
-    header: Header, overrides: HeaderOverrides, exptime: float, overridden: list[str],
+    header: Header,
+    overrides: HeaderOverrides,
+    exptime: float,
+    overridden: list[str],
     notes: list[str],
 ) -> float:
     if overrides.gain is not None:
@@ -466,8 +524,9 @@ def _read_noise(
     if overrides.read_noise is not None:
         overridden.append("read_noise")
         return float(overrides.read_noise)
-    found = _detector_value(header, _NOISE_KEYS, _NOISE_FAMILIES, "--read-noise", "read noise",
-                            strict=False)
+    found = _detector_value(
+        header, _NOISE_KEYS, _NOISE_FAMILIES, "--read-noise", "read noise", strict=False
+    )
     if found is None:
         notes.append("read_noise=0.0 e- (no RDNOISE keyword)")
     return 0.0 if found is None else found[0]
@@ -479,8 +538,9 @@ def _saturation(
     if overrides.saturation is not None:
         overridden.append("saturation")
         return float(overrides.saturation)
-    found = _detector_value(header, _SATURATION_KEYS, (), "--saturation", "saturation level",
-                            strict=True)
+    found = _detector_value(
+        header, _SATURATION_KEYS, (), "--saturation", "saturation level", strict=True
+    )
     if found is not None:
         return found[0]
     if "DATAMAX" in header:
@@ -511,8 +571,13 @@ def _integer_ceiling(header: Header) -> float | None:
 
 
 def _detector_value(
-    header: Header, keys: tuple[str, ...], families: tuple[str, ...], option: str, what: str,
-    *, strict: bool,
+    header: Header,
+    keys: tuple[str, ...],
+    families: tuple[str, ...],
+    option: str,
+    what: str,
+    *,
+    strict: bool,
 ) -> tuple[float, str] | None:
     """First keyword of ``keys`` present (validated), else the mean of a per-amplifier family.
 
@@ -530,9 +595,13 @@ def _detector_value(
             return value, key
     for family in families:
         # unused amplifiers carry 0, so only positive values count
-        values = [v for amp in _AMPLIFIERS if family.format(amp) in header
-                  for v in [_plain_number(header, family.format(amp))]
-                  if v is not None and v > 0.0]
+        values = [
+            v
+            for amp in _AMPLIFIERS
+            if family.format(amp) in header
+            for v in [_plain_number(header, family.format(amp))]
+            if v is not None and v > 0.0
+        ]
         if values:
             return float(np.mean(values)), family.format("*")
     return None
@@ -578,8 +647,9 @@ def _plain_number(header: Header, key: str) -> float | None:
 def _number(header: Header, key: str, option: str) -> float:
     number = _plain_number(header, key)
     if number is None:
-        raise HeaderError(f"{key}={header[key]!r} is not a number; give the right value with "
-                          f"{option}")
+        raise HeaderError(
+            f"{key}={header[key]!r} is not a number; give the right value with {option}"
+        )
     return number
 
 
@@ -599,3 +669,97 @@ def _wcs_keyword_problem(header: Header) -> str | None:
     if not has_cd and not ("CDELT1" in header and "CDELT2" in header):
         return "no pixel scale (neither a CD matrix nor CDELT1/CDELT2)"
     return None
+
+
+# --- lenient summary (what a form shows for confirmation) ---------------------------------
+
+
+@dataclass(frozen=True)
+class HeaderSummary:
+    """What the header says, each value None where it cannot be read, and why in ``problems``.
+
+    The values come from the same code as ``normalise_header``, so a form that shows them
+    shows exactly what a measurement will use.
+    """
+
+    mjd: float | None  # mid-exposure, UTC
+    mjd_start: float | None  # exposure start, UTC
+    mjd_source: str | None
+    exptime: float | None
+    filter: str | None
+    gain: float | None
+    saturation: float | None
+    instrument: str | None
+    telescope: str | None
+    object_name: str | None
+    problems: tuple[str, ...]
+
+
+def describe_header(header: Header) -> HeaderSummary:
+    """A lenient ``normalise_header``: never raises for a missing or unusable value."""
+    none = HeaderOverrides()
+    try:
+        meta = normalise_header(header, overrides=none)
+    except HeaderError as err:
+        return _partial_summary(header, str(err))
+    return HeaderSummary(
+        mjd=meta.mjd,
+        mjd_start=meta.mjd - meta.exptime / 2.0 / 86400.0,
+        mjd_source=meta.mjd_source,
+        exptime=meta.exptime,
+        filter=meta.filter,
+        gain=None if any(n.startswith("gain=1.0") for n in meta.assumed) else meta.gain,
+        saturation=meta.saturation,
+        instrument=meta.instrument,
+        telescope=meta.telescope,
+        object_name=meta.object_name,
+        problems=(),
+    )
+
+
+def _partial_summary(header: Header, first_problem: str) -> HeaderSummary:
+    """Read what can be read, one value at a time, collecting the problems."""
+    problems = [first_problem]
+    notes: list[str] = []
+    none = HeaderOverrides()
+    exptime: float | None = None
+    try:
+        exptime, _ = _exptime(header, none, [], notes)
+    except HeaderError as err:
+        problems.append(str(err))
+    mjd: float | None = None
+    start: float | None = None
+    source: str | None = None
+    try:
+        obs = _observation_time(header, notes)
+        source = obs.source
+        half = exptime / 2.0 / 86400.0 if exptime is not None else None
+        if obs.mid:
+            mjd, start = obs.mjd, (obs.mjd - half if half is not None else None)
+        else:
+            start, mjd = obs.mjd, (obs.mjd + half if half is not None else None)
+    except HeaderError as err:
+        problems.append(str(err))
+    gain: float | None = None
+    try:
+        gain = _gain(header, none, exptime or 0.0, [], notes)
+    except HeaderError as err:
+        problems.append(str(err))
+    saturation: float | None = None
+    try:
+        saturation = _saturation(header, none, [], notes)
+    except HeaderError as err:
+        problems.append(str(err))
+    return HeaderSummary(
+        mjd=mjd,
+        mjd_start=start,
+        mjd_source=source,
+        exptime=exptime,
+        filter=_filter(header),
+        gain=gain,
+        saturation=saturation,
+        instrument=_text(header, "INSTRUME"),
+        telescope=_text(header, "TELESCOP"),
+        object_name=_text(header, "OBJECT") or _text(header, "TARGNAME"),
+        problems=tuple(dict.fromkeys(problems)),
+    )

@@ -127,7 +127,7 @@ def _prepare(session: Session, job: Job, stream: TextIO) -> tuple[Source, dict[s
         raise SkyphotError(f"source {job.source_id!r} was deleted before the analysis ran")
     info = inspect_fits(job.upload_path, display_name=job.filename)
     _log(stream, f"header: {info.as_dict()}")
-    if job.params.get("mjd") is None and info.mjd_start is None:
+    if job.params.get("mjd") is None and info.mjd_mid is None:
         raise HeaderError(
             "the image header has no observation time (no DATE-OBS or MJD-OBS); "
             "enter the observation time in the form and upload again"
