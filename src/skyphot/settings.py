@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from skyphot.errors import ConfigError
 
@@ -58,8 +58,42 @@ class Settings(BaseModel):
         None, description="SQLAlchemy URL (sqlite or postgresql); None: SQLite in data_dir."
     )
     workers: int = Field(2, description="Analysis worker processes started by serve.", ge=0)
-    queue: Literal["embedded"] = Field(
-        "embedded", description="Job queue backend: 'embedded' = worker processes of serve."
+    queue: Literal["embedded", "celery"] = Field(
+        "embedded", description="Job queue backend: 'embedded' = worker processes of serve; "
+        "'celery' = a Redis broker and `skyphot worker` processes on any machine."
+    )
+    broker_url: str = Field(
+        "redis://127.0.0.1:6379/0", description="Celery broker (queue: celery), a Redis URL."
+    )
+    celery_queue: str = Field(
+        "skyphot", description="Name of the broker queue jobs are sent to and workers consume.",
+        min_length=1,
+    )
+    worker_concurrency: int = Field(
+        2, description="Jobs one `skyphot worker` runs at the same time (processes).", ge=1
+    )
+    job_time_limit_s: float = Field(
+        1800.0, description="Hard time limit of one analysis, s; a soft limit a little before "
+        "it ends the job as failed with a clear message, the hard one kills a stuck worker.",
+        ge=2,
+    )
+    job_heartbeat_s: float = Field(
+        10.0, description="Seconds between the 'still alive' stamps a running job writes.", gt=0
+    )
+    job_stale_after_s: float = Field(
+        60.0, description="A running job not stamped for this long lost its worker and is "
+        "re-queued; a queued job this old that the broker no longer holds is sent again.", gt=0
+    )
+    job_sweep_interval_s: float = Field(
+        30.0, description="Seconds between a Celery worker's sweeps for lost jobs.", gt=0
+    )
+    job_max_attempts: int = Field(
+        3, description="Runs a job gets when its workers keep dying (crash, out of memory) "
+        "before it is marked failed.", ge=1
+    )
+    upload_quota_mb: float | None = Field(
+        None, description="Most space the kept uploads may take, MB (10^6 bytes); an upload "
+        "that would exceed it gets HTTP 507. None: unlimited.", gt=0
     )
     host: str = Field("127.0.0.1", description="Address the web server listens on.")
     port: int = Field(5000, description="TCP port of the web server.", ge=0, le=65535)
@@ -100,6 +134,21 @@ class Settings(BaseModel):
     def max_body_bytes(self) -> int:
         """``max_body_size`` in bytes."""
         return int(self.max_body_size * 1_000_000)
+
+    @property
+    def upload_quota_bytes(self) -> int | None:
+        """``upload_quota_mb`` in bytes (None: unlimited)."""
+        return None if self.upload_quota_mb is None else int(self.upload_quota_mb * 1_000_000)
+
+    @model_validator(mode="after")
+    def _check_job_timing(self) -> Settings:
+        if self.job_stale_after_s <= 2 * self.job_heartbeat_s:
+            # Otherwise a healthy job between two stamps would look abandoned.
+            raise ValueError(
+                f"job_stale_after_s ({self.job_stale_after_s:g}) must exceed twice "
+                f"job_heartbeat_s ({self.job_heartbeat_s:g})"
+            )
+        return self
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -186,4 +235,7 @@ def load_settings(
     except ValidationError as err:
         first = err.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
+        if not where:  # a rule across several keys
+            message = str(first["msg"]).removeprefix("Value error, ")
+            raise ConfigError(f"configuration is invalid: {message}") from err
         raise ConfigError(f"configuration value {where!r} is invalid: {first['msg']}") from err

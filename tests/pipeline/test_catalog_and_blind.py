@@ -99,7 +99,7 @@ def test_no_wcs_and_no_scale_hint_asks_for_one(tmp_path: Path) -> None:
         SimulationParams(shape=(600, 800), target_mag=18.0, include_wcs=False), seed=4
     )
     paths = sim.write(tmp_path, stem="noscale")
-    with pytest.raises(StageError, match=r"^catalog: .*--pixel-scale"):
+    with pytest.raises(StageError, match=r"^header: no usable celestial WCS.*--pixel-scale"):
         measure(paths.image, _config(sim, path=str(paths.catalog)))
 
 

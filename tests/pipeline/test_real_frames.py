@@ -56,7 +56,7 @@ CASES: list[tuple[str, float, float, str, dict[str, Any], tuple[str, str] | None
         {"header": {"filter": "V"}},
         ("catalog", "No star of catalog file"),
     ),
-    ("sep_ntt_emmi_image.fits", 10.0, 10.0, APASS, {}, ("catalog", "--pixel-scale")),
+    ("sep_ntt_emmi_image.fits", 10.0, 10.0, APASS, {}, ("header", "--pixel-scale")),
     (
         "iraf_devpix_M51_B600s.fits",
         202.47,

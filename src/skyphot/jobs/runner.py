@@ -4,7 +4,8 @@
 progress callback that records the current stage, writes the photometry point in one
 transaction (an identical earlier upload is reused, never duplicated) and ends the job
 ``succeeded`` or ``failed`` with a reason a user understands. It never raises for a
-failing analysis.
+failing analysis. While the job runs a heartbeat stamps its row; a soft time limit ends an
+analysis that overruns ``job_time_limit_s`` (the queue's supervisor enforces the hard one).
 """
 
 from __future__ import annotations
@@ -12,13 +13,14 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
 from astropy.time import Time
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from skyphot.db.crud import ensure_instrument, find_upload_point
@@ -26,6 +28,7 @@ from skyphot.db.models import Job, Photometry, Source, utcnow
 from skyphot.errors import HeaderError, SkyphotError
 from skyphot.jobs import store
 from skyphot.jobs.header import inspect_fits
+from skyphot.jobs.limits import DATABASE_OUTAGE, Heartbeat, is_database_outage, soft_time_limit
 from skyphot.jobs.states import JobState
 from skyphot.pipeline.config import CatalogConfig, HeaderOverrides, MeasureConfig, Target
 from skyphot.pipeline.result import PhotometryResult
@@ -155,13 +158,58 @@ def run_job(
     measure: MeasureFunction,
     worker: str = "worker",
 ) -> bool:
-    """Run job ``job_id`` if it is still queued. Returns False when it was not claimable."""
+    """Run job ``job_id`` if it is still queued. Returns False when it was not claimable.
+
+    A failing analysis ends the job ``failed`` (with the reason; past the soft time limit
+    with the time limit message) and returns True. Only a lost database connection raises:
+    the job is then handed back to the queue first (the caller retries later).
+    """
     with sessions() as session:
         if not store.claim(session, job_id, worker):
             return False
+    try:
+        _run_claimed(job_id, settings=settings, sessions=sessions, measure=measure,
+                     worker=worker)
+    except DBAPIError as err:
+        if is_database_outage(err):
+            _hand_back(sessions, job_id, worker, patience_s=settings.job_stale_after_s)
+        raise
+    return True
+
+
+def _hand_back(sessions: sessionmaker[Session], job_id: int, worker: str, *,
+               patience_s: float) -> None:
+    """Re-queue a job interrupted by a database outage, waiting up to ``patience_s`` s for
+    the database; if it stays away, the sweep re-queues the job once its stamp is stale."""
+    deadline = time.monotonic() + patience_s
+    while True:
+        try:
+            with sessions() as session:
+                store.release(session, job_id, worker)
+        except DATABASE_OUTAGE:
+            if time.monotonic() > deadline:
+                log.error("job %s: the database is still unreachable; a sweep will re-queue "
+                          "it once its heartbeat is stale", job_id)
+                return
+            time.sleep(1.0)
+            continue
+        log.warning("job %s was handed back to the queue: the database connection was lost",
+                    job_id)
+        return
+
+
+def _run_claimed(
+    job_id: int,
+    *,
+    settings: Settings,
+    sessions: sessionmaker[Session],
+    measure: MeasureFunction,
+    worker: str,
+) -> None:
     directory = job_dir(settings, job_id)
     directory.mkdir(parents=True, exist_ok=True)
-    with (directory / "job.log").open("a", encoding="utf-8") as stream, sessions() as session:
+    with ((directory / "job.log").open("a", encoding="utf-8") as stream, sessions() as session,
+          Heartbeat(sessions, job_id, worker, settings.job_heartbeat_s, stamp=store.touch)):
         job = session.get(Job, job_id)
         assert job is not None  # claimed a moment ago
         _log(stream, f"job {job_id} started by {worker} (pid {os.getpid()}), "
@@ -169,8 +217,13 @@ def run_job(
 
         def progress(stage: str) -> None:
             _log(stream, f"stage: {stage}")
-            with sessions() as inner:
-                store.set_stage(inner, job_id, stage)
+            try:
+                with sessions() as inner:
+                    store.set_stage(inner, job_id, stage)
+            except DATABASE_OUTAGE as err:
+                # The stage shown to users is cosmetic; the analysis goes on without it.
+                log.warning("job %s: cannot record stage %r (%s)", job_id, stage,
+                            type(err).__name__)
 
         try:
             state, message, point_id = _analyse(session, job, settings, measure, stream,
@@ -178,15 +231,21 @@ def run_job(
         except SkyphotError as err:
             state, message, point_id = JobState.FAILED, str(err), None
             _log(stream, f"failed: {err}")
+        except DATABASE_OUTAGE:
+            _log(stream, "the database connection was lost; handing the job back to the queue")
+            raise
         except Exception as err:  # any engine bug must end the job as failed, and is logged
             state, point_id = JobState.FAILED, None
             message = f"internal error in the analysis ({type(err).__name__}: {err})"
             _log(stream, f"failed with an internal error:\n{traceback.format_exc()}")
             log.exception("job %s failed with an internal error", job_id)
         session.rollback()
-        store.finish(session, job_id, state, message=message, photometry_id=point_id)
-        _log(stream, f"{state.value}: {message}")
-    return True
+        if store.finish(session, job_id, state, message=message, photometry_id=point_id,
+                        worker=worker):
+            _log(stream, f"{state.value}: {message}")
+        else:
+            _log(stream, f"{state.value}: {message} (not recorded: the job was ended or "
+                         "taken over meanwhile)")
 
 
 def _analyse(
@@ -198,18 +257,20 @@ def _analyse(
     directory: Path,
     progress: Callable[[str], None],
 ) -> tuple[JobState, str, int | None]:
-    progress("reading header")
-    source, extra = _prepare(session, job, stream)
-    existing = find_upload_point(session, job.source_id, job.file_hash, job.settings_hash)
-    if existing is not None:
-        return (JobState.SUCCEEDED,
-                f"identical upload already measured (point {existing.id}); nothing added",
-                existing.id)
-    config = build_config(job, source, settings, gain=extra["gain"],
-                          saturation=extra["saturation"])
-    _log(stream, f"config: {config.model_dump_json()}")
-    result = measure(job.upload_path, config, diagnostics=directory / "diagnostics.png",
-                     progress=progress)
+    # The soft time limit covers the slow part; saving the point is never interrupted.
+    with soft_time_limit(settings.job_time_limit_s):
+        progress("reading header")
+        source, extra = _prepare(session, job, stream)
+        existing = find_upload_point(session, job.source_id, job.file_hash, job.settings_hash)
+        if existing is not None:
+            return (JobState.SUCCEEDED,
+                    f"identical upload already measured (point {existing.id}); nothing added",
+                    existing.id)
+        config = build_config(job, source, settings, gain=extra["gain"],
+                              saturation=extra["saturation"])
+        _log(stream, f"config: {config.model_dump_json()}")
+        result = measure(job.upload_path, config, diagnostics=directory / "diagnostics.png",
+                         progress=progress)
     _log(stream, f"result: {result.model_dump_json(exclude={'config'})}")
     progress("saving")
     point = point_from_result(job, result, extra["instrument"])

@@ -1,10 +1,14 @@
-"""Job rows: creation, atomic claiming and state changes. Every queue backend uses these."""
+"""Job rows: creation, atomic claiming and state changes. Every queue backend uses these.
+
+Every change of a running job is guarded by its ``worker`` column, so a worker that was
+given up on (and whose job another worker took over) can no longer overwrite the row.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select, update
@@ -13,6 +17,7 @@ from sqlalchemy.orm import Session
 from skyphot.db.crud import get_source
 from skyphot.db.errors import ConflictError, NotFoundError
 from skyphot.db.models import Job, User, utcnow
+from skyphot.jobs.limits import time_limit_message
 from skyphot.jobs.states import JobState
 
 # Parameters that change the measurement; their hash identifies "same settings".
@@ -112,17 +117,158 @@ def finish(
     *,
     message: str | None,
     photometry_id: int | None = None,
-) -> None:
-    """Move a job to an end state with a message for the user."""
+    worker: str | None = None,
+) -> bool:
+    """Move a job to an end state with a message for the user.
+
+    With ``worker``, only if the job is still running on that worker (it may have been
+    ended by its time limit, or re-queued and taken by another worker, meanwhile).
+    """
     now = utcnow()
-    session.execute(
+    condition = [Job.id == job_id]
+    if worker is not None:
+        condition += [Job.state == JobState.RUNNING.value, Job.worker == worker]
+    result = session.execute(
         update(Job)
-        .where(Job.id == job_id)
+        .where(*condition)
         .values(
             state=state.value, stage=None, message=message, photometry_id=photometry_id,
             finished_at=now, updated_at=now,
         )
     )
+    session.commit()
+    return bool(getattr(result, "rowcount", 0) == 1)
+
+
+def touch(session: Session, job_id: int, worker: str) -> bool:
+    """Stamp a running job as alive (its heartbeat); False if it is no longer ours."""
+    result = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.state == JobState.RUNNING.value, Job.worker == worker)
+        .values(updated_at=utcnow())
+    )
+    session.commit()
+    return bool(getattr(result, "rowcount", 0) == 1)
+
+
+def release(session: Session, job_id: int, worker: str) -> bool:
+    """Hand a running job back to the queue because of trouble around it (database away),
+    not in it: the attempt does not count."""
+    result = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.state == JobState.RUNNING.value, Job.worker == worker)
+        .values(state=JobState.QUEUED.value, stage=None, worker=None, updated_at=utcnow(),
+                attempts=Job.attempts - 1)
+    )
+    session.commit()
+    return bool(getattr(result, "rowcount", 0) == 1)
+
+
+def lost_message(attempts: int) -> str:
+    """Why a job whose workers kept dying was given up."""
+    return (
+        f"the worker running this analysis stopped unexpectedly {attempts} time(s) (killed, "
+        "crashed or out of memory) and the job was given up; check the frame (e.g. its size) "
+        "and the workers' memory, then retry"
+    )
+
+
+def requeue_lost(
+    session: Session,
+    *,
+    max_attempts: int,
+    time_limit_s: float | None = None,
+    worker: str | None = None,
+    job_id: int | None = None,
+    stale_before: datetime | None = None,
+) -> list[int]:
+    """Deal with running jobs whose worker is gone; returns the ids put back in the queue.
+
+    Selects running jobs (of one ``worker``, one ``job_id``, or those not stamped since
+    ``stale_before``). A job past ``time_limit_s`` (s since it started) fails with the time
+    limit message, one that already had ``max_attempts`` runs fails as given up; the others
+    are queued again (their attempts count).
+    """
+    condition = [Job.state == JobState.RUNNING.value]
+    if worker is not None:
+        condition.append(Job.worker == worker)
+    if job_id is not None:
+        condition.append(Job.id == job_id)
+    if stale_before is not None:
+        condition.append(Job.updated_at < stale_before)
+    rows = session.execute(
+        select(Job.id, Job.attempts, Job.started_at, Job.worker).where(*condition)
+    ).all()
+    now = utcnow()
+    requeued: list[int] = []
+    for row_id, attempts, started_at, holder in rows:
+        values: dict[str, Any]
+        if (time_limit_s is not None and started_at is not None
+                and started_at <= now - timedelta(seconds=time_limit_s)):
+            values = {"state": JobState.FAILED.value, "finished_at": now,
+                      "message": time_limit_message(time_limit_s)}
+        elif attempts >= max_attempts:
+            values = {"state": JobState.FAILED.value, "finished_at": now,
+                      "message": lost_message(attempts)}
+        else:
+            values = {"state": JobState.QUEUED.value, "worker": None}
+        # Re-check in the UPDATE: the job may have moved on since the SELECT.
+        guard = [*condition, Job.id == row_id,
+                 Job.worker == holder if holder is not None else Job.worker.is_(None)]
+        result = session.execute(
+            update(Job).where(*guard).values(stage=None, updated_at=now, **values)
+        )
+        if getattr(result, "rowcount", 0) == 1 and values["state"] == JobState.QUEUED.value:
+            requeued.append(int(row_id))
+    session.commit()
+    return requeued
+
+
+def fail_running(session: Session, job_id: int, *, worker: str | None, message: str) -> bool:
+    """End a running job as failed (its worker was killed for it); guarded by ``worker``."""
+    now = utcnow()
+    condition = [Job.id == job_id, Job.state == JobState.RUNNING.value]
+    if worker is not None:
+        condition.append(Job.worker == worker)
+    result = session.execute(
+        update(Job).where(*condition).values(
+            state=JobState.FAILED.value, stage=None, message=message, finished_at=now,
+            updated_at=now,
+        )
+    )
+    session.commit()
+    return bool(getattr(result, "rowcount", 0) == 1)
+
+
+def overdue(session: Session, *, started_before: datetime) -> list[tuple[int, str | None]]:
+    """Running jobs started before ``started_before``: (id, worker) pairs."""
+    rows = session.execute(
+        select(Job.id, Job.worker).where(
+            Job.state == JobState.RUNNING.value, Job.started_at < started_before
+        )
+    ).all()
+    return [(int(row_id), holder) for row_id, holder in rows]
+
+
+def stale_queued(session: Session, *, updated_before: datetime, limit: int = 1000) -> list[int]:
+    """Ids of jobs queued and untouched since ``updated_before``, oldest first."""
+    query = (
+        select(Job.id)
+        .where(Job.state == JobState.QUEUED.value, Job.updated_at < updated_before)
+        .order_by(Job.id)
+        .limit(limit)
+    )
+    return [int(row_id) for row_id in session.scalars(query)]
+
+
+def mark_sent(session: Session, job_ids: list[int]) -> None:
+    """Stamp queued jobs just (re)sent to the broker, so they are not sent again at once."""
+    if job_ids:
+        session.execute(
+            update(Job)
+            .where(Job.id.in_(job_ids), Job.state == JobState.QUEUED.value)
+            .values(updated_at=utcnow())
+        )
     session.commit()
 
 

@@ -164,7 +164,11 @@ class CalibrationConfig(_Model):
     )
     fit_color_term: bool = Field(True, description="Fit a colour term when colour bands exist.")
     spatial_order: int = Field(
-        1, description="Order of the zero-point polynomial in x, y (0 = constant).", ge=0, le=3
+        2,
+        description="Order of the zero-point polynomial in x, y (0 = constant); lowered "
+        "automatically when too few stars support it.",
+        ge=0,
+        le=3,
     )
     clip_sigma: float = Field(3.0, description="Outlier rejection threshold, sigmas.", gt=1)
     min_stars: int = Field(5, description="Fewest calibration stars accepted.", ge=2)

@@ -49,14 +49,17 @@ def build_result(state: FrameState, timings: dict[str, float]) -> PhotometryResu
     limiting_mag = zp - 2.5 * math.log10(limit_flux)
     scale = adu_to_ujy_scale(zp)
     flux = flux_adu * scale
-    # The zero-point error scales the flux as a whole; it adds in quadrature.
-    fluxerr = math.hypot(fluxerr_adu * scale, abs(flux) * zp_err / MAG_ERR_FACTOR)
+    # The zero-point error, and the scatter single stars show about the zero-point model
+    # beyond their errors (the target is one more star measured the same way), scale the
+    # flux as a whole: they add in quadrature.
+    calib_err = math.hypot(zp_err, zp_fit.intrinsic_scatter)
+    fluxerr = math.hypot(fluxerr_adu * scale, abs(flux) * calib_err / MAG_ERR_FACTOR)
     mag = magerr = None
     if detected:
         mag = zp - 2.5 * math.log10(flux_adu)
-        magerr = math.hypot(MAG_ERR_FACTOR / snr, zp_err)
+        magerr = math.hypot(MAG_ERR_FACTOR / snr, calib_err)
 
-    aperture = _aperture(state, zp, zp_err, config.nsigma)
+    aperture = _aperture(state, zp, calib_err, config.nsigma)
     flags |= _target_flags(state, target.x, target.y, target.fwhm)
     if stars.x.size and not _inside_calibrators(state, target.x, target.y):
         flags |= QualityFlag.EXTRAPOLATED_ZP

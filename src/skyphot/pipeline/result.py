@@ -61,11 +61,14 @@ class PhotometryResult(BaseModel):
     detected: bool = Field(description="True when snr >= limit_nsigma.")
     mag: float | None = Field(description="Calibrated PSF-fit magnitude; None if not detected.")
     magerr: float | None = Field(
-        description="1-sigma error of mag, including the zero-point error; None if not detected."
+        description="1-sigma error of mag: photometric error, zero-point error at the target "
+        "and the calibration stars' intrinsic scatter, in quadrature; None if not detected."
     )
     snr: float = Field(description="Signal-to-noise ratio of the PSF-fit flux.")
     flux: float = Field(description="Calibrated flux, µJy (AB); may be negative.")
-    fluxerr: float = Field(description="1-sigma flux error, µJy, including the zero-point error.")
+    fluxerr: float = Field(
+        description="1-sigma flux error, µJy, including the zero-point error and intrinsic scatter."
+    )
     limiting_mag: float = Field(
         description="limit_nsigma-sigma point-source depth at the target position: from "
         "background and read noise only (target photon noise excluded), PSF-fit method."

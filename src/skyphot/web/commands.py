@@ -123,12 +123,12 @@ def run_serve(args: argparse.Namespace) -> int:
     """Start the web server and its worker processes (blocks until interrupted)."""
     import uvicorn
 
-    from skyphot.jobs.queue import EmbeddedQueue
+    from skyphot.jobs.queue import make_queue
     from skyphot.web.app import create_app
 
     try:
         settings = _settings(args)
-        queue = EmbeddedQueue(settings)
+        queue = make_queue(settings)
         app = create_app(settings, queue=queue)
         with app.state.sessions() as session:
             admin, password = ensure_admin(session, settings)
@@ -139,9 +139,11 @@ def run_serve(args: argparse.Namespace) -> int:
         return 2
     shown_host = "localhost" if settings.host in ("127.0.0.1", "0.0.0.0") else settings.host
     url = f"http://{shown_host}:{settings.port}"
+    workers = (f"jobs go to the Celery queue {settings.celery_queue!r} at "
+               f"{settings.broker_url}: start workers with 'skyphot worker'"
+               if settings.queue == "celery" else f"{settings.workers} worker process(es)")
     lines = [
-        f"skyphot is starting on {url}  (data: {settings.data_path}, "
-        f"{settings.workers} worker process(es))",
+        f"skyphot is starting on {url}  (data: {settings.data_path}, {workers})",
         f"  log in as: {ADMIN} / {password}",
         f"  API token: {token}   (send 'Authorization: token {token}')",
     ]

@@ -29,6 +29,10 @@ class PayloadTooLargeError(InputError):
     """The upload exceeds ``max_body_size``."""
 
 
+class UploadQuotaError(SkyphotError):
+    """Keeping the upload would exceed ``upload_quota_mb`` (HTTP 507)."""
+
+
 class FieldError(InputError):
     """A form field holds an unusable value; ``field`` names it."""
 
@@ -44,6 +48,7 @@ STATUS: tuple[tuple[type[SkyphotError], int], ...] = (
     (NotFoundError, 404),
     (ConflictError, 409),
     (PayloadTooLargeError, 413),
+    (UploadQuotaError, 507),
     (FieldError, 422),
     (InputError, 400),
     (AnalysisError, 422),

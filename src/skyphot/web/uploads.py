@@ -1,9 +1,11 @@
 """Streaming multipart uploads straight to disk, with the size limit enforced as bytes
-arrive: a body over the limit is refused (413) and everything written so far removed."""
+arrive: a body over the limit is refused (413) and everything written so far removed. The
+same holds for the upload storage quota (507)."""
 
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import shutil
 import uuid
@@ -14,9 +16,10 @@ from typing import IO
 from fastapi import Request
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.concurrency import run_in_threadpool
 
 from skyphot.errors import InputError
-from skyphot.web.errors import FieldError, PayloadTooLargeError
+from skyphot.web.errors import FieldError, PayloadTooLargeError, UploadQuotaError
 
 FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.fz", ".fit.fz", ".fz", ".fits.gz", ".fit.gz",
                  ".fts.gz")
@@ -63,6 +66,27 @@ def too_large_message(limit_bytes: int) -> str:
     return (
         f"the upload is larger than the limit of {limit_bytes / 1e6:g} MB (max_body_size); "
         "compress the frame (e.g. .fits.fz) or ask the administrator to raise max_body_size"
+    )
+
+
+def storage_used(root: Path) -> int:
+    """Bytes taken by the files under ``root`` (0 if it does not exist)."""
+    total = 0
+    for directory, _dirs, files in os.walk(root):
+        for name in files:
+            try:
+                total += (Path(directory) / name).stat().st_size
+            except FileNotFoundError:
+                continue  # removed while we walked (a refused upload cleaning up)
+    return total
+
+
+def quota_message(quota_bytes: int, used_bytes: int) -> str:
+    """The message of a 507: the quota, what is in use, what to do."""
+    return (
+        f"the upload storage is full: keeping this upload would exceed the quota of "
+        f"{quota_bytes / 1e6:g} MB (upload_quota_mb; {used_bytes / 1e6:.2f} MB in use); "
+        "ask the administrator to free space or raise upload_quota_mb"
     )
 
 
@@ -151,12 +175,14 @@ async def receive_multipart(
     root: Path,
     max_bytes: int,
     file_fields: dict[str, tuple[str, ...]],
+    quota_bytes: int | None = None,
 ) -> Upload:
     """Stream a multipart body into a new directory under ``root``.
 
     ``file_fields`` maps each field that may carry a file to its accepted suffixes. Raises
-    ``PayloadTooLargeError`` past ``max_bytes`` (the whole body) and ``InputError`` for a
-    body that is not multipart; nothing stays on disk after an error.
+    ``PayloadTooLargeError`` past ``max_bytes`` (the whole body), ``UploadQuotaError`` when
+    the files under ``root`` plus the body would exceed ``quota_bytes`` (None: no quota) and
+    ``InputError`` for a body that is not multipart; nothing stays on disk after an error.
     """
     content_type, options = parse_options_header(request.headers.get("content-type", ""))
     if content_type != b"multipart/form-data" or b"boundary" not in options:
@@ -164,6 +190,14 @@ async def receive_multipart(
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > max_bytes:
         raise PayloadTooLargeError(too_large_message(max_bytes))
+    room: int | None = None  # bytes the quota still allows
+    used = 0
+    if quota_bytes is not None:
+        # Approximate under concurrent uploads: each sees what the others wrote so far.
+        used = await run_in_threadpool(storage_used, root)
+        room = quota_bytes - used
+        if room <= 0 or (declared is not None and declared.isdigit() and int(declared) > room):
+            raise UploadQuotaError(quota_message(quota_bytes, used))
     upload = Upload(directory=root / uuid.uuid4().hex)
     upload.directory.mkdir(parents=True)
     receiver = _Receiver(upload, file_fields)
@@ -177,6 +211,8 @@ async def receive_multipart(
             received += len(chunk)
             if received > max_bytes:
                 raise PayloadTooLargeError(too_large_message(max_bytes))
+            if room is not None and quota_bytes is not None and received > room:
+                raise UploadQuotaError(quota_message(quota_bytes, used))
             parser.write(chunk)
         parser.finalize()
     except MultipartParseError as err:

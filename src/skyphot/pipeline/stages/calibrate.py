@@ -17,6 +17,11 @@ from skyphot.pipeline.state import CalibrationStars, FrameState, need
 
 # A neighbour this much fainter (or more) cannot bias a calibration star's PSF flux.
 _NEIGHBOUR_DELTA_MAG = 4.0
+# A detection within this many FWHM and brighter than this fraction of a calibration star
+# (and farther than the self-match radius, so not the star itself) disqualifies the star.
+_NEIGHBOUR_RADIUS_FWHM = 2.5
+_SELF_RADIUS_FWHM = 0.5
+_NEIGHBOUR_FLUX_RATIO = 0.005
 # Stars brighter than this S/N give the first, unweighted zero-point guess.
 _GUESS_MIN_SNR = 20.0
 
@@ -104,9 +109,19 @@ class Calibrate:
             )
         zp_guess = float(np.median(mag[idx][bright] + 2.5 * np.log10(phot.flux[bright])))
         predicted = 10.0 ** (-0.4 * (mag[idx] - zp_guess))
-        predicted_err = np.sqrt(phot.fluxerr_background**2 + predicted / meta.gain)
+        # Source photon noise of a PSF fit is (sum P^3 / (sum P^2)^2) * F / gain, not F / gain;
+        # that factor is read off the measured errors of the bright stars.
+        photon = (phot.fluxerr[bright] ** 2 - phot.fluxerr_background[bright] ** 2) / phot.flux[
+            bright
+        ]
+        photon_per_adu = float(np.median(photon)) if photon.size else 1.0 / meta.gain
+        predicted_err = np.sqrt(phot.fluxerr_background**2 + photon_per_adu * predicted)
         inst_err = MAG_ERR_FACTOR * predicted_err / predicted
-        usable = clean & (inst_err <= cal_cfg.max_mag_err) & (phot.flux > 0)
+        sources = need(state.sources, "the detections")
+        uncontaminated = _no_detected_neighbour(
+            x[idx], y[idx], predicted, sources.x, sources.y, sources.flux, fwhm=fwhm
+        )
+        usable = clean & uncontaminated & (inst_err <= cal_cfg.max_mag_err) & (phot.flux > 0)
         if usable.sum() < cal_cfg.min_stars:
             raise CalibrationError(
                 f"only {int(usable.sum())} calibration stars are bright enough and unmasked "
@@ -148,6 +163,34 @@ def _errors(table: Table, band: str) -> np.ndarray:
         return np.full(len(table), 0.03)
     err = np.asarray(table[name], dtype=float)
     return np.where(np.isfinite(err) & (err > 0), err, 0.03)
+
+
+def _no_detected_neighbour(
+    x: np.ndarray,
+    y: np.ndarray,
+    flux: np.ndarray,
+    det_x: np.ndarray,
+    det_y: np.ndarray,
+    det_flux: np.ndarray,
+    *,
+    fwhm: float,
+) -> np.ndarray:
+    """False for stars with a detected neighbour (not in the catalog, often fainter than its
+    depth) close and bright enough to add more than ~0.5% to the PSF-fit flux."""
+    result = np.ones(x.size, dtype=bool)
+    if det_x.size == 0 or x.size == 0:
+        return result
+    tree = cKDTree(np.column_stack([det_x, det_y]))
+    near = tree.query_ball_point(np.column_stack([x, y]), _NEIGHBOUR_RADIUS_FWHM * fwhm)
+    for k, found in enumerate(near):
+        if not found:
+            continue
+        idx = np.asarray(found)
+        dist = np.hypot(det_x[idx] - x[k], det_y[idx] - y[k])
+        others = idx[dist > _SELF_RADIUS_FWHM * fwhm]
+        if others.size and np.max(det_flux[others]) > _NEIGHBOUR_FLUX_RATIO * flux[k]:
+            result[k] = False
+    return result
 
 
 def _isolated(x: np.ndarray, y: np.ndarray, mag: np.ndarray, *, radius: float) -> np.ndarray:

@@ -13,6 +13,7 @@ from skyphot.core.wcs_utils import pixel_scale_arcsec, world_to_pixel
 from skyphot.errors import WCSError
 from skyphot.io.fits import read_frame
 from skyphot.io.header import celestial_wcs, normalise_header, target_pixel
+from skyphot.pipeline.stages.blind import scale_hint
 from skyphot.pipeline.state import FrameState, need
 
 logger = logging.getLogger("skyphot.pipeline")
@@ -49,6 +50,11 @@ class NormaliseHeader:
                 "scamp",
             ):
                 raise
+            if scale_hint(state.config, frame.header, None) is None:
+                raise WCSError(
+                    f"{err}; to solve the frame blind instead, give its pixel scale "
+                    "(--pixel-scale ARCSEC)"
+                ) from err
             # Not swallowed: the astrometry stage solves blind and says so in the result.
             logger.info("no usable header WCS (%s): the frame will be solved blind", err)
             return replace(state, meta=meta, notes=(*state.notes, f"header WCS unusable: {err}"))

@@ -13,7 +13,14 @@ from astropy.wcs import WCS
 from skyphot.catalogs.base import CatalogProvider, ReferenceCatalog
 from skyphot.catalogs.filters import resolve_filter
 from skyphot.core.astrometry import AstrometricSolution, footprint_radius_deg, refine_wcs
-from skyphot.errors import AstrometryError, CatalogError, HeaderError, UnknownFilterError
+from skyphot.errors import (
+    AstrometryError,
+    CatalogError,
+    HeaderError,
+    SkyphotError,
+    UnknownFilterError,
+    WCSError,
+)
 from skyphot.pipeline.config import MeasureConfig
 from skyphot.pipeline.stages.blind import blind_solve, scale_hint
 from skyphot.pipeline.state import Bands, FrameState, need
@@ -118,8 +125,8 @@ def catalog_cone(state: FrameState) -> tuple[tuple[float, float], float]:
     target = (config.target.ra, config.target.dec)
     if config.catalog.radius_deg is not None:
         return target, config.catalog.radius_deg
-    if scale is None:
-        raise AstrometryError(
+    if scale is None:  # NormaliseHeader refuses this case; kept for other recipes
+        raise WCSError(
             "the header has no usable WCS and no pixel scale (PIXSCALE/SECPIX), so the field "
             "size is unknown: give the pixel scale (--pixel-scale ARCSEC) for blind solving"
         )
@@ -238,7 +245,7 @@ def _blind_then_refine(state: FrameState, *, reason: str | None) -> AstrometricS
             center=center,
             radius_deg=radius,
         )
-    except AstrometryError as err:
+    except SkyphotError as err:
         if reason is None:
             raise
         raise AstrometryError(f"{reason}; blind solving failed too: {err}") from err

@@ -55,7 +55,7 @@ from skyphot.web.views import (
 )
 
 ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorOut} for code in (400, 401, 403, 404, 409, 413, 422)
+    code: {"model": ErrorOut} for code in (400, 401, 403, 404, 409, 413, 422, 507)
 }
 router = APIRouter(prefix="/api", responses=ERRORS)
 CATALOG_SUFFIXES = (".ecsv", ".csv", ".fits", ".fit", ".parquet", ".txt", ".dat")
@@ -157,6 +157,7 @@ async def image_analysis(
     upload = await receive_multipart(
         request, root=settings.upload_path, max_bytes=settings.max_body_bytes,
         file_fields={"file": FITS_SUFFIXES, "catalog_file": CATALOG_SUFFIXES},
+        quota_bytes=settings.upload_quota_bytes,
     )
     try:
         image = upload.files.get("file")

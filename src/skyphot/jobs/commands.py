@@ -1,0 +1,144 @@
+"""`skyphot worker`: run analysis jobs from the Celery broker (``queue: celery``).
+
+Start one on any machine that reaches the database, the broker and the upload storage; it
+runs ``worker_concurrency`` jobs at a time. The lead's CLI calls ``add_parsers(subparsers)``;
+the sub-command sets ``handler`` (and ``func``) to a callable returning the exit status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import socket
+import sys
+import time
+
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+
+from skyphot.db.session import make_engine, migrate
+from skyphot.errors import ConfigError, SkyphotError, ToolNotFoundError
+from skyphot.jobs.runner import DEFAULT_ENGINE
+from skyphot.settings import Settings, load_settings
+
+log = logging.getLogger(__name__)
+
+DATABASE_WAIT_S = 60.0  # how long a starting worker waits for its database (e.g. in compose)
+
+
+def worker_settings(args: argparse.Namespace) -> Settings:
+    """Settings of a worker: the usual layers plus ``--concurrency`` and ``--queue``."""
+    settings = load_settings(
+        config_file=args.config, data_dir=args.data_dir,
+        overrides={"worker_concurrency": args.concurrency, "celery_queue": args.queue},
+    )
+    if settings.queue != "celery":
+        raise ConfigError(
+            f"skyphot worker runs jobs of the Celery queue, but the configuration says "
+            f"queue: {settings.queue}; set 'queue: celery' (and broker_url) in config.yaml "
+            "of the web server and of every worker (the embedded queue runs its workers "
+            "inside skyphot serve)"
+        )
+    return settings
+
+
+def prepare_database(settings: Settings, *, wait_s: float = DATABASE_WAIT_S) -> None:
+    """Wait up to ``wait_s`` s for the database and bring its schema up to date.
+
+    Raises ``ConfigError`` naming the URL when it stays unreachable.
+    """
+    deadline = time.monotonic() + wait_s
+    try:
+        engine = make_engine(settings.db_url)
+    except (SQLAlchemyError, ImportError) as err:
+        raise ConfigError(f"database_url is unusable ({type(err).__name__}: {err})") from err
+    shown = engine.url.render_as_string(hide_password=True)
+    try:
+        while True:
+            try:
+                migrate(engine)
+                return
+            except DBAPIError as err:
+                # Not up yet, or the web server is migrating at this very moment: try again.
+                if time.monotonic() > deadline:
+                    first_line = str(err.orig).strip().splitlines()[0] if err.orig else err
+                    raise ConfigError(
+                        f"cannot use the database {shown} ({first_line}); check "
+                        "database_url and that the database server is running"
+                    ) from err
+                log.warning("database %s not ready (%s); retrying", shown, type(err).__name__)
+                time.sleep(min(2.0, max(wait_s, 0.1)))
+    finally:
+        engine.dispose()
+
+
+def run_worker(args: argparse.Namespace) -> int:
+    """Start a Celery worker in this process (blocks until it is stopped)."""
+    try:
+        settings = worker_settings(args)
+        try:
+            from skyphot.jobs.celery_app import Sweeper, make_celery
+        except ModuleNotFoundError as err:
+            raise ToolNotFoundError(
+                f"skyphot worker needs Celery ({err.name} is not installed): "
+                "pip install 'skyphot[celery]'"
+            ) from err
+        prepare_database(settings, wait_s=args.database_wait)
+    except SkyphotError as err:
+        print(f"skyphot worker: {err}", file=sys.stderr)
+        return 2
+    app = make_celery(settings, engine_path=args.engine)
+    sweeper = Sweeper(app, settings, app.skyphot_context.sessions)
+    sweeper.start()
+    node = f"skyphot-{os.getpid()}@{socket.gethostname()}"
+    print(f"skyphot worker {node}: {settings.worker_concurrency} process(es), queue "
+          f"{settings.celery_queue!r} on {settings.broker_url}, time limit "
+          f"{settings.job_time_limit_s:g} s", flush=True)
+    try:
+        worker = app.Worker(
+            hostname=node, concurrency=settings.worker_concurrency,
+            queues=[settings.celery_queue], loglevel=args.loglevel.upper(), pool="prefork",
+            # Job state lives in the database: no need to sync revokes or clocks with peers.
+            without_mingle=True, without_gossip=True,
+        )
+        worker.start()
+        return int(worker.exitcode or 0)
+    finally:
+        sweeper.stop()
+
+
+def add_parsers(subparsers: argparse._SubParsersAction) -> None:
+    """Add `worker` to the CLI."""
+    worker = subparsers.add_parser(
+        "worker", help="run analysis jobs from the Celery queue (queue: celery)",
+        description="Run image-analysis jobs sent through the Celery broker. Start as many as "
+        "needed, on any machine that reaches the database, the broker and the upload storage.",
+    )
+    worker.add_argument("--config", default=None, help="config.yaml to use")
+    worker.add_argument("--data-dir", default=None,
+                        help="instance directory (uploads, job logs; as the web server's)")
+    worker.add_argument("--concurrency", type=int, default=None,
+                        help="jobs run at the same time (default: worker_concurrency, 2)")
+    worker.add_argument("--queue", default=None,
+                        help="broker queue to consume (default: celery_queue, 'skyphot')")
+    worker.add_argument("--loglevel", default="info",
+                        choices=["debug", "info", "warning", "error"], help="log level")
+    worker.add_argument("--engine", default=DEFAULT_ENGINE,
+                        help="analysis function as module:function (default: the skyphot "
+                        "engine)")
+    worker.add_argument("--database-wait", type=float, default=DATABASE_WAIT_S,
+                        help="seconds to wait for the database at start (default 60)")
+    worker.set_defaults(handler=run_worker, func=run_worker)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Stand-alone entry point (`python -m skyphot.jobs.commands worker ...`)."""
+    parser = argparse.ArgumentParser(prog="skyphot")
+    add_parsers(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    status: int = args.handler(args)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

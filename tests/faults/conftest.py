@@ -1,0 +1,22 @@
+"""The fault tests use the web helpers (instances, FITS bytes) and ``harness``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+for _sub in ("web", "faults"):
+    _path = str(Path(__file__).resolve().parents[1] / _sub)
+    if _path not in sys.path:
+        sys.path.insert(0, _path)
+
+from collections.abc import Iterator
+
+import pytest
+from webtest_helpers import drop_test_databases
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _drop_postgres_databases() -> Iterator[None]:
+    yield
+    drop_test_databases()
