@@ -51,10 +51,12 @@ class Row:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def simulate(seed: int, mag: float, shape: tuple[int, int], workdir: Path) -> tuple[
-        SimulatedPaths, Truth]:
+def simulate(
+    seed: int, mag: float, shape: tuple[int, int], workdir: Path
+) -> tuple[SimulatedPaths, Truth]:
     params = SimulationParams(
-        shape=shape, n_stars=max(50, round(STARS_PER_PIXEL * shape[0] * shape[1])),
+        shape=shape,
+        n_stars=max(50, round(STARS_PER_PIXEL * shape[0] * shape[1])),
         target_mag=mag,
     )
     sim = simulate_frame(params, seed=seed)
@@ -64,14 +66,21 @@ def simulate(seed: int, mag: float, shape: tuple[int, int], workdir: Path) -> tu
 
 
 def run_engine(engine: str, seed: int, paths: SimulatedPaths, truth: Truth) -> Row:
-    config = MeasureConfig.model_validate({
-        "engine": engine,
-        "target": {"ra": truth.ra, "dec": truth.dec},
-        "catalog": {"path": str(paths.catalog)},
-        "target_color": truth.color,
-    })
-    row = Row(engine=engine, seed=seed, truth_mag=truth.mag, wall_s=float("nan"),
-              ideal_limit=truth.ideal_limit(config.nsigma))
+    config = MeasureConfig.model_validate(
+        {
+            "engine": engine,
+            "target": {"ra": truth.ra, "dec": truth.dec},
+            "catalog": {"path": str(paths.catalog)},
+            "target_color": truth.color,
+        }
+    )
+    row = Row(
+        engine=engine,
+        seed=seed,
+        truth_mag=truth.mag,
+        wall_s=float("nan"),
+        ideal_limit=truth.ideal_limit(config.nsigma),
+    )
     t0 = time.perf_counter()
     try:
         result = measure(paths.image, config)
@@ -94,8 +103,9 @@ def summarise(rows: list[Row]) -> dict[str, float]:
     ok = [r for r in rows if r.error is None]
     det = [r for r in ok if r.mag is not None and r.magerr is not None]
     diffs = [r.mag - r.truth_mag for r in det if r.mag is not None]
-    pulls = [(r.mag - r.truth_mag) / r.magerr for r in det
-             if r.mag is not None and r.magerr is not None]
+    pulls = [
+        (r.mag - r.truth_mag) / r.magerr for r in det if r.mag is not None and r.magerr is not None
+    ]
     limits = [r.limiting_mag - r.ideal_limit for r in ok if r.limiting_mag is not None]
     nan = float("nan")
     return {
@@ -114,8 +124,12 @@ def summarise(rows: list[Row]) -> dict[str, float]:
     }
 
 
-def markdown(summary: dict[tuple[str, str], dict[str, float]], timing: list[Row],
-             failures: list[Row], meta: dict[str, str]) -> str:
+def markdown(
+    summary: dict[tuple[str, str], dict[str, float]],
+    timing: list[Row],
+    failures: list[Row],
+    meta: dict[str, str],
+) -> str:
     out = [
         "# Built-in engine vs STDPipe engine",
         "",
@@ -161,20 +175,32 @@ def markdown(summary: dict[tuple[str, str], dict[str, float]], timing: list[Row]
         out.append(f"| {stage} | " + " | ".join(cells) + " |")
     if failures:
         out += ["", "## Failed frames", ""]
-        out += [f"- {r.engine}, seed {r.seed}, target {r.truth_mag:g}: {r.error}"
-                for r in failures]
+        out += [f"- {r.engine}, seed {r.seed}, target {r.truth_mag:g}: {r.error}" for r in failures]
     out.append("")
     return "\n".join(out)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--frames", type=int, default=8, help="seeds per depth")
-    parser.add_argument("--shape", type=int, nargs=2, default=(1024, 1024),
-                        metavar=("NY", "NX"), help="frame size of the accuracy runs")
-    parser.add_argument("--timing-shape", type=int, nargs=2, default=(2048, 2048),
-                        metavar=("NY", "NX"), help="frame size of the per-stage timing")
+    parser.add_argument(
+        "--shape",
+        type=int,
+        nargs=2,
+        default=(1024, 1024),
+        metavar=("NY", "NX"),
+        help="frame size of the accuracy runs",
+    )
+    parser.add_argument(
+        "--timing-shape",
+        type=int,
+        nargs=2,
+        default=(2048, 2048),
+        metavar=("NY", "NX"),
+        help="frame size of the per-stage timing",
+    )
     parser.add_argument("--timing-runs", type=int, default=3)
     parser.add_argument("--out", type=Path, default=HERE / "engines.md")
     args = parser.parse_args()
@@ -193,9 +219,12 @@ def main() -> None:
                 for engine in ENGINES:
                     row = run_engine(engine, seed, paths, truth)
                     rows[(engine, depth)].append(row)
-                    print(f"{engine:8s} {depth:14s} seed {seed:3d}: mag {row.mag} "
-                          f"truth {row.truth_mag:.2f} err {row.magerr} {row.wall_s:.2f} s"
-                          + (f" FAILED: {row.error}" if row.error else ""), flush=True)
+                    print(
+                        f"{engine:8s} {depth:14s} seed {seed:3d}: mag {row.mag} "
+                        f"truth {row.truth_mag:.2f} err {row.magerr} {row.wall_s:.2f} s"
+                        + (f" FAILED: {row.error}" if row.error else ""),
+                        flush=True,
+                    )
         for run in range(args.timing_runs):
             paths, truth = simulate(500 + run, 19.0, timing_shape, workdir)
             for engine in ENGINES:
@@ -215,8 +244,7 @@ def main() -> None:
         "frames": str(args.frames),
     }
     summary = {key: summarise(r) for key, r in rows.items()}
-    failures = [r for rr in rows.values() for r in rr if r.error] + [
-        r for r in timing if r.error]
+    failures = [r for rr in rows.values() for r in rr if r.error] + [r for r in timing if r.error]
     text = markdown(summary, timing, failures, meta)
     args.out.write_text(text)
     print(text)

@@ -12,7 +12,8 @@ from webtest_helpers import fits_bytes
 
 def test_killed_worker_process_job_is_retried_and_completes_once(tmp_path: Path) -> None:
     broker = require_redis()
-    with stack(tmp_path, broker_url=broker, concurrency=2) as s:
+    # A long stale time: the job must come back through Celery's re-delivery, not a sweep.
+    with stack(tmp_path, broker_url=broker, concurrency=2, job_stale_after_s=30) as s:
         job_id = s.upload(fits_with(fits_bytes(mag=16.5), STUBWAIT=2.0))
         running = s.wait_state(job_id, "running", timeout=20)
         wait_until(lambda: (s.jobs([job_id]) or {})[job_id].stage == "fault engine",
@@ -27,7 +28,9 @@ def test_killed_worker_process_job_is_retried_and_completes_once(tmp_path: Path)
         assert s.points_per_job() == {job_id: 1}
         log = (s.settings.jobs_path / str(job_id) / "job.log").read_text()
         assert "attempt 1" in log and "attempt 2" in log
-        assert "died running job" in s.worker.log()
+        log = s.worker.log()
+        assert f"died running job {job_id}; re-queueing it" in log
+        assert "stopped answering" not in log
 
 
 def test_whole_worker_lost_its_job_is_swept_to_another_worker(tmp_path: Path) -> None:

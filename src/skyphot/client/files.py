@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import gzip
+import math
 import zlib
 from pathlib import Path
+from typing import BinaryIO
 
 from skyphot.errors import InputError
 
@@ -15,6 +17,8 @@ FITS_SUFFIXES = (".fits.fz", ".fits.gz", ".fit.gz", ".fit.fz", ".fts.gz", ".fits
 FITS_MAGIC = b"SIMPLE  ="  # the first keyword of every FITS file, padded to column 9
 GZIP_MAGIC = b"\x1f\x8b"
 FITS_BLOCK = 2880  # bytes
+CARD = 80  # bytes per header card
+SKIP_CHUNK = 1 << 20  # bytes read at a time when skipping data inside a gzip stream
 
 
 def is_fits_name(path: Path) -> bool:
@@ -73,12 +77,110 @@ def _leading_bytes(path: Path) -> bytes:
         return f"<gzip error: {err}>".encode()
 
 
+def _cards(block: bytes) -> list[tuple[str, str]]:
+    """(keyword, raw value) of the cards of a header block."""
+    cards = []
+    for start in range(0, len(block), CARD):
+        card = block[start:start + CARD].decode("ascii", "replace")
+        value = card[10:].split("/", 1)[0].strip() if card[8:10] == "= " else ""
+        cards.append((card[:8].strip(), value))
+    return cards
+
+
+def _data_bytes(header: dict[str, str], index: int) -> int:
+    """Bytes of data after a header (without padding); ValueError names a bad keyword."""
+    def integer(key: str, default: int | None = None) -> int:
+        raw = header.get(key)
+        if raw is None and default is not None:
+            return default
+        try:
+            return int(str(raw))
+        except ValueError:
+            shown = "missing" if raw is None else repr(raw)
+            raise ValueError(f"HDU {index} has no valid integer {key} ({shown})") from None
+
+    bitpix = integer("BITPIX")
+    if bitpix not in (8, 16, 32, 64, -32, -64):
+        raise ValueError(f"HDU {index} has BITPIX = {bitpix}, not one FITS allows")
+    naxis = integer("NAXIS")
+    if not 0 <= naxis <= 999:
+        raise ValueError(f"HDU {index} has NAXIS = {naxis}")
+    if naxis == 0:
+        return 0
+    axes = [integer(f"NAXIS{i}") for i in range(1, naxis + 1)]
+    if min(axes) < 0:
+        raise ValueError(f"HDU {index} has a negative axis length {axes}")
+    # Random-groups primaries have NAXIS1 = 0 and count from NAXIS2 (FITS standard 6.1).
+    cells = math.prod(axes[1:]) if axes[0] == 0 and index == 0 else math.prod(axes)
+    return abs(bitpix) // 8 * integer("GCOUNT", 1) * (integer("PCOUNT", 0) + cells)
+
+
+def _skip(stream: BinaryIO, count: int, *, seekable: bool) -> int:
+    """Move ``count`` bytes forward; returns how many were there."""
+    if seekable:
+        here = stream.tell()
+        end = stream.seek(0, 2)
+        stream.seek(min(end, here + count))
+        return min(end - here, count)
+    skipped = 0
+    while skipped < count:
+        block = stream.read(min(SKIP_CHUNK, count - skipped))
+        if not block:
+            break
+        skipped += len(block)
+    return skipped
+
+
+def structure_problem(stream: BinaryIO, *, seekable: bool = True) -> str | None:
+    """Why a FITS byte stream is cut short or malformed, or None when every HDU is whole.
+
+    Walks the headers (2880-byte blocks up to END) and skips each HDU's data by the size its
+    header declares, without reading pixels; missing final padding is tolerated.
+    """
+    index = 0
+    while True:
+        header: dict[str, str] = {}
+        while True:
+            block = stream.read(FITS_BLOCK)
+            if index > 0 and not header and (not block or not block.startswith(b"XTENSION")):
+                return None  # the last HDU was complete; whatever follows is not an HDU
+            if len(block) < FITS_BLOCK:
+                return (f"the header of HDU {index} does not end (no END card before the end "
+                        "of the file): the file is truncated or corrupt; copy it again")
+            cards = _cards(block)
+            header.update((k, v) for k, v in cards if k and v)
+            if any(k == "END" for k, _ in cards):
+                break
+        try:
+            size = _data_bytes(header, index)
+        except ValueError as err:
+            return f"the FITS header is malformed: {err}; the file is corrupt"
+        present = _skip(stream, size, seekable=seekable)
+        if present < size:
+            return (f"the file is truncated: HDU {index} declares {size} bytes of data but only "
+                    f"{present} are present; copy or download it again")
+        _skip(stream, -size % FITS_BLOCK, seekable=seekable)
+        index += 1
+
+
+def _structure(path: Path, compressed: bool) -> str | None:
+    if not compressed:
+        with path.open("rb") as stream:
+            return structure_problem(stream)
+    try:
+        with gzip.open(path, "rb") as stream:
+            return structure_problem(stream, seekable=False)  # type: ignore[arg-type]
+    except (OSError, EOFError, zlib.error) as err:
+        return f"the gzip stream is damaged ({err}); copy or download the file again"
+
+
 def check_file(path: Path, *, max_bytes: int | None = None, overhead: int = 0) -> str | None:
     """Why ``path`` cannot be uploaded, or None when it may be.
 
     Checks, in order: readable, not empty, not larger than ``max_bytes`` (the server's
     ``max_body_size`` in bytes, when known) once ``overhead`` bytes of form data are added,
-    and FITS by its magic bytes (``SIMPLE  =``, inside the gzip stream for ``.gz`` files).
+    FITS by its magic bytes (``SIMPLE  =``, inside the gzip stream for ``.gz`` files), and
+    whole: every header ends and every HDU has the data its header declares.
     """
     try:
         size = path.stat().st_size
@@ -100,4 +202,9 @@ def check_file(path: Path, *, max_bytes: int | None = None, overhead: int = 0) -
             "not a FITS file: it does not start with 'SIMPLE  =' (the first bytes are "
             f"{head[:16]!r}); upload the FITS image itself"
         )
-    return None
+    try:
+        with path.open("rb") as stream:
+            compressed = stream.read(2) == GZIP_MAGIC
+        return _structure(path, compressed)
+    except OSError as err:
+        return f"cannot read the file ({err.strerror or err})"

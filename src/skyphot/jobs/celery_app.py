@@ -73,6 +73,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_reject_on_worker_lost": True,
         "task_acks_on_failure_or_timeout": True,
         "worker_prefetch_multiplier": 1,
+        # A dead child has no result to wait for (state is in the database): notice it fast.
+        "worker_lost_wait": 1.0,
         "worker_concurrency": settings.worker_concurrency,
         # A broker blip must not abort jobs that are half done.
         "worker_cancel_long_running_tasks_on_connection_loss": False,

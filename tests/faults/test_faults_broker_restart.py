@@ -1,0 +1,34 @@
+"""Redis restarts during a run: jobs resume, every job ends once, nothing is duplicated."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from harness import RedisServer, fits_with, stack, wait_until
+from webtest_helpers import fits_bytes
+
+
+def test_redis_restart_during_a_run(tmp_path: Path) -> None:
+    pytest.importorskip("celery", reason="Celery is not installed (pip install 'skyphot[celery]')")
+    redis = RedisServer(tmp_path / "redis")
+    redis.start()
+    try:
+        with stack(tmp_path, broker_url=redis.url, concurrency=2) as s:
+            ids = [s.upload(fits_with(fits_bytes(mag=15.0 + 0.1 * i, seed=i), STUBWAIT=0.7))
+                   for i in range(6)]
+            wait_until(lambda: any(r.state == "running" for r in (s.jobs(ids) or {}).values()),
+                       timeout=20, what="a job to run")
+            redis.stop()
+            # uploads while the broker is away are accepted and kept queued
+            ids += [s.upload(fits_with(fits_bytes(mag=16.0 + 0.1 * i, seed=10 + i),
+                                       STUBWAIT=0.2)) for i in range(2)]
+            redis.start()
+            ids += [s.upload(fits_bytes(mag=17.0, seed=20))]
+            rows = s.wait_done(ids, timeout=60)
+            assert all(r.state == "succeeded" for r in rows.values()), s.describe(ids)
+            assert s.points_per_job() == {job_id: 1 for job_id in ids}
+            # each job was measured once (a re-delivered duplicate finds the job taken)
+            assert max(r.attempts for r in rows.values()) <= 2, s.describe(ids)
+    finally:
+        redis.stop()
