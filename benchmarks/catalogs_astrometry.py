@@ -84,7 +84,7 @@ def blind_rows(frames: int) -> list[dict[str, object]]:
             shape=(800, 1200), pixel_scale=1.2, include_wcs=False
         ),
         'header WCS 240" off, 800x1200 @ 1.2"/px': dict(
-            shape=(800, 1200), pixel_scale=1.2, wcs_offset_arcsec=240.0
+            shape=(800, 1200), pixel_scale=1.2, wcs_offset_arcsec=240.0, target_xy=(600.0, 400.0)
         ),
     }
     out = []
