@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,7 @@ from harness import RedisServer, fits_with, stack, wait_until
 from webtest_helpers import fits_bytes
 
 
-def test_redis_restart_during_a_run(tmp_path: Path) -> None:
+def test_redis_restart_during_a_run(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     pytest.importorskip("celery", reason="Celery is not installed (pip install 'skyphot[celery]')")
     redis = RedisServer(tmp_path / "redis")
     redis.start()
@@ -20,9 +21,14 @@ def test_redis_restart_during_a_run(tmp_path: Path) -> None:
             wait_until(lambda: any(r.state == "running" for r in (s.jobs(ids) or {}).values()),
                        timeout=20, what="a job to run")
             redis.stop()
-            # uploads while the broker is away are accepted and kept queued
-            ids += [s.upload(fits_with(fits_bytes(mag=16.0 + 0.1 * i, seed=10 + i),
-                                       STUBWAIT=0.2)) for i in range(2)]
+            # uploads while the broker is away are accepted and kept queued; the web server
+            # gives up sending them and a worker's sweep sends them once Redis is back
+            with caplog.at_level(logging.WARNING, logger="skyphot.jobs.celery_queue"):
+                away = [s.upload(fits_with(fits_bytes(mag=16.0 + 0.1 * i, seed=10 + i),
+                                           STUBWAIT=0.2)) for i in range(2)]
+                wait_until(lambda: caplog.text.count("stays queued") == 2, timeout=20,
+                           what="the web server to give up sending")
+            ids += away
             redis.start()
             ids += [s.upload(fits_bytes(mag=17.0, seed=20))]
             rows = s.wait_done(ids, timeout=60)
@@ -30,5 +36,6 @@ def test_redis_restart_during_a_run(tmp_path: Path) -> None:
             assert s.points_per_job() == {job_id: 1 for job_id in ids}
             # each job was measured once (a re-delivered duplicate finds the job taken)
             assert max(r.attempts for r in rows.values()) <= 2, s.describe(ids)
+            assert "queued job(s) the broker does not hold" in s.worker.log()
     finally:
         redis.stop()

@@ -157,22 +157,6 @@ class StdpipeDetect:
         return replace(state, sources=sources.select(order), fwhm=_median_fwhm(obj))
 
 
-def header_solution(wcs: WCS) -> AstrometricSolution:
-    """The header WCS taken as is (astrometry method 'header')."""
-    empty = np.zeros(0, dtype=np.intp)
-    return AstrometricSolution(
-        wcs=wcs,
-        n_matched=0,
-        rms_arcsec=float("nan"),
-        matched_fraction=float("nan"),
-        matched_source=empty,
-        matched_catalog=empty,
-        residual_x_arcsec=np.zeros(0),
-        residual_y_arcsec=np.zeros(0),
-        method="header",
-    )
-
-
 def assess_solution(
     wcs: WCS,
     sources: SourceList,
@@ -195,8 +179,14 @@ def assess_solution(
     ny, nx = shape
     scale = pixel_scale_arcsec(wcs)
     xc, yc = world_to_pixel(wcs, ra, dec)
-    on_frame = np.isfinite(xc) & np.isfinite(yc) & (xc >= -0.5) & (xc <= nx - 0.5) & (
-        yc >= -0.5) & (yc <= ny - 0.5)
+    on_frame = (
+        np.isfinite(xc)
+        & np.isfinite(yc)
+        & (xc >= -0.5)
+        & (xc <= nx - 0.5)
+        & (yc >= -0.5)
+        & (yc <= ny - 0.5)
+    )
     i_src, i_cat, _ = match_nearest(
         sources.x, sources.y, xc, yc, radius=match_radius_arcsec / scale
     )
@@ -247,14 +237,22 @@ class StdpipeAstrometry:
         bands = need(state.bands, "the bands")
         cfg = state.config.astrometry
         if cfg.method == "header":
-            return replace(state, astrometry=header_solution(header_wcs))
+            return replace(state, astrometry=AstrometricSolution.unrefined(header_wcs))
         api = load_stdpipe()
         ra = np.asarray(catalog.table["ra"], dtype=float)
         dec = np.asarray(catalog.table["dec"], dtype=float)
-        obj = Table({"x": sources.x, "y": sources.y, "flux": sources.flux,
-                     "fluxerr": sources.fluxerr, "flags": sources.flag})
-        cat = Table({"ra": ra, "dec": dec,
-                     "mag": np.asarray(catalog.table[bands.band], dtype=float)})
+        obj = Table(
+            {
+                "x": sources.x,
+                "y": sources.y,
+                "flux": sources.flux,
+                "fluxerr": sources.fluxerr,
+                "flags": sources.flag,
+            }
+        )
+        cat = Table(
+            {"ra": ra, "dec": dec, "mag": np.asarray(catalog.table[bands.band], dtype=float)}
+        )
         wcs = api.pipeline.refine_astrometry(
             obj,
             cat,

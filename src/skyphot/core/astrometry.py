@@ -60,6 +60,22 @@ class AstrometricSolution:
     residual_y_arcsec: np.ndarray  # per used pair, along Dec
     method: str  # "refine", "header", "scamp", "astrometry.net", ...
 
+    @classmethod
+    def unrefined(cls, wcs: WCS) -> AstrometricSolution:
+        """The header WCS taken as is (method "header"): no matches, no residuals."""
+        empty = np.zeros(0, dtype=np.intp)
+        return cls(
+            wcs=wcs,
+            n_matched=0,
+            rms_arcsec=float("nan"),
+            matched_fraction=float("nan"),
+            matched_source=empty,
+            matched_catalog=empty,
+            residual_x_arcsec=np.zeros(0),
+            residual_y_arcsec=np.zeros(0),
+            method="header",
+        )
+
 
 # Search ranges of the coarse step: a little beyond the stated header errors (1 deg, 2 %).
 _MAX_ROTATION_RAD = np.deg2rad(1.5)
@@ -269,9 +285,12 @@ def refine_wcs(
     xc_h, yc_h = world_to_pixel(header, rc, dc)
     margin = max_offset_arcsec / scale_px + 0.06 * half_diag + 5.0
     near = (
-        np.isfinite(xc_h) & np.isfinite(yc_h)
-        & (xc_h > -margin) & (xc_h < nx - 1 + margin)
-        & (yc_h > -margin) & (yc_h < ny - 1 + margin)
+        np.isfinite(xc_h)
+        & np.isfinite(yc_h)
+        & (xc_h > -margin)
+        & (xc_h < nx - 1 + margin)
+        & (yc_h > -margin)
+        & (yc_h < ny - 1 + margin)
     )
     cat_idx = np.flatnonzero(near)
     on_frame = np.flatnonzero(
@@ -294,9 +313,15 @@ def refine_wcs(
     if bright_cat.size < 3:
         bright_cat = cat_idx[:_N_BRIGHT]
     coarse = _coarse_offset(
-        xd[bright_det], yd[bright_det], xc_h[bright_cat], yc_h[bright_cat],
-        centre=centre, half_diag=half_diag, max_offset_px=max_offset_arcsec / scale_px,
-        n_catalog=bright_cat.size, max_offset_arcsec=max_offset_arcsec,
+        xd[bright_det],
+        yd[bright_det],
+        xc_h[bright_cat],
+        yc_h[bright_cat],
+        centre=centre,
+        half_diag=half_diag,
+        max_offset_px=max_offset_arcsec / scale_px,
+        n_catalog=bright_cat.size,
+        max_offset_arcsec=max_offset_arcsec,
     )
 
     # Detections through the corrected header: undo the coarse similarity, then the header.
@@ -328,8 +353,7 @@ def refine_wcs(
         i_d, i_c, dist = match_nearest(xi_d, eta_d, xi_c, eta_c, radius=radius)
         if i_d.size < min_matches:
             raise AstrometryError(
-                f"matched {i_d.size} of {on_frame.size} catalog stars; need {min_matches}"
-                f" — {hint}"
+                f"matched {i_d.size} of {on_frame.size} catalog stars; need {min_matches} — {hint}"
             )
         if iteration > 0:
             order = _supported_order(i_d.size, sip_order)
@@ -341,8 +365,7 @@ def refine_wcs(
         pair_det, pair_cat = det_idx[i_d], cat_idx[i_c]
         # Move the tangent point onto the fitted sky position of the reference pixel, so
         # the constant term vanishes (a TAN-SIP WCS has none).
-        ra0, dec0 = (float(a[0]) for a in inverse_gnomonic(
-            coeffs[:1, 0], coeffs[:1, 1], ra0, dec0))
+        ra0, dec0 = (float(a[0]) for a in inverse_gnomonic(coeffs[:1, 0], coeffs[:1, 1], ra0, dec0))
         coeffs = coeffs.copy()
         coeffs[0] = 0.0
         sigma = float(np.median(np.hypot(resid[used, 0], resid[used, 1]))) / 1.1774
@@ -368,8 +391,8 @@ def refine_wcs(
             f"matched {n_used} of {on_frame.size} catalog stars; need {min_matches} — {hint}"
         )
     rms = float(np.sqrt(np.mean(np.sum(resid**2, axis=1))))
-    n_chance = det_idx.size * on_frame.size * np.pi * (match_radius_arcsec / scale_px) ** 2 / (
-        nx * ny
+    n_chance = (
+        det_idx.size * on_frame.size * np.pi * (match_radius_arcsec / scale_px) ** 2 / (nx * ny)
     )
     if n_used < n_chance + 5.0 * np.sqrt(n_chance):
         raise AstrometryError(
@@ -384,21 +407,29 @@ def refine_wcs(
         )
 
     scale_terms = {pq: norm ** (pq[0] + pq[1]) for pq in exps}
-    cd = np.array([
-        [coeffs[0, 0] / norm, coeffs[1, 0] / norm],
-        [coeffs[0, 1] / norm, coeffs[1, 1] / norm],
-    ])
+    cd = np.array(
+        [
+            [coeffs[0, 0] / norm, coeffs[1, 0] / norm],
+            [coeffs[0, 1] / norm, coeffs[1, 1] / norm],
+        ]
+    )
     higher = {
         pq: (float(coeffs[k, 0] / scale_terms[pq]), float(coeffs[k, 1] / scale_terms[pq]))
-        for k, pq in enumerate(exps) if pq[0] + pq[1] >= 2
+        for k, pq in enumerate(exps)
+        if pq[0] + pq[1] >= 2
     }
     new_wcs = build_tan_sip_wcs(
         crval=(ra0, dec0), crpix0=centre, cd=cd, higher=higher, shape=(ny, nx)
     )
     fraction = _matched_fraction(
-        new_wcs, rc[cat_idx], dc[cat_idx],
-        None if mc is None else mc[cat_idx], None if mc is None else mc[used_cat],
-        n_used=n_used, n_detections=det_idx.size, shape=(ny, nx),
+        new_wcs,
+        rc[cat_idx],
+        dc[cat_idx],
+        None if mc is None else mc[cat_idx],
+        None if mc is None else mc[used_cat],
+        n_used=n_used,
+        n_detections=det_idx.size,
+        shape=(ny, nx),
     )
     return AstrometricSolution(
         wcs=new_wcs,

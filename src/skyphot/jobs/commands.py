@@ -13,6 +13,7 @@ import os
 import socket
 import sys
 import time
+import warnings
 
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
@@ -87,6 +88,10 @@ def run_worker(args: argparse.Namespace) -> int:
     except SkyphotError as err:
         print(f"skyphot worker: {err}", file=sys.stderr)
         return 2
+    # We keep running jobs through a broker blip on purpose (their result goes to the
+    # database, and a re-delivered duplicate finds the job taken): no reminder needed.
+    warnings.filterwarnings(
+        "ignore", message=r"(?s).*worker_cancel_long_running_tasks_on_connection_loss")
     app = make_celery(settings, engine_path=args.engine)
     sweeper = Sweeper(app, settings, app.skyphot_context.sessions)
     sweeper.start()

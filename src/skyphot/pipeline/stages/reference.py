@@ -188,7 +188,9 @@ class RefineAstrometry:
         cfg = state.config.astrometry
         guess = state.header_wcs
         if cfg.method == "header":
-            return replace(state, astrometry=_header_solution(need(guess, "the header WCS")))
+            return replace(
+                state, astrometry=AstrometricSolution.unrefined(need(guess, "the header WCS"))
+            )
         if cfg.method == "scamp":
             return replace(state, astrometry=_scamp(state, need(guess, "the header WCS")))
         blind_first = guess is None or cfg.method == "astrometry.net" or cfg.blind == "always"
@@ -267,19 +269,4 @@ def _scamp(state: FrameState, guess: WCS) -> AstrometricSolution:
         match_radius_arcsec=cfg.match_radius_arcsec,
         min_matches=cfg.min_matches,
         max_rms_arcsec=cfg.max_rms_arcsec,
-    )
-
-
-def _header_solution(wcs: WCS) -> AstrometricSolution:
-    empty = np.zeros(0, dtype=int)
-    return AstrometricSolution(
-        wcs=wcs,
-        n_matched=0,
-        rms_arcsec=float("nan"),
-        matched_fraction=float("nan"),
-        matched_source=empty,
-        matched_catalog=empty,
-        residual_x_arcsec=np.zeros(0),
-        residual_y_arcsec=np.zeros(0),
-        method="header",
     )
