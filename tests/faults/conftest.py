@@ -5,10 +5,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-for _sub in ("web", "faults"):
-    _path = str(Path(__file__).resolve().parents[1] / _sub)
-    if _path not in sys.path:
-        sys.path.insert(0, _path)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "web"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from collections.abc import Iterator
 

@@ -4,6 +4,7 @@ wired to Celery. Everything is bounded in time and cleaned up even when a test f
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import re
@@ -248,14 +249,10 @@ class WorkerProcess:
             return
         if self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGQUIT)  # cold shutdown: do not wait for jobs
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                pass
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGKILL)  # pool children left behind, if any
-        except ProcessLookupError:
-            pass
         if self.process.poll() is None:
             self.process.wait(5)
         self.process = None

@@ -9,10 +9,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "faults"))
 
-from harness import REAL_ENGINE, fits_with, require_redis, stack  # noqa: E402
-from webtest_helpers import fits_bytes  # noqa: E402
+from harness import REAL_ENGINE, fits_with, require_redis, stack
+from webtest_helpers import fits_bytes
 
-from skyphot.testing import SimulationParams, simulate_frame  # noqa: E402
+from skyphot.testing import SimulationParams, simulate_frame
 
 
 def test_uploads_run_on_a_celery_worker_two_at_a_time(tmp_path: Path) -> None:
