@@ -267,9 +267,7 @@ def _find_requested(hdul: fits.HDUList, wanted: int | str, file: Path) -> int:
         name = (hdul[index].name or ("PRIMARY" if index == 0 else "")).upper()
         if name == target:
             return index
-    raise FrameReadError(
-        f"{file}: no HDU named {wanted!r}; HDUs in the file: {_inventory(hdul)}"
-    )
+    raise FrameReadError(f"{file}: no HDU named {wanted!r}; HDUs in the file: {_inventory(hdul)}")
 
 
 def _first_image(hdul: fits.HDUList, file: Path) -> tuple[int, Any]:

@@ -7,21 +7,20 @@ obtained, and refuses (``HeaderError``) rather than guess a time or an exposure.
 
 from __future__ import annotations
 
-import datetime as dt
 import math
 import re
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 from astropy.coordinates import angular_separation
 from astropy.io.fits import Header
-from astropy.time import Time
 from astropy.wcs import WCS, FITSFixedWarning, NoConvergence
 
 from skyphot.errors import ConfigError, HeaderError, TargetOutsideFrameError, WCSError
 from skyphot.io.frame import ObservationMeta
+from skyphot.io.keywords import keyword_number, keyword_text, required_number
+from skyphot.io.obstime import ObsTime, observation_time
 from skyphot.pipeline.config import HeaderOverrides
 
 _EXPTIME_KEYS = ("EXPTIME", "EXPOSURE", "ITIME", "EXP_TIME", "TEXP", "EXPOS", "EXPTIM")
@@ -59,57 +58,11 @@ _NOISE_KEYS = (
 _NOISE_FAMILIES = ("READNSE{}", "RDNOISE{}")
 _AMPLIFIERS = ("A", "B", "C", "D", "1", "2", "3", "4")
 _SATURATION_KEYS = ("SATURATE", "SATLEVEL", "SATURATION", "SATUR", "MAXLIN")
-_TIME_OF_DAY_KEYS = (
-    "TIME-OBS",
-    "UT",
-    "UTSTART",
-    "UT-START",
-    "UT_START",
-    "UTC-OBS",
-    "UTC",
-    "TM-START",
-    "TAIHMS",
-)
-_SECONDS_OF_DAY_KEYS = ("TM-START", "UTC")  # ESO/MIDAS write seconds since midnight here
-_TIMESYS = {
-    "UTC": "utc",
-    "UT": "utc",
-    "Z": "utc",
-    "GMT": "utc",
-    "UT1": "utc",
-    "TAI": "tai",
-    "IAT": "tai",
-    "TT": "tt",
-    "TDT": "tt",
-    "ET": "tt",
-    "TDB": "tdb",
-    "GPS": "gps",
-}
 _NOT_A_FILTER = re.compile(r"^(clear|open|none|empty|blank|n/?a|no\s*filter)(\d*[a-z]?)?$")
-_MJD_EPOCH = dt.date(1858, 11, 17).toordinal()
-_TIME_MISMATCH_S = 2.0  # DATE-OBS is often rounded to whole seconds
 _SOLVE_HINT = (
     "plate-solve the frame first (e.g. astrometry.net's solve-field) or choose "
     "astrometry method 'astrometry.net'"
 )
-
-
-class _UnusableTimeError(Exception):
-    """A time keyword cannot be used, so the next source is tried. ``benign``: the header is
-    not wrong (a date without time of day beside a precise MJD-OBS), so that needs no note."""
-
-    def __init__(self, message: str, *, benign: bool = False) -> None:
-        super().__init__(message)
-        self.benign = benign
-
-
-@dataclass(frozen=True)
-class _ObsTime:
-    mjd: float  # UTC
-    source: str  # keywords used, e.g. "DATE-OBS + UT"
-    mid: bool  # already mid-exposure
-    scale: str = "utc"  # time scale the keywords were written in (converted to UTC)
-    start_key: str = ""  # the start-time keyword, for messages and consistency checks
 
 
 # --- public API -----------------------------------------------------------------------------
@@ -128,10 +81,10 @@ def normalise_header(header: Header, *, overrides: HeaderOverrides) -> Observati
 
     exptime, exptime_key = _exptime(header, overrides, overridden, notes)
     if overrides.mjd is not None:
-        obs = _ObsTime(float(overrides.mjd), "given with --mjd", mid=True)
+        obs = ObsTime(float(overrides.mjd), "given with --mjd", mid=True)
         overridden.append("mjd")
     else:
-        obs = _observation_time(header, notes)
+        obs = observation_time(header, notes)
     converted = "" if obs.scale == "utc" else f"; {obs.scale.upper()} converted to UTC"
     if obs.mid:
         mjd = obs.mjd
@@ -161,9 +114,13 @@ def normalise_header(header: Header, *, overrides: HeaderOverrides) -> Observati
         gain=gain,
         read_noise=read_noise,
         saturation=saturation,
-        instrument=_pick("instrument", overrides.instrument, _text(header, "INSTRUME"), overridden),
-        telescope=_pick("telescope", overrides.telescope, _text(header, "TELESCOP"), overridden),
-        object_name=_text(header, "OBJECT") or _text(header, "TARGNAME"),
+        instrument=_pick(
+            "instrument", overrides.instrument, keyword_text(header, "INSTRUME"), overridden
+        ),
+        telescope=_pick(
+            "telescope", overrides.telescope, keyword_text(header, "TELESCOP"), overridden
+        ),
+        object_name=keyword_text(header, "OBJECT") or keyword_text(header, "TARGNAME"),
         overridden=tuple(overridden),
         assumed=tuple(notes),
     )
@@ -258,211 +215,6 @@ def target_pixel(wcs: WCS, ra: float, dec: float, *, shape: tuple[int, int]) -> 
     return x, y
 
 
-# --- time -----------------------------------------------------------------------------------
-
-
-def _observation_time(header: Header, notes: list[str]) -> _ObsTime:
-    scale, scale_note = _time_scale(header)
-    sources: tuple[Callable[[Header, str], _ObsTime | None], ...] = (
-        _time_avg,
-        _time_begin_end,
-        _time_date_obs,
-        _time_mjd_obs,
-        _time_jd,
-    )
-    problems: list[_UnusableTimeError] = []
-    found: list[_ObsTime] = []
-    for source in sources:
-        try:
-            obs = source(header, scale)
-        except _UnusableTimeError as exc:
-            problems.append(exc)
-            continue
-        if obs is not None:
-            found.append(obs)
-    if not found:
-        reason = (
-            "; ".join(str(p) for p in problems)
-            or "looked for DATE-OBS, MJD-OBS, JD, DATE-AVG, MJD-AVG, EXPSTART/EXPEND"
-        )
-        usable = "usable " if problems else ""
-        raise HeaderError(
-            f"no {usable}observation time in the header ({reason}); give it with --mjd"
-        )
-    chosen = found[0]
-    notes.extend(f"time: {p}; used {chosen.source}" for p in problems if not p.benign)
-    if scale_note:
-        notes.append(scale_note)
-    for other in found[1:]:
-        if chosen.mid or other.mid:
-            continue
-        gap = abs(other.mjd - chosen.mjd) * 86400.0
-        if gap > _TIME_MISMATCH_S:
-            notes.append(
-                f"time: {other.start_key} differs from {chosen.source} by {_duration(gap)}; "
-                f"used {chosen.source}"
-            )
-    return chosen
-
-
-def _time_scale(header: Header) -> tuple[str, str | None]:
-    raw = _text(header, "TIMESYS")
-    if raw is None:
-        return "utc", None
-    scale = _TIMESYS.get(raw.upper())
-    if scale is None:
-        return "utc", f"time: TIMESYS={raw!r} not understood; header times taken as UTC"
-    return scale, None
-
-
-def _to_utc(mjd: float, scale: str) -> float:
-    if scale == "utc":
-        return mjd
-    if scale == "gps":  # GPS time runs a constant 19 s behind TAI
-        mjd, scale = mjd + 19.0 / 86400.0, "tai"
-    with warnings.catch_warnings():
-        # ERFA calls UTC before 1960 or after the leap-second table "dubious"; fine here
-        warnings.filterwarnings("ignore", message=".*dubious year")
-        return float(Time(mjd, format="mjd", scale=scale).utc.mjd)
-
-
-def _time_avg(header: Header, scale: str) -> _ObsTime | None:
-    for key, read in (("MJD-AVG", _mjd_value), ("DATE-AVG", _datetime_mjd)):
-        if key in header:
-            return _ObsTime(_to_utc(read(header, key), scale), key, True, scale)
-    return None
-
-
-def _time_begin_end(header: Header, scale: str) -> _ObsTime | None:
-    # HST writes EXPSTART/EXPEND as UTC MJDs; FITS 4.0 has MJD-BEG/END and DATE-BEG/END.
-    pairs: tuple[tuple[str, str, str, Callable[[Header, str], float]], ...] = (
-        ("EXPSTART", "EXPEND", "utc", _mjd_value),
-        ("MJD-BEG", "MJD-END", scale, _mjd_value),
-        ("DATE-BEG", "DATE-END", scale, _datetime_mjd),
-    )
-    for begin, end, kind, read in pairs:
-        if begin in header and end in header:
-            mid = 0.5 * (read(header, begin) + read(header, end))
-            return _ObsTime(_to_utc(mid, kind), f"({begin} + {end})/2", True, kind)
-    return None
-
-
-def _time_date_obs(header: Header, scale: str) -> _ObsTime | None:
-    if _text(header, "DATE-OBS") is None:
-        return None
-    day, seconds = _calendar(header, "DATE-OBS")
-    label = "DATE-OBS"
-    if seconds is None:
-        key = next((k for k in _TIME_OF_DAY_KEYS if _text(header, k) is not None), None)
-        if key is None:
-            raise _UnusableTimeError(
-                f"DATE-OBS={header['DATE-OBS']!r} has only a date and there is no time-of-day "
-                f"keyword ({', '.join(_TIME_OF_DAY_KEYS)})",
-                benign=True,
-            )
-        seconds = _time_of_day(header, key)
-        label = f"DATE-OBS + {key}"
-        if key == "TAIHMS":  # SDSS: the time of day is TAI whatever TIMESYS says
-            scale = "tai"
-    return _ObsTime(_to_utc(day + seconds / 86400.0, scale), label, False, scale, "DATE-OBS")
-
-
-def _time_mjd_obs(header: Header, scale: str) -> _ObsTime | None:
-    for key in ("MJD-OBS", "MJD_OBS"):
-        if key in header:
-            return _ObsTime(_to_utc(_mjd_value(header, key), scale), key, False, scale, key)
-    return None
-
-
-def _time_jd(header: Header, scale: str) -> _ObsTime | None:
-    for key in ("JD", "JD-OBS", "JD_OBS"):
-        if key in header:
-            jd = _plain_number(header, key)
-            if jd is None or not 2.4e6 < jd < 2.5e6:
-                raise _UnusableTimeError(f"{key}={header[key]!r} is not a plausible Julian date")
-            return _ObsTime(_to_utc(jd - 2400000.5, scale), key, False, scale, key)
-    return None
-
-
-def _mjd_value(header: Header, key: str) -> float:
-    value = _plain_number(header, key)
-    if value is None or not 1.0 < value < 1.0e5:
-        raise _UnusableTimeError(f"{key}={header[key]!r} is not a plausible MJD")
-    return value
-
-
-_ISO = re.compile(
-    r"^(\d{4})[-/](\d{1,2})[-/](\d{1,2})"
-    r"(?:[T ](\d{1,2}):(\d{1,2})(?::(\d{1,2}(?:\.\d*)?))?)?(?:Z|[+-]00:?00)?$"
-)
-_OLD = re.compile(r"^(\d{1,2})/(\d{1,2})/(\d{2}|\d{4})$")  # dd/mm/yy: pre-2000 FITS style
-_HMS = re.compile(r"^(\d{1,2})[:\s](\d{1,2})(?:[:\s](\d{1,2}(?:\.\d*)?))?$")
-
-
-def _datetime_mjd(header: Header, key: str) -> float:
-    day, seconds = _calendar(header, key)
-    if seconds is None:
-        raise _UnusableTimeError(f"{key}={header[key]!r} has no time of day")
-    return day + seconds / 86400.0
-
-
-def _calendar(header: Header, key: str) -> tuple[float, float | None]:
-    """(MJD of the date at 0h, seconds into the day or None when only a date is given)."""
-    text = _text(header, key) or ""
-    iso, old = _ISO.match(text), _OLD.match(text)
-    seconds: float | None = None
-    try:
-        if iso:
-            year, month, day = (int(iso.group(i)) for i in (1, 2, 3))
-            if iso.group(4) is not None:
-                seconds = _hms_seconds(iso.group(4), iso.group(5), iso.group(6))
-        elif old:
-            day, month, year = (int(old.group(i)) for i in (1, 2, 3))
-            year += 1900 if year < 100 else 0
-        else:
-            raise ValueError("format not recognised")
-        ordinal = dt.date(year, month, day).toordinal()
-    except ValueError as exc:
-        raise _UnusableTimeError(
-            f"{key}={text!r} is not a date skyphot understands ({exc}; expected e.g. "
-            "2020-01-31T22:15:03.2 or 31/01/98)"
-        ) from exc
-    return float(ordinal - _MJD_EPOCH), seconds
-
-
-def _hms_seconds(hours: str, minutes: str, seconds: str | None) -> float:
-    h, m, s = int(hours), int(minutes), float(seconds or 0.0)
-    if h > 23 or m > 59 or s >= 61.0:  # 60.x is a leap second
-        raise ValueError(f"time {hours}:{minutes}:{seconds} out of range")
-    return h * 3600.0 + m * 60.0 + s
-
-
-def _time_of_day(header: Header, key: str) -> float:
-    value = header[key]
-    if (
-        key in _SECONDS_OF_DAY_KEYS
-        and isinstance(value, (int, float))
-        and not isinstance(value, bool)
-    ):
-        if 0.0 <= float(value) < 86401.0:
-            return float(value)
-        raise _UnusableTimeError(f"{key}={value!r} is not a number of seconds since midnight")
-    match = _HMS.match(str(value).strip())
-    try:
-        if match is None:
-            raise ValueError("expected hh:mm:ss")
-        return _hms_seconds(match.group(1), match.group(2), match.group(3))
-    except ValueError as exc:
-        raise _UnusableTimeError(f"{key}={value!r} is not a time of day ({exc})") from exc
-
-
-def _duration(seconds: float) -> str:
-    for limit, unit, size in ((120, "s", 1), (7200, "min", 60), (172800, "h", 3600)):
-        if seconds < limit:
-            return f"{seconds / size:.1f} {unit}"
-    return f"{seconds / 86400:.1f} d"
-
-
 # --- exposure, detector, filter -------------------------------------------------------------
 
 
@@ -475,7 +227,7 @@ def _exptime(
     key = next((k for k in _EXPTIME_KEYS if k in header), None)
     if key is None:
         return None, ""
-    value = _number(header, key, "--exptime")
+    value = required_number(header, key, "--exptime")
     comment = str(header.comments[key]).lower()
     if re.search(r"\b(ms|msec|millisec\w*)\b", comment):
         value /= 1000.0
@@ -501,7 +253,7 @@ def _gain(
     if overrides.gain is not None:
         overridden.append("gain")
         return float(overrides.gain)
-    unit = (_text(header, "BUNIT") or "").lower().replace(" ", "")
+    unit = (keyword_text(header, "BUNIT") or "").lower().replace(" ", "")
     if re.fullmatch(r"(e-?|electrons?)", unit):
         return 1.0  # data already count electrons, whatever the commanded CCD gain was
     if re.fullmatch(r"(e-?|electrons?)(/s|/sec|s-1|s\*\*-1|s\^-1)", unit) and exptime > 0.0:
@@ -544,7 +296,7 @@ def _saturation(
     if found is not None:
         return found[0]
     if "DATAMAX" in header:
-        datamax = _plain_number(header, "DATAMAX")
+        datamax = keyword_number(header, "DATAMAX")
         ceiling = _integer_ceiling(header)
         if datamax is not None and ceiling is not None and datamax >= 0.5 * ceiling:
             notes.append(f"saturation={datamax:g} (DATAMAX taken as the saturation level)")
@@ -564,8 +316,8 @@ def _integer_ceiling(header: Header) -> float | None:
     if bitpix not in (8, 16, 32, 64):
         return None
     raw_max = 255 if bitpix == 8 else 2 ** (bitpix - 1) - 1
-    bzero = _plain_number(header, "BZERO") or 0.0
-    bscale = _plain_number(header, "BSCALE") or 1.0
+    bzero = keyword_number(header, "BZERO") or 0.0
+    bscale = keyword_number(header, "BSCALE") or 1.0
     ceiling = bzero + bscale * raw_max
     return ceiling if ceiling > 0 else None
 
@@ -585,7 +337,7 @@ def _detector_value(
     """
     for key in keys:
         if key in header:
-            value = _number(header, key, option)
+            value = required_number(header, key, option)
             if value < 0.0 or (strict and value == 0.0):
                 bound = "> 0" if strict else ">= 0"
                 raise HeaderError(
@@ -599,7 +351,7 @@ def _detector_value(
             v
             for amp in _AMPLIFIERS
             if family.format(amp) in header
-            for v in [_plain_number(header, family.format(amp))]
+            for v in [keyword_number(header, family.format(amp))]
             if v is not None and v > 0.0
         ]
         if values:
@@ -608,7 +360,7 @@ def _detector_value(
 
 
 def _filter(header: Header) -> str | None:
-    names = [name for key in _FILTER_KEYS if (name := _text(header, key)) is not None]
+    names = [name for key in _FILTER_KEYS if (name := keyword_text(header, key)) is not None]
     real = [name for name in names if not _NOT_A_FILTER.match(name.lower())]
     if real:
         return real[0]
@@ -622,47 +374,16 @@ def _pick(field: str, given: str | None, read: str | None, overridden: list[str]
     return given
 
 
-# --- keyword access -------------------------------------------------------------------------
-
-
-def _text(header: Header, key: str) -> str | None:
-    """A keyword's value as stripped text; None when absent or blank."""
-    value = header.get(key)
-    if value is None or isinstance(value, bool):
-        return None
-    return str(value).strip() or None
-
-
-def _plain_number(header: Header, key: str) -> float | None:
-    value = header.get(key)
-    if isinstance(value, bool) or value is None:
-        return None
-    try:
-        number = float(value.strip()) if isinstance(value, str) else float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
-
-
-def _number(header: Header, key: str, option: str) -> float:
-    number = _plain_number(header, key)
-    if number is None:
-        raise HeaderError(
-            f"{key}={header[key]!r} is not a number; give the right value with {option}"
-        )
-    return number
-
-
 # --- WCS helpers ----------------------------------------------------------------------------
 
 
 def _wcs_keyword_problem(header: Header) -> str | None:
     if all(k in header for k in ("PLTRAH", "PLTDECD", "AMDX1", "AMDY1")):
         return None  # a DSS plate solution: astropy turns it into a TAN WCS
-    ctypes = [_text(header, f"CTYPE{i}") for i in (1, 2)]
+    ctypes = [keyword_text(header, f"CTYPE{i}") for i in (1, 2)]
     if not all(ctypes):
         return "CTYPE1/CTYPE2 are missing or empty"
-    missing = [k for k in ("CRVAL1", "CRVAL2") if _plain_number(header, k) is None]
+    missing = [k for k in ("CRVAL1", "CRVAL2") if keyword_number(header, k) is None]
     if missing:
         return f"{'/'.join(missing)} missing"
     has_cd = any(f"CD{i}_{j}" in header for i in (1, 2) for j in (1, 2))
@@ -731,7 +452,7 @@ def _partial_summary(header: Header, first_problem: str) -> HeaderSummary:
     start: float | None = None
     source: str | None = None
     try:
-        obs = _observation_time(header, notes)
+        obs = observation_time(header, notes)
         source = obs.source
         half = exptime / 2.0 / 86400.0 if exptime is not None else None
         if obs.mid:
@@ -758,8 +479,8 @@ def _partial_summary(header: Header, first_problem: str) -> HeaderSummary:
         filter=_filter(header),
         gain=gain,
         saturation=saturation,
-        instrument=_text(header, "INSTRUME"),
-        telescope=_text(header, "TELESCOP"),
-        object_name=_text(header, "OBJECT") or _text(header, "TARGNAME"),
+        instrument=keyword_text(header, "INSTRUME"),
+        telescope=keyword_text(header, "TELESCOP"),
+        object_name=keyword_text(header, "OBJECT") or keyword_text(header, "TARGNAME"),
         problems=tuple(dict.fromkeys(problems)),
     )
