@@ -376,6 +376,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_simulate_parser(sub)
     add_demo_parser(sub)
     _add_catalog_parsers(sub)
+    _add_batch_parsers(sub)
     _add_web_parsers(sub)
     return parser
 
@@ -386,9 +387,17 @@ def _add_catalog_parsers(sub: Any) -> None:
     add_parsers(sub)
 
 
+def _add_batch_parsers(sub: Any) -> None:
+    from skyphot.client.batch import add_parsers
+
+    add_parsers(sub)
+
+
 def _add_web_parsers(sub: Any) -> None:
-    """``serve`` and ``admin-token``; without the 'web' extra they explain how to get it."""
+    """``serve``, ``admin-token`` and ``worker``; without their extras they explain how to
+    get them."""
     try:
+        from skyphot.jobs.commands import add_parsers as add_worker_parsers
         from skyphot.web.commands import add_parsers
     except ModuleNotFoundError as err:  # the optional 'web' extra is not installed
         missing = err.name or "a web dependency"
@@ -399,12 +408,13 @@ def _add_web_parsers(sub: Any) -> None:
                 "pip install 'skyphot[web]'"
             )
 
-        for name in ("serve", "admin-token"):
+        for name in ("serve", "admin-token", "worker"):
             sub.add_parser(name, help="(needs: pip install 'skyphot[web]')").set_defaults(
                 handler=needs_extra
             )
         return
     add_parsers(sub)
+    add_worker_parsers(sub)
 
 
 def _configure_logging(verbose: bool, quiet: bool) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from sqlalchemy import Select, delete, exists, func, or_, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from skyphot.db.errors import ConflictError, NotFoundError, PermissionDeniedError
@@ -242,7 +243,15 @@ def ensure_instrument(session: Session, name: str, filter_name: str | None) -> I
     """The instrument called ``name``, created if new, with ``filter_name`` added to it."""
     instrument = get_instrument(session, name)
     if instrument is None:
-        instrument = create_instrument(session, name, [filter_name] if filter_name else [])
-    elif filter_name and filter_name not in instrument.filters:
+        # Two workers may meet a new instrument at once: insert in a savepoint, and if the
+        # other won the race, use its row.
+        try:
+            with session.begin_nested():
+                return create_instrument(session, name, [filter_name] if filter_name else [])
+        except (IntegrityError, ConflictError):
+            instrument = get_instrument(session, name)
+            if instrument is None:
+                raise
+    if filter_name and filter_name not in instrument.filters:
         instrument.filters = [*instrument.filters, filter_name]
     return instrument
