@@ -25,7 +25,14 @@ from astropy.io import fits
 sys.path.insert(0, str(Path(__file__).resolve().parent / "web"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from webtest_helpers import add_users, fits_bytes, free_port, live_server, make_settings
+from webtest_helpers import (
+    add_users,
+    drop_test_databases,
+    fits_bytes,
+    free_port,
+    live_server,
+    make_settings,
+)
 
 from skyphot.client.batch import BatchOptions, main, run_batch
 from skyphot.client.files import check_file, find_fits_files
@@ -72,6 +79,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
             return name
 
         yield Server(url, alice["Authorization"].split()[1], alice, new_source)
+    drop_test_databases()  # with SKYPHOT_TEST_POSTGRES_URL the instance had its own database
 
 
 def run_main(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
@@ -206,16 +214,19 @@ def test_all_good_glob_exits_zero_with_a_text_summary(
 
 def test_progress_bar_on_a_terminal(server: Server, tmp_path: Path) -> None:
     source = server.new_source(150.1, 2.2)
-    for i in range(3):
-        write_stub(tmp_path / f"f{i}.fits", mag=17 + i, seed=i)
+    # More jobs than one polling round asks about (8 + 2 in turn): every one is still seen.
+    for i in range(11):
+        write_stub(tmp_path / f"f{i:02d}.fits", mag=17 + i / 10, seed=i)
     (tmp_path / "bad.fits").write_text("nope")
     stream = io.StringIO()
     report = run_batch(str(tmp_path), BatchOptions(source=source, token=server.token,
-                                                   url=server.url, poll_interval=0.1),
+                                                   url=server.url, poll_interval=0.1,
+                                                   concurrency=1),
                        stderr=stream, tty=True)
     text = stream.getvalue()
     assert report.exit_code == 1
-    assert "\r[" in text and "] 4/4 done | 3 uploaded | 3 ok | 1 rejected" in text
+    assert [f.mag for f in report.files[1:]] == pytest.approx([17 + i / 10 for i in range(11)])
+    assert "\r[" in text and "] 12/12 done | 11 uploaded | 11 ok | 1 rejected" in text
     assert "rejected " in text and "bad.fits: not a FITS file" in text
     assert text.endswith("\n")
 

@@ -58,11 +58,6 @@ class FilePart:
     field: str
     path: Path
 
-    @property
-    def size(self) -> int:
-        """Bytes on disk."""
-        return self.path.stat().st_size
-
 
 def _part_header(boundary: str, name: str, filename: str | None = None) -> bytes:
     disposition = f'form-data; name="{name}"'
@@ -91,7 +86,6 @@ class MultipartBody:
         self._pieces.append(f"--{self.boundary}--\r\n".encode())
         self.length = sum(p.stat().st_size if isinstance(p, Path) else len(p)
                           for p in self._pieces)
-        self.overhead = sum(len(p) for p in self._pieces if isinstance(p, bytes))
 
     @property
     def content_type(self) -> str:

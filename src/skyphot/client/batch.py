@@ -184,7 +184,7 @@ class Batch:
         self._poll_cursor = 0
         self._poll_failures = 0
 
-    # --- uploads (worker threads; each touches only its own FileOutcome) ------------------
+    # --- uploads (worker threads) -------------------------------------------------------------
 
     def _learn_limit(self, reply: Reply) -> None:
         match = _LIMIT.search(reply.message)
@@ -192,38 +192,43 @@ class Batch:
             with self._lock:
                 self._max_bytes = int(float(match.group(1)) * 1e6)
 
-    def _upload(self, outcome: FileOutcome) -> None:
-        path = Path(outcome.file)
+    def _upload(self, file: str) -> FileOutcome:
+        """Check and upload one file (in a worker thread); the outcome is a new object that
+        the main thread adopts, so the progress counts only change there."""
+        outcome = FileOutcome(file)
+        path = Path(file)
         files = [FilePart("file", path)]
         if self.options.catalog_file is not None:
             files.append(FilePart("catalog_file", self.options.catalog_file))
         try:
             body = MultipartBody(self.options.form_fields(), files)
+            size = path.stat().st_size
         except OSError as err:
             outcome.reject("check", f"cannot read the file ({err.strerror or err})")
-            return
+            return outcome
         with self._lock:
             limit = self._max_bytes
-        reason = check_file(path, max_bytes=limit, overhead=body.length - path.stat().st_size)
+        reason = check_file(path, max_bytes=limit, overhead=body.length - size)
         if reason is not None:
             outcome.reject("check", reason)
-            return
+            return outcome
         outcome.upload_started_at = time.time()
         try:
             reply = self.client.upload(
                 self.client.path("sources", self.options.source, "image_analysis"), body)
         except ServerError as err:
             outcome.reject("upload", str(err))
-            return
+            return outcome
         if reply.status == 202 and isinstance(reply.body, dict) and "job_id" in reply.body:
             outcome.job_id = int(reply.body["job_id"])
             outcome.state = str(reply.body.get("state") or "queued")
             outcome.submitted_at = time.time()
-            return
+            return outcome
         if reply.status == 413:
             self._learn_limit(reply)
         outcome.reject("upload", f"the server refused the upload (HTTP {reply.status}): "
                                  f"{reply.message}", reply.status)
+        return outcome
 
     # --- waiting (main thread) --------------------------------------------------------------
 
@@ -241,13 +246,18 @@ class Batch:
             outcome.state = state
 
     def _poll(self, waiting: list[FileOutcome]) -> list[FileOutcome]:
-        """Ask about a bounded, rotating share of the unfinished jobs; returns those that
-        ended."""
+        """Ask about a bounded share of the unfinished jobs; returns those that ended.
+
+        Queues run jobs oldest first, so the oldest unfinished ones are asked about every
+        round and two of the others in turn (a thousand-frame batch costs a few requests per
+        round, not a thousand).
+        """
         per_round = max(8, 2 * self.options.concurrency)
-        if self._poll_cursor >= len(waiting):
-            self._poll_cursor = 0
-        chosen = waiting[self._poll_cursor:self._poll_cursor + per_round]
-        self._poll_cursor += per_round
+        chosen, rest = waiting[:per_round], waiting[per_round:]
+        if rest:
+            self._poll_cursor %= len(rest)
+            chosen += rest[self._poll_cursor:self._poll_cursor + 2]
+            self._poll_cursor += 2
         ended = []
         for outcome in chosen:
             try:
@@ -277,7 +287,8 @@ class Batch:
             text = f"{outcome.state} {name} (job {outcome.job_id}): {outcome.message or ''}"
         else:
             text = f"uploaded {name} -> job {outcome.job_id}"
-        self.progress.event(text.rstrip(": "), self.report.counts())
+        self.progress.event(text.rstrip(": "), self.report.counts(),
+                            problem=outcome.state in ("rejected", "failed"))
 
     def _fill_results(self) -> None:
         """Magnitudes and limits of the succeeded files, from the light curve."""
@@ -302,8 +313,9 @@ class Batch:
         waiting: list[FileOutcome] = []
         executor = ThreadPoolExecutor(max_workers=self.options.concurrency,
                                       thread_name_prefix="skyphot-upload")
-        uploads: dict[Future[None], FileOutcome] = {
-            executor.submit(self._upload, outcome): outcome for outcome in self.report.files}
+        uploads: dict[Future[FileOutcome], FileOutcome] = {
+            executor.submit(self._upload, outcome.file): outcome
+            for outcome in self.report.files}
         last_poll = 0.0
         try:
             while uploads or (self.options.wait and waiting):
@@ -312,7 +324,8 @@ class Batch:
                                    return_when=FIRST_COMPLETED)
                     for future in done:
                         outcome = uploads.pop(future)
-                        future.result()  # _upload reports problems in the outcome; bugs raise
+                        # _upload reports problems in the outcome; only bugs raise here.
+                        vars(outcome).update(vars(future.result()))
                         if outcome.job_id is not None:
                             waiting.append(outcome)
                         self._event(outcome)

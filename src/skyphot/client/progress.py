@@ -3,6 +3,7 @@ per event otherwise (logs, CI, pipes)."""
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from typing import TextIO
 
@@ -35,8 +36,9 @@ class Progress:
         self.total = total
         self.tty = stream.isatty() if tty is None else tty
         self.width = width
+        # A bar wider than the terminal wraps, and "\r" can no longer redraw it.
+        self.columns = shutil.get_terminal_size((100, 24)).columns - 1
         self._line = ""
-        self._done = 0
 
     def bar(self, counts: Counts) -> str:
         """The one-line bar for ``counts``."""
@@ -47,18 +49,20 @@ class Progress:
                                                  (counts.rejected, "rejected"),
                                                  (counts.running, "running"),
                                                  (counts.queued, "queued")) if n]
-        return f"[{'#' * filled}{'-' * (self.width - filled)}] " + " | ".join(parts)
+        line = f"[{'#' * filled}{'-' * (self.width - filled)}] " + " | ".join(parts)
+        return line[:self.columns] if self.tty else line
 
     def _clear(self) -> None:
         if self._line:
             self.stream.write("\r" + " " * len(self._line) + "\r")
 
-    def event(self, text: str, counts: Counts) -> None:
-        """One thing happened to one file (uploaded, rejected, finished)."""
-        self._done = counts.done
+    def event(self, text: str, counts: Counts, *, problem: bool = False) -> None:
+        """One thing happened to one file (uploaded, rejected, finished). On a terminal only
+        problems get a line of their own; the bar shows the rest."""
         if self.tty:
             self._clear()
-            self.stream.write(text + "\n")
+            if problem:
+                self.stream.write(text + "\n")
             self._line = self.bar(counts)
             self.stream.write(self._line)
         else:
