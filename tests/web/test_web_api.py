@@ -107,6 +107,7 @@ def test_upload_creates_a_queued_job(instance: Instance, source: str) -> None:
     job = instance.client.get(f"/api/jobs/{job_id}", headers=instance.alice).json()
     assert job["state"] == "queued" and job["filename"] == "frame.fits"
     assert job["params"]["nsigma"] == 3.0 and job["params"]["target_color"] == 0.4
+    assert job["params"]["engine"] == "skyphot"
     assert abs(job["params"]["mjd"] - 60370.0836806) < 1e-6
     assert len(upload_files(instance)) == 1
     # another group cannot see the job
@@ -315,3 +316,14 @@ def test_admin_creates_accounts(instance: Instance, source: str) -> None:
     r = instance.client.post("/api/users", json=body, headers=instance.admin)
     assert r.status_code == 409
     assert error_of(r)["message"] == "user 'dave' already exists"
+
+
+def test_engine_choice_is_validated_and_kept(instance: Instance, source: str) -> None:
+    r = upload(instance, source, fits_bytes(), engine="stdpipe")
+    assert r.status_code == 202, r.text
+    job = instance.client.get(f"/api/jobs/{r.json()['job_id']}", headers=instance.alice).json()
+    assert job["params"]["engine"] == "stdpipe"
+    r = upload(instance, source, fits_bytes(), engine="magic")
+    assert r.status_code == 422
+    assert error_of(r)["field"] == "engine"
+    assert "engine must be one of skyphot, stdpipe" in error_of(r)["message"]

@@ -83,6 +83,7 @@ def build_config(
         catalog=catalog,
         nsigma=float(params.get("nsigma") or 5.0),
         target_color=params.get("target_color"),
+        engine=params.get("engine") or "skyphot",
     )
 
 

@@ -111,6 +111,10 @@ def parse_obstime(raw: str) -> float:
     return value
 
 
+ENGINES = ("skyphot", "stdpipe")
+"""Measurement engines a job may ask for (``MeasureConfig.engine``)."""
+
+
 def analysis_params(session: Session, fields: dict[str, str]) -> dict[str, Any]:
     """Validated analysis parameters from form fields (FieldError names the bad field)."""
     params: dict[str, Any] = {}
@@ -125,6 +129,12 @@ def analysis_params(session: Session, fields: dict[str, str]) -> dict[str, Any]:
         raise FieldError("nsigma", "detection threshold must be 3 or 5 (sigma)")
     params["nsigma"] = nsigma if nsigma is not None else 5.0
     params["target_color"] = _float(fields, "target_color")
+    engine = fields.get("engine", "").strip().lower() or "skyphot"
+    if engine not in ENGINES:
+        raise FieldError(
+            "engine", f"engine must be one of {', '.join(ENGINES)} (got {engine!r})"
+        )
+    params["engine"] = engine
     params["gain"] = _float(fields, "gain", positive=True)
     params["saturation"] = _float(fields, "saturation", positive=True)
     if params["instrument"] and params["filter"]:
