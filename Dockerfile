@@ -43,6 +43,6 @@ EXPOSE 5000
 # The login page answers without a session once the server has migrated the database and
 # started; a worker container disables this check (docker-compose.yml).
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
-  CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ.get('SKYPHOT_PORT', '5000') + '/login', timeout=4)"]
+  CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ.get('SKYPHOT_PORT', '5000') + '/api/info', timeout=4)"]
 
 CMD ["skyphot", "serve", "--host", "0.0.0.0"]

@@ -138,7 +138,9 @@ def test_mixed_batch_rejects_every_bad_file_and_measures_every_good_one(
 
     code, out, err = run_main(base_args(
         server, source, frames, "--catalog-file", str(paths.catalog), "--target-color",
-        f"{truth.color}", "--concurrency", "3", "--json"), capsys)
+        f"{truth.color}", "--concurrency", "3", "--json",
+        # A wrong client-side limit: the server's own 413 must still reject the huge file.
+        "--max-size", "100"), capsys)
     report = json.loads(out)
     by_name = {Path(f["file"]).name: f for f in report["files"]}
     assert code == 1 and report["exit_code"] == 1 and not report["ok"]
@@ -262,6 +264,19 @@ def test_limit_known_beforehand_rejects_without_uploading(
     assert code == 1 and outcome["stage"] == "check"
     assert "is larger than the server's upload limit of 0.1 MB (max_body_size)" in outcome[
         "reason"]
+    assert httpx.get(f"{server.url}/api/sources/{source}/jobs",
+                     headers=server.headers).json() == []
+
+
+def test_limit_from_the_server_info_rejects_without_uploading(
+    server: Server, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = server.new_source(150.1, 2.2)
+    write_stub(tmp_path / "huge.fits", seed=10, shape=(700, 700))  # 1.96 MB > the 1 MB limit
+    code, out, _ = run_main(base_args(server, source, tmp_path, "--json"), capsys)
+    (outcome,) = json.loads(out)["files"]
+    assert code == 1 and outcome["stage"] == "check"
+    assert "is larger than the server's upload limit of 1 MB (max_body_size)" in outcome["reason"]
     assert httpx.get(f"{server.url}/api/sources/{source}/jobs",
                      headers=server.headers).json() == []
 

@@ -104,7 +104,7 @@ def test_image_base_user_command_and_healthcheck() -> None:
     assert users and users[-1] not in ("root", "0")
     (command,) = [rest for kw, rest in instructions if kw == "CMD"]
     assert json.loads(command) == ["skyphot", "serve", "--host", "0.0.0.0"]
-    assert any(kw == "HEALTHCHECK" and "/login" in rest for kw, rest in instructions)
+    assert any(kw == "HEALTHCHECK" and "/api/info" in rest for kw, rest in instructions)
     env = docker_env()
     assert env["SKYPHOT_DATA_DIR"] == "/data" and env["SKYPHOT_UPLOAD_DIR"] == "/uploads"
     for key in ("SKYPHOT_DATA_DIR", "SKYPHOT_UPLOAD_DIR", "SKYPHOT_PORT"):

@@ -327,3 +327,15 @@ def test_engine_choice_is_validated_and_kept(instance: Instance, source: str) ->
     assert r.status_code == 422
     assert error_of(r)["field"] == "engine"
     assert "engine must be one of skyphot, stdpipe" in error_of(r)["message"]
+
+
+def test_info_needs_no_login_and_reports_the_upload_limit(instance: Instance) -> None:
+    from skyphot import __version__
+
+    r = instance.client.get("/api/info")
+    assert r.status_code == 200
+    body = r.json()
+    assert body["version"] == __version__
+    assert body["image_analysis"] is True
+    assert body["max_body_size"] > 0
+    assert body["database"] == "ok"

@@ -168,6 +168,17 @@ class BatchReport:
         return "\n".join(lines)
 
 
+def _server_limit(client: ApiClient) -> int | None:
+    """The server's upload limit in bytes from ``GET /api/info`` (None if it does not say,
+    e.g. an older server: the first 413 then teaches it)."""
+    reply = client.get("/api/info")
+    if reply.ok and isinstance(reply.body, dict):
+        size = reply.body.get("max_body_size")
+        if isinstance(size, int | float) and size > 0:
+            return int(size * 1e6)
+    return None
+
+
 class Batch:
     """One batch run: checks, uploads (at most ``concurrency`` at once), then waits."""
 
@@ -180,7 +191,7 @@ class Batch:
                                   [FileOutcome(str(p)) for p in files])
         self._lock = threading.Lock()
         self._max_bytes = (int(options.max_size_mb * 1e6)
-                           if options.max_size_mb is not None else None)
+                           if options.max_size_mb is not None else _server_limit(client))
         self._poll_cursor = 0
         self._poll_failures = 0
 
@@ -475,7 +486,7 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
                    help="seconds between job-state checks (default 1)")
     p.add_argument("--max-size", type=float, default=None, metavar="MB",
                    help="the server's max_body_size, to refuse larger files before sending "
-                   "(default: learned from the server's first 413)")
+                   "(default: the server's, from GET /api/info)")
     p.add_argument("--json", action="store_true",
                    help="print one JSON object (per file: job id, state, result or reason)")
     p.set_defaults(handler=run_command, func=run_command)

@@ -66,6 +66,15 @@ class JobRetry(BaseModel):
 # --- responses -----------------------------------------------------------------------------
 
 
+class InfoOut(BaseModel):
+    """What a client needs to know about this instance before uploading."""
+
+    version: str = Field(description="skyphot version of the server.")
+    image_analysis: bool = Field(description="Whether image analysis is enabled.")
+    max_body_size: float = Field(description="Largest accepted upload, MB (10^6 bytes).")
+    database: str = Field(description="'ok' when the database answered this request.")
+
+
 class SourceOut(BaseModel):
     """A source."""
 

@@ -12,9 +12,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse, PlainTextResponse, Response, StreamingResponse
+from sqlalchemy import text
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from skyphot import __version__
 from skyphot.db import crud
 from skyphot.db.errors import NotFoundError, PermissionDeniedError
 from skyphot.db.models import Job, User, utcnow
@@ -33,6 +35,7 @@ from skyphot.web.errors import FieldError
 from skyphot.web.schemas import (
     ErrorOut,
     FitsInfoOut,
+    InfoOut,
     InstrumentCreate,
     InstrumentOut,
     JobCreated,
@@ -88,6 +91,19 @@ UPLOAD_SCHEMA: dict[str, Any] = {
 }
 
 # --- sources -------------------------------------------------------------------------------
+
+
+@router.get("/info", response_model=InfoOut, tags=["instance"])
+def info(session: SessionDep, settings: SettingsDep) -> InfoOut:
+    """Version, feature flag and upload limit (no login needed); also a health check: it
+    answers only when the database does."""
+    session.execute(text("SELECT 1"))
+    return InfoOut(
+        version=__version__,
+        image_analysis=settings.image_analysis,
+        max_body_size=settings.max_body_size,
+        database="ok",
+    )
 
 
 @router.post("/sources", status_code=201, response_model=SourceOut, tags=["sources"])
