@@ -196,8 +196,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         run_frame(999, "warmup", 19.0, shape, workdir)  # imports and caches out of the timings
-        for depth, mag in depths.items():
-            for seed in range(args.frames):
+        for k, (depth, mag) in enumerate(depths.items()):
+            # Distinct seeds per depth: the same seed would repeat the noise at the target.
+            for seed in range(1000 * k, 1000 * k + args.frames):
                 row = run_frame(seed, depth, mag, shape, workdir)
                 rows[depth].append(row)
                 print(
