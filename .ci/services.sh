@@ -54,9 +54,17 @@ install() {
         exit 1
     fi
     say "installing ${missing[*]}"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-        "${missing[@]}" >/dev/null
+    # The packages would start system-wide servers (PostgreSQL 'main' cluster, Redis on
+    # 6379); we only want the binaries, so forbid service starts during the install.
+    local policy=/usr/sbin/policy-rc.d created=""
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && created=1
+    fi
+    local status=0
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+        --no-install-recommends "${missing[@]}" >/dev/null || status=$?
+    if [ -n "$created" ]; then rm -f "$policy"; fi
+    return "$status"
 }
 
 pg_running() {

@@ -6,12 +6,12 @@ import logging
 from pathlib import Path
 
 import pytest
-from harness import RedisServer, fits_with, stack, wait_until
+from harness import RedisServer, fits_with, require_redis, stack, wait_until
 from webtest_helpers import fits_bytes
 
 
 def test_redis_restart_during_a_run(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    pytest.importorskip("celery", reason="Celery is not installed (pip install 'skyphot[celery]')")
+    require_redis()  # the Redis tests are on (this one restarts a private server)
     redis = RedisServer(tmp_path / "redis")
     redis.start()
     try:

@@ -103,6 +103,10 @@ class WorkerContext:
 
     def sessions(self) -> sessionmaker[Session]:
         """The session factory of this process."""
+        if self._pid != os.getpid():
+            # Just forked: the inherited lock may be held by a thread that does not exist
+            # here (the parent's sweeper), and only this thread runs yet.
+            self._lock = threading.Lock()
         with self._lock:
             if self._pid != os.getpid() or self._sessions is None:
                 if self._db is not None:
@@ -190,7 +194,8 @@ def make_celery(settings: Settings, *, engine_path: str = DEFAULT_ENGINE) -> Cel
     app.conf.update(celery_config(settings))
     context = WorkerContext(settings, engine_path)
 
-    @app.task(name=TASK_NAME, bind=True, base=JobTask, max_retries=DATABASE_RETRIES)
+    @app.task(name=TASK_NAME, bind=True, base=JobTask, max_retries=DATABASE_RETRIES,
+              shared=False)  # each app its own task: it closes over its settings
     def run(self: JobTask, job_id: int) -> bool:
         name = worker_name(self.request.hostname, os.getpid())
         try:

@@ -35,10 +35,9 @@ def worker_settings(args: argparse.Namespace) -> Settings:
     )
     if settings.queue != "celery":
         raise ConfigError(
-            f"skyphot worker runs jobs of the Celery queue, but the configuration says "
-            f"queue: {settings.queue}; set 'queue: celery' (and broker_url) in config.yaml "
-            "of the web server and of every worker (the embedded queue runs its workers "
-            "inside skyphot serve)"
+            f"the configuration says queue: {settings.queue}, but workers serve the Celery "
+            "queue: set 'queue: celery' (and broker_url) in the config.yaml of the web server "
+            "and of every worker (the embedded queue's workers run inside skyphot serve)"
         )
     return settings
 
