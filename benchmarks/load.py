@@ -123,11 +123,11 @@ def start_server(data_dir: Path, *, workers: int, redis_url: str | None,
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SKYPHOT_")}
     log = data_dir / "serve.log"
-    commands = [[sys.executable, "-m", "skyphot.web.commands", "serve", "--port", str(port),
+    commands = [[sys.executable, "-m", "skyphot.cli", "serve", "--port", str(port),
                  "--data-dir", str(data_dir)]]
     logs = [log]
     if redis_url:
-        commands.append([sys.executable, "-m", "skyphot.jobs.commands", "worker",
+        commands.append([sys.executable, "-m", "skyphot.cli", "worker",
                          "--data-dir", str(data_dir)])
         logs.append(data_dir / "worker.log")
     processes = []

@@ -227,7 +227,7 @@ class WorkerProcess:
         start = self.log_path.stat().st_size if self.log_path.exists() else 0
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "skyphot.jobs.commands", "worker", "--data-dir",
+                [sys.executable, "-m", "skyphot.cli", "worker", "--data-dir",
                  str(self.data_dir), "--concurrency", str(self.concurrency), "--engine",
                  self.engine, "--loglevel", "info", "--database-wait", "20"],
                 stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)

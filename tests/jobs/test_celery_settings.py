@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from webtest_helpers import make_settings
 
+from skyphot import cli
 from skyphot.errors import ConfigError, ToolNotFoundError
 from skyphot.jobs import commands
 from skyphot.jobs.queue import EmbeddedQueue, make_queue
@@ -77,10 +78,10 @@ def worker_args(tmp_path: Path) -> Iterator[argparse.ArgumentParser]:
 
 def test_worker_refuses_the_embedded_queue(tmp_path: Path,
                                            capsys: pytest.CaptureFixture[str]) -> None:
-    status = commands.main(["worker", "--data-dir", str(tmp_path)])
-    assert status == 2
+    status = cli.main(["worker", "--data-dir", str(tmp_path)])
+    assert status == cli.EXIT_BAD_INPUT
     assert capsys.readouterr().err.startswith(
-        "skyphot worker: the configuration says queue: embedded, but workers serve the Celery "
+        "skyphot: error: the configuration says queue: embedded, but workers serve the Celery "
         "queue: set 'queue: celery' (and broker_url)")
 
 
@@ -88,10 +89,10 @@ def test_worker_explains_an_unreachable_database(tmp_path: Path,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "config.yaml").write_text(
         "queue: celery\ndatabase_url: postgresql+psycopg://u:secret@127.0.0.1:9/none\n")
-    status = commands.main(["worker", "--data-dir", str(tmp_path), "--database-wait", "0"])
+    status = cli.main(["worker", "--data-dir", str(tmp_path), "--database-wait", "0"])
     err = capsys.readouterr().err
-    assert status == 2
-    assert err.startswith("skyphot worker: cannot use the database "
+    assert status == cli.EXIT_BAD_INPUT
+    assert err.startswith("skyphot: error: cannot use the database "
                           "postgresql+psycopg://u:***@127.0.0.1:9/none (")
     assert err.rstrip().endswith("check database_url and that the database server is running")
     assert "secret" not in err
@@ -112,9 +113,9 @@ def test_worker_options_override_the_configuration(
 def test_worker_explains_an_unusable_database_url(tmp_path: Path,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "config.yaml").write_text("queue: celery\ndatabase_url: 'nosuchdb://x/y'\n")
-    assert commands.main(["worker", "--data-dir", str(tmp_path)]) == 2
+    assert cli.main(["worker", "--data-dir", str(tmp_path)]) == cli.EXIT_BAD_INPUT
     assert capsys.readouterr().err.startswith(
-        "skyphot worker: database_url is unusable (NoSuchModuleError: ")
+        "skyphot: error: database_url is unusable (NoSuchModuleError: ")
 
 
 def test_missing_celery_is_explained(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -126,7 +127,7 @@ def test_missing_celery_is_explained(tmp_path: Path, monkeypatch: pytest.MonkeyP
                        r"installed\): pip install 'skyphot\[celery\]'$"):
         make_queue(make_settings(tmp_path, queue="celery"))
     (tmp_path / "config.yaml").write_text("queue: celery\n")
-    assert commands.main(["worker", "--data-dir", str(tmp_path)]) == 2
+    assert cli.main(["worker", "--data-dir", str(tmp_path)]) == cli.EXIT_ENVIRONMENT
     assert capsys.readouterr().err == (
-        "skyphot worker: skyphot worker needs Celery (celery is not installed): "
+        "skyphot: error: skyphot worker needs Celery (celery is not installed): "
         "pip install 'skyphot[celery]'\n")

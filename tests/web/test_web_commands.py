@@ -1,4 +1,4 @@
-"""`skyphot admin-token` and `skyphot serve --demo` through skyphot.web.commands."""
+"""`skyphot admin-token` and `skyphot serve --demo` through the `skyphot` command."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from skyphot.web.commands import main
+from skyphot.cli import EXIT_BAD_INPUT, main
 
 
 def test_admin_token_is_created_once_and_works(tmp_path: Path,
@@ -28,9 +28,9 @@ def test_admin_token_is_created_once_and_works(tmp_path: Path,
 def test_admin_token_reports_bad_config(tmp_path: Path,
                                         capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "config.yaml").write_text("workers: -3\n")
-    assert main(["admin-token", "--data-dir", str(tmp_path)]) == 2
+    assert main(["admin-token", "--data-dir", str(tmp_path)]) == EXIT_BAD_INPUT
     err = capsys.readouterr().err
-    assert "skyphot admin-token: configuration value 'workers' is invalid" in err
+    assert "skyphot: error: configuration value 'workers' is invalid" in err
 
 
 def free_port() -> int:
@@ -43,7 +43,7 @@ def test_serve_demo_starts_and_prints_credentials(tmp_path: Path) -> None:
     port = free_port()
     env = {**os.environ, "SKYPHOT_WORKERS": "1"}
     process = subprocess.Popen(
-        [sys.executable, "-m", "skyphot.web.commands", "serve", "--demo", "--port", str(port),
+        [sys.executable, "-m", "skyphot.cli", "serve", "--demo", "--port", str(port),
          "--data-dir", str(tmp_path)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     try:

@@ -11,14 +11,13 @@ import argparse
 import logging
 import os
 import socket
-import sys
 import time
 import warnings
 
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from skyphot.db.session import make_engine, migrate
-from skyphot.errors import ConfigError, SkyphotError, ToolNotFoundError
+from skyphot.errors import ConfigError, ToolNotFoundError
 from skyphot.jobs.runner import DEFAULT_ENGINE
 from skyphot.settings import Settings, load_settings
 
@@ -74,19 +73,15 @@ def prepare_database(settings: Settings, *, wait_s: float = DATABASE_WAIT_S) -> 
 
 def run_worker(args: argparse.Namespace) -> int:
     """Start a Celery worker in this process (blocks until it is stopped)."""
+    settings = worker_settings(args)
     try:
-        settings = worker_settings(args)
-        try:
-            from skyphot.jobs.celery_app import Sweeper, make_celery
-        except ModuleNotFoundError as err:
-            raise ToolNotFoundError(
-                f"skyphot worker needs Celery ({err.name} is not installed): "
-                "pip install 'skyphot[celery]'"
-            ) from err
-        prepare_database(settings, wait_s=args.database_wait)
-    except SkyphotError as err:
-        print(f"skyphot worker: {err}", file=sys.stderr)
-        return 2
+        from skyphot.jobs.celery_app import Sweeper, make_celery
+    except ModuleNotFoundError as err:
+        raise ToolNotFoundError(
+            f"skyphot worker needs Celery ({err.name} is not installed): "
+            "pip install 'skyphot[celery]'"
+        ) from err
+    prepare_database(settings, wait_s=args.database_wait)
     # We keep running jobs through a broker blip on purpose (their result goes to the
     # database, and a re-delivered duplicate finds the job taken): no reminder needed.
     warnings.filterwarnings(
@@ -133,16 +128,3 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     worker.add_argument("--database-wait", type=float, default=DATABASE_WAIT_S,
                         help="seconds to wait for the database at start (default 60)")
     worker.set_defaults(handler=run_worker, func=run_worker)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Stand-alone entry point (`python -m skyphot.jobs.commands worker ...`)."""
-    parser = argparse.ArgumentParser(prog="skyphot")
-    add_parsers(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    status: int = args.handler(args)
-    return status
-
-
-if __name__ == "__main__":
-    sys.exit(main())

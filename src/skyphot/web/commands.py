@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import secrets
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +16,6 @@ from sqlalchemy.orm import Session
 from skyphot.db import crud
 from skyphot.db.models import Source, User
 from skyphot.db.session import make_engine, make_sessionmaker, migrate
-from skyphot.errors import SkyphotError
 from skyphot.settings import Settings, load_settings
 
 ADMIN = "admin"
@@ -106,16 +104,14 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 def run_admin_token(args: argparse.Namespace) -> int:
     """Print the admin API token (creating the instance and token when needed)."""
+    settings = _settings(args)
+    engine = make_engine(settings.db_url)
     try:
-        settings = _settings(args)
-        engine = make_engine(settings.db_url)
         migrate(engine)
         with make_sessionmaker(engine)() as session:
             print(ensure_admin_token(session, settings))
+    finally:
         engine.dispose()
-    except SkyphotError as err:
-        print(f"skyphot admin-token: {err}", file=sys.stderr)
-        return 2
     return 0
 
 
@@ -126,17 +122,13 @@ def run_serve(args: argparse.Namespace) -> int:
     from skyphot.jobs.queue import make_queue
     from skyphot.web.app import create_app
 
-    try:
-        settings = _settings(args)
-        queue = make_queue(settings)
-        app = create_app(settings, queue=queue)
-        with app.state.sessions() as session:
-            admin, password = ensure_admin(session, settings)
-            token = ensure_admin_token(session, settings)
-            demo = prepare_demo(session, settings, admin) if args.demo else None
-    except SkyphotError as err:
-        print(f"skyphot serve: {err}", file=sys.stderr)
-        return 2
+    settings = _settings(args)
+    queue = make_queue(settings)
+    app = create_app(settings, queue=queue)
+    with app.state.sessions() as session:
+        admin, password = ensure_admin(session, settings)
+        token = ensure_admin_token(session, settings)
+        demo = prepare_demo(session, settings, admin) if args.demo else None
     shown_host = "localhost" if settings.host in ("127.0.0.1", "0.0.0.0") else settings.host
     url = f"http://{shown_host}:{settings.port}"
     workers = (f"jobs go to the Celery queue {settings.celery_queue!r} at "
@@ -181,16 +173,3 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     token.add_argument("--data-dir", default=None, help="instance directory")
     token.add_argument("--config", default=None, help="config.yaml to use")
     token.set_defaults(handler=run_admin_token, func=run_admin_token)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Stand-alone entry point (`python -m skyphot.web.commands`)."""
-    parser = argparse.ArgumentParser(prog="skyphot")
-    add_parsers(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    status: int = args.handler(args)
-    return status
-
-
-if __name__ == "__main__":
-    sys.exit(main())
