@@ -319,10 +319,11 @@ def test_admin_creates_accounts(instance: Instance, source: str) -> None:
 
 
 def test_engine_choice_is_validated_and_kept(instance: Instance, source: str) -> None:
-    r = upload(instance, source, fits_bytes(), engine="stdpipe")
+    r = upload(instance, source, fits_bytes(), engine="stdpipe", pixel_scale="0.6")
     assert r.status_code == 202, r.text
     job = instance.client.get(f"/api/jobs/{r.json()['job_id']}", headers=instance.alice).json()
     assert job["params"]["engine"] == "stdpipe"
+    assert job["params"]["pixel_scale"] == 0.6
     r = upload(instance, source, fits_bytes(), engine="magic")
     assert r.status_code == 422
     assert error_of(r)["field"] == "engine"

@@ -30,7 +30,13 @@ from skyphot.jobs import store
 from skyphot.jobs.header import inspect_fits
 from skyphot.jobs.limits import DATABASE_OUTAGE, Heartbeat, is_database_outage, soft_time_limit
 from skyphot.jobs.states import JobState
-from skyphot.pipeline.config import CatalogConfig, HeaderOverrides, MeasureConfig, Target
+from skyphot.pipeline.config import (
+    AstrometryConfig,
+    CatalogConfig,
+    HeaderOverrides,
+    MeasureConfig,
+    Target,
+)
 from skyphot.pipeline.result import PhotometryResult
 from skyphot.settings import Settings
 
@@ -84,6 +90,7 @@ def build_config(
         nsigma=float(params.get("nsigma") or 5.0),
         target_color=params.get("target_color"),
         engine=params.get("engine") or "skyphot",
+        astrometry=AstrometryConfig(pixel_scale_arcsec=params.get("pixel_scale")),
     )
 
 

@@ -137,6 +137,7 @@ def analysis_params(session: Session, fields: dict[str, str]) -> dict[str, Any]:
     params["engine"] = engine
     params["gain"] = _float(fields, "gain", positive=True)
     params["saturation"] = _float(fields, "saturation", positive=True)
+    params["pixel_scale"] = _float(fields, "pixel_scale", positive=True)
     if params["instrument"] and params["filter"]:
         instrument = get_instrument(session, params["instrument"])
         if instrument is not None and instrument.filters and (
