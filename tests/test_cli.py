@@ -233,3 +233,17 @@ def test_exit_code_mapping() -> None:
     assert exit_code_for(StageError("calibrate", CalibrationError("x"))) == EXIT_ANALYSIS
     assert exit_code_for(StageError("psf", KeyError("x"))) == EXIT_INTERNAL
     assert exit_code_for(ConfigError("x")) == EXIT_BAD_INPUT
+
+
+def test_simulate_writes_a_frame_and_reports_its_truth(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    argv = ["simulate", str(tmp_path), "--seed", "3", "--shape", "300", "400",
+            "--target-mag", "19.5", "--dtype", "uint16", "--compress", "fz", "--json"]
+    assert main(argv) == 0
+    truth = json.loads(capsys.readouterr().out)
+    image = Path(truth["image"])
+    assert image.name.endswith(".fits.fz") and image.is_file()
+    assert Path(truth["catalog"]).is_file()
+    assert truth["target_mag"] == 19.5
+    assert truth["ideal_limit_5sigma"] > 19.5
+    with fits.open(image) as hdul:
+        assert hdul[1].data.shape == (300, 400)
