@@ -12,13 +12,13 @@ from astropy.io import fits
 from astropy.table import Table
 
 from skyphot import __version__
+from skyphot.catalogs.columns import parse_columns
 from skyphot.cli import (
     EXIT_ANALYSIS,
     EXIT_BAD_INPUT,
     EXIT_INTERNAL,
     exit_code_for,
     main,
-    parse_columns,
     parse_target_color,
 )
 from skyphot.errors import (

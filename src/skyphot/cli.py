@@ -73,103 +73,124 @@ def parse_target_color(text: str) -> tuple[str, str, float]:
     return match.group(1), match.group(2), float(match.group(3))
 
 
-def parse_columns(text: str | None) -> dict[str, str]:
-    """Parse ``ra=RA_deg,dec=DE_deg,r=rPSF`` into a column mapping."""
-    if not text:
-        return {}
-    mapping: dict[str, str] = {}
-    for item in text.split(","):
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip() or not value.strip():
-            raise ConfigError(
-                f"--catalog-columns item {item!r} is not NAME=COLUMN (e.g. ra=RA_deg,r=rPSF)"
-            )
-        mapping[key.strip()] = value.strip()
-    return mapping
-
-
 def build_measure_config(args: argparse.Namespace) -> Any:
     """A ``MeasureConfig`` from a YAML file (optional) overlaid with the command line."""
+    settings = _read_config_file(args.config)
+    color_bands, target_color = _color_options(args)
+    settings.update(_top_level_options(args, target_color))
+    sections = {
+        "header": _header_options(args),
+        "catalog": _catalog_options(args),
+        "calibration": _calibration_options(args, color_bands),
+        "astrometry": _astrometry_options(args),
+        "detection": {"method": args.detection} if args.detection is not None else {},
+        "masking": {"cosmic_rays": True} if args.cosmic_rays else {},
+    }
+    for name, options in sections.items():
+        settings[name] = _overlay_section(settings, name, options)
+    return _validate_measure_config(settings)
+
+
+def _read_config_file(path: str | None) -> dict[str, Any]:
+    """The settings of the YAML file at ``path`` (none: empty)."""
+    if path is None:
+        return {}
     import yaml
 
-    from skyphot.pipeline.config import MeasureConfig
+    try:
+        loaded = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as err:
+        raise ConfigError(f"cannot read configuration file {path}: {err}") from err
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"configuration file {path} must hold a mapping")
+    return loaded
 
-    base: dict[str, Any] = {}
-    if args.config is not None:
-        try:
-            loaded = yaml.safe_load(Path(args.config).read_text())
-        except (OSError, yaml.YAMLError) as err:
-            raise ConfigError(f"cannot read configuration file {args.config}: {err}") from err
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"configuration file {args.config} must hold a mapping")
-        base = loaded
 
-    def section(name: str) -> dict[str, Any]:
-        value = base.setdefault(name, {})
-        if not isinstance(value, dict):
-            raise ConfigError(f"configuration section {name!r} must be a mapping")
-        return value
+def _overlay_section(settings: dict[str, Any], name: str, options: dict[str, Any]) -> Any:
+    """Section ``name`` of the file's ``settings`` with the command-line ``options`` on top."""
+    from_file = settings.get(name, {})
+    if not isinstance(from_file, dict):
+        raise ConfigError(f"configuration section {name!r} must be a mapping")
+    return {**from_file, **options}
 
-    base["target"] = {"ra": args.ra, "dec": args.dec}
+
+def _given(args: argparse.Namespace, fields: dict[str, str]) -> dict[str, Any]:
+    """``{setting: value}`` for each ``{setting: option attribute}`` the command line set."""
+    values = {key: getattr(args, attr) for key, attr in fields.items()}
+    return {key: value for key, value in values.items() if value is not None}
+
+
+def _top_level_options(args: argparse.Namespace, target_color: float | None) -> dict[str, Any]:
+    options: dict[str, Any] = {"target": {"ra": args.ra, "dec": args.dec}}
     if args.hdu is not None:
-        base["hdu"] = int(args.hdu) if args.hdu.isdigit() else args.hdu
-    header = section("header")
-    for key in ("mjd", "exptime", "filter", "gain", "read_noise", "saturation"):
-        value = getattr(args, key)
-        if value is not None:
-            header[key] = value
-    catalog = section("catalog")
+        # A number selects the HDU by index, anything else by EXTNAME.
+        options["hdu"] = int(args.hdu) if args.hdu.isdigit() else args.hdu
+    if target_color is not None:
+        options["target_color"] = target_color
+    options.update(_given(args, {"nsigma": "nsigma", "engine": "engine"}))
+    return options
+
+
+def _header_options(args: argparse.Namespace) -> dict[str, Any]:
+    keys = ("mjd", "exptime", "filter", "gain", "read_noise", "saturation")
+    return _given(args, {key: key for key in keys})
+
+
+def _catalog_options(args: argparse.Namespace) -> dict[str, Any]:
+    from skyphot.catalogs.columns import parse_columns
+
+    options = _given(args, {"name": "catalog_name", "magsys": "magsys"})
     if args.catalog is not None:
-        catalog["path"] = str(args.catalog)
+        options["path"] = str(args.catalog)
+    if args.cache_dir is not None:
+        options["cache_dir"] = str(args.cache_dir)
     columns = parse_columns(args.catalog_columns)
     if columns:
-        catalog["columns"] = columns
-    if args.catalog_name is not None:
-        catalog["name"] = args.catalog_name
-    if args.cache_dir is not None:
-        catalog["cache_dir"] = str(args.cache_dir)
+        options["columns"] = columns
     if args.no_cache:
-        catalog["use_cache"] = False
-    if args.magsys is not None:
-        catalog["magsys"] = args.magsys
-    calibration = section("calibration")
-    if args.band is not None:
-        calibration["band"] = args.band
+        options["use_cache"] = False
+    return options
+
+
+def _color_options(args: argparse.Namespace) -> tuple[tuple[str, str] | None, float | None]:
+    """The colour bands (``--color`` or ``--target-color``) and the target's colour."""
     color_bands: tuple[str, str] | None = (args.color[0], args.color[1]) if args.color else None
-    if args.target_color is not None:
-        c1, c2, value = parse_target_color(args.target_color)
-        if color_bands is not None and color_bands != (c1, c2):
-            raise ConfigError(
-                f"--target-color is for {c1}-{c2} but --color asks for "
-                f"{color_bands[0]}-{color_bands[1]}: they must be the same colour"
-            )
-        color_bands = (c1, c2)
-        base["target_color"] = value
+    if args.target_color is None:
+        return color_bands, None
+    c1, c2, value = parse_target_color(args.target_color)
+    if color_bands is not None and color_bands != (c1, c2):
+        raise ConfigError(
+            f"--target-color is for {c1}-{c2} but --color asks for "
+            f"{color_bands[0]}-{color_bands[1]}: they must be the same colour"
+        )
+    return (c1, c2), value
+
+
+def _calibration_options(
+    args: argparse.Namespace, color_bands: tuple[str, str] | None
+) -> dict[str, Any]:
+    options = _given(args, {"band": "band", "spatial_order": "spatial_order"})
     if color_bands is not None:
-        calibration["color_bands"] = list(color_bands)
+        options["color_bands"] = list(color_bands)
     if args.no_color_term:
-        calibration["fit_color_term"] = False
-    if args.spatial_order is not None:
-        calibration["spatial_order"] = args.spatial_order
-    if args.nsigma is not None:
-        base["nsigma"] = args.nsigma
-    astrometry = section("astrometry")
-    if args.astrometry is not None:
-        astrometry["method"] = args.astrometry
-    if args.blind is not None:
-        astrometry["blind"] = args.blind
+        options["fit_color_term"] = False
+    return options
+
+
+def _astrometry_options(args: argparse.Namespace) -> dict[str, Any]:
+    options = _given(args, {"method": "astrometry", "blind": "blind",
+                            "pixel_scale_arcsec": "pixel_scale"})
     if args.index_dir is not None:
-        astrometry["index_dir"] = str(args.index_dir)
-    if args.pixel_scale is not None:
-        astrometry["pixel_scale_arcsec"] = args.pixel_scale
-    if args.engine is not None:
-        base["engine"] = args.engine
-    if args.detection is not None:
-        section("detection")["method"] = args.detection
-    if args.cosmic_rays:
-        section("masking")["cosmic_rays"] = True
+        options["index_dir"] = str(args.index_dir)
+    return options
+
+
+def _validate_measure_config(settings: dict[str, Any]) -> Any:
+    """``settings`` as a ``MeasureConfig``; a ``ConfigError`` listing every invalid field."""
+    from skyphot.pipeline.config import MeasureConfig
+
     try:
-        return MeasureConfig.model_validate(base)
+        return MeasureConfig.model_validate(settings)
     except ValidationError as err:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors()

@@ -27,6 +27,8 @@ import numpy as np
 from astropy.table import Table
 from numpy.typing import NDArray
 
+from skyphot.errors import ConfigError
+
 BANDS: tuple[str, ...] = (
     "u", "g", "r", "i", "z", "y",
     "U", "B", "V", "R", "I",
@@ -112,6 +114,21 @@ class ColumnMap:
     mags: dict[str, str] = field(default_factory=dict)
     errs: dict[str, str] = field(default_factory=dict)
     err_from_flux_over_error: dict[str, str] = field(default_factory=dict)
+
+
+def parse_columns(text: str | None) -> dict[str, str]:
+    """Parse ``ra=RA_deg,dec=DE_deg,r=rPSF`` (the ``--catalog-columns`` option) into a mapping."""
+    if not text:
+        return {}
+    mapping: dict[str, str] = {}
+    for item in text.split(","):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise ConfigError(
+                f"--catalog-columns item {item!r} is not NAME=COLUMN (e.g. ra=RA_deg,r=rPSF)"
+            )
+        mapping[key.strip()] = value.strip()
+    return mapping
 
 
 def _anchored(pattern: str) -> re.Pattern[str]:

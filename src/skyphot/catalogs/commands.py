@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 from skyphot.catalogs.cache import CatalogCache
+from skyphot.catalogs.columns import parse_columns
 from skyphot.catalogs.registry import choose_catalog
 from skyphot.catalogs.service import import_catalog, make_provider, prefetch
 
@@ -36,8 +37,6 @@ def cmd_prefetch(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from skyphot.cli import parse_columns
-
     cache = _cache(args)
     stored = import_catalog(
         args.file,

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import brentq
 
+from skyphot.core.stats import mad_sigma
 from skyphot.core.wcs_utils import poly_design, poly_exponents, solve_least_squares
 from skyphot.errors import CalibrationError, InputError
 
@@ -27,7 +28,6 @@ STARS_PER_PARAMETER = 3
 _VAR_FLOOR = 1e-8
 # Median of chi-square with one degree of freedom.
 _MEDIAN_CHI2_1 = 0.454936
-_MAD_TO_SIGMA = 1.482602
 
 
 @dataclass(frozen=True)
@@ -86,10 +86,6 @@ def _normalise(
     return 2.0 * x / max(nx - 1, 1) - 1.0, 2.0 * y / max(ny - 1, 1) - 1.0
 
 
-def _mad_sigma(values: np.ndarray) -> float:
-    return float(_MAD_TO_SIGMA * np.median(np.abs(values - np.median(values))))
-
-
 def _wlstsq(design: np.ndarray, target: np.ndarray, weight: np.ndarray) -> np.ndarray:
     sw = np.sqrt(weight)
     return solve_least_squares(design * sw[:, None], target * sw)
@@ -139,7 +135,7 @@ def _fit_core(
     beta[0] = float(np.median(target))
     resid = target - design @ beta
     for _ in range(6):
-        scale = max(_mad_sigma(resid), 1e-4)
+        scale = max(mad_sigma(resid), 1e-4)
         s2 = max(scale**2 - float(np.median(var)), 0.0)
         t = (resid - np.median(resid)) / (4.685 * scale)
         w = np.where(np.abs(t) < 1.0, (1.0 - t * t) ** 2, 0.0) / (var + s2)
@@ -231,7 +227,7 @@ def fit_zero_point(
     if col is not None and fit_color_term:
         has_color = valid & np.isfinite(col)
         n_color = int(has_color.sum())
-        spread = _mad_sigma(col[has_color]) if n_color >= 3 else 0.0
+        spread = mad_sigma(col[has_color]) if n_color >= 3 else 0.0
         if n_color < max(min_stars, STARS_PER_PARAMETER * 2):
             notes.append(f"colour term not fitted: only {n_color} stars have a colour")
         elif spread < MIN_COLOR_SPREAD:
@@ -305,7 +301,7 @@ def fit_zero_point(
         n_used=n_used,
         used=used,
         residuals=residuals,
-        rms=_mad_sigma(residuals[used]),
+        rms=mad_sigma(residuals[used]),
         reference_color=ref_color,
         shape=(int(shape[0]), int(shape[1])),
         notes=tuple(notes),

@@ -11,9 +11,9 @@ from enum import IntFlag
 import numpy as np
 from scipy import ndimage
 
+from skyphot.core.stats import MAD_TO_SIGMA
 from skyphot.errors import ConfigError, InputError
 
-_MAD_TO_SIGMA = 1.4826
 _MEDIAN_EFFICIENCY = 1.2533  # noise of a sample median / noise of a sample mean (Gaussian)
 _BLOCKS = 4  # the column medians are taken in this many row blocks...
 _BLOCK_ROWS = 32  # ...of this many evenly spaced rows: bad columns run (most of) the height
@@ -121,8 +121,8 @@ def find_bad_columns(data: np.ndarray, *, nsigma: float = 5.0) -> np.ndarray:
     # the scatter is taken globally and over the nearby columns: near a galaxy core the
     # column profile is rough over many columns, which is structure, not a bad column
     scatter = np.maximum(
-        _MAD_TO_SIGMA * np.median(np.abs(residual), axis=0),
-        _MAD_TO_SIGMA * ndimage.median_filter(np.abs(residual), size=(_LOCAL_WINDOW, 1),
+        MAD_TO_SIGMA * np.median(np.abs(residual), axis=0),
+        MAD_TO_SIGMA * ndimage.median_filter(np.abs(residual), size=(_LOCAL_WINDOW, 1),
                                               mode="nearest"),
     )
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -261,7 +261,7 @@ def _pixel_noise(sample: np.ndarray) -> float:
     diffs = diffs[np.isfinite(diffs)]
     if diffs.size == 0:
         return 0.0
-    return _MAD_TO_SIGMA * float(np.median(np.abs(diffs - np.median(diffs)))) / math.sqrt(2.0)
+    return MAD_TO_SIGMA * float(np.median(np.abs(diffs - np.median(diffs)))) / math.sqrt(2.0)
 
 
 def _quantum(sample: np.ndarray) -> float:

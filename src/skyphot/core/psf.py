@@ -29,6 +29,7 @@ from skyphot.core.detection import (
     isolated,
     stamp_is_clean,
 )
+from skyphot.core.stats import MAD_TO_SIGMA, mad_sigma
 from skyphot.errors import ConfigError, DetectionError, InputError
 
 
@@ -451,7 +452,7 @@ def _robust_polyfit(
         coef = np.linalg.lstsq(basis[keep] * w[keep, None], values[keep] * w[keep],
                                rcond=None)[0]
         norm = (values - basis @ coef) * w
-        scale = 1.4826 * np.median(np.abs(norm[keep] - np.median(norm[keep])))
+        scale = MAD_TO_SIGMA * np.median(np.abs(norm[keep] - np.median(norm[keep])))
         new_keep = np.isfinite(norm) & (np.abs(norm) < clip * max(scale, 1e-12))
         if new_keep.sum() < len(terms) + 1 or np.array_equal(new_keep, keep):
             break
@@ -592,7 +593,7 @@ def fit_psf(
     terms = _poly_terms(order)
     basis = np.stack([u**i * v**j for i, j in terms], axis=-1)
     resid = fwhm_i[inl] - basis[inl] @ fwhm_coef
-    scatter = float(1.4826 * np.median(np.abs(resid - np.median(resid))))
+    scatter = mad_sigma(resid)
     # Extrapolating into corners without stars must not run away.
     span = (float(fwhm_i[inl].min()) * 0.9, float(fwhm_i[inl].max()) * 1.1)
     return MoffatPSF(
@@ -617,6 +618,6 @@ def _good_fits(p: np.ndarray, redchi2: np.ndarray) -> np.ndarray:
     good = finite & inrange
     if good.sum() >= 3:
         med = np.median(redchi2[good])
-        mad = 1.4826 * np.median(np.abs(redchi2[good] - med))
+        mad = MAD_TO_SIGMA * np.median(np.abs(redchi2[good] - med))
         good &= redchi2 < med + max(5.0 * mad, 0.5 * med)
     return good

@@ -289,24 +289,6 @@ def retry(session: Session, job: Job, changes: dict[str, Any] | None = None) -> 
     return job
 
 
-def requeue(session: Session, *, worker: str | None = None) -> int:
-    """Put running jobs back in the queue (all, or those of one dead ``worker``).
-
-    Used at start-up of the embedded queue: a job left running by a stopped server had its
-    worker killed with it.
-    """
-    condition = [Job.state == JobState.RUNNING.value]
-    if worker is not None:
-        condition.append(Job.worker == worker)
-    result = session.execute(
-        update(Job).where(*condition).values(
-            state=JobState.QUEUED.value, stage=None, worker=None, updated_at=utcnow()
-        )
-    )
-    session.commit()
-    return int(getattr(result, "rowcount", 0))
-
-
 def changed_since(session: Session, user: User, since: datetime) -> list[Job]:
     """Jobs of ``user`` updated after ``since`` (for live notifications)."""
     query = select(Job).where(Job.updated_at > since, Job.owner_id == user.id)

@@ -46,7 +46,7 @@ def plotly_bundle() -> FileResponse:
 
 
 @router.get("/", response_model=None)
-def home(request: Request, session: SessionDep) -> Response:
+def home() -> Response:
     """Start page: the sources list."""
     return RedirectResponse("/sources", status_code=303)
 
