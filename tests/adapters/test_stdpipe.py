@@ -18,21 +18,11 @@ from astropy.table import Table
 from astropy.wcs import WCS
 
 import skyphot.adapters.stdpipe as engine
-import skyphot.adapters.stdpipe_calibration as calibration
-import skyphot.adapters.stdpipe_stages as stages
-import skyphot.adapters.stdpipe_target as target_module
+import skyphot.pipeline.stages.stdpipe as stage_module
 from skyphot.adapters.sextractor import FLAG_SATURATED, SEP_APER_HASMASKED, SEP_OBJ_MERGED
-from skyphot.adapters.stdpipe import MISSING_EXTRA, StdpipeAPI, stdpipe_recipe
-from skyphot.adapters.stdpipe_calibration import StdpipeCalibrate, convert_zero_point
+from skyphot.adapters.stdpipe import MISSING_EXTRA, StdpipeAPI, assess_solution, sep_flags
+from skyphot.adapters.stdpipe_calibration import convert_zero_point
 from skyphot.adapters.stdpipe_psf import StdpipePSF
-from skyphot.adapters.stdpipe_stages import (
-    StdpipeAstrometry,
-    StdpipeDetect,
-    StdpipeFitPSF,
-    assess_solution,
-    sep_flags,
-)
-from skyphot.adapters.stdpipe_target import StdpipeMeasureTarget
 from skyphot.catalogs.base import ReferenceCatalog
 from skyphot.core.detection import BackgroundModel, SourceList
 from skyphot.core.psf import MoffatPSF
@@ -49,6 +39,14 @@ from skyphot.errors import (
 )
 from skyphot.io.frame import Frame, ObservationMeta
 from skyphot.pipeline.config import MeasureConfig
+from skyphot.pipeline.recipe import recipe_for
+from skyphot.pipeline.stages.stdpipe import (
+    StdpipeAstrometry,
+    StdpipeCalibrate,
+    StdpipeDetect,
+    StdpipeFitPSF,
+    StdpipeMeasureTarget,
+)
 from skyphot.pipeline.state import Bands, FrameState
 
 SHAPE = (60, 80)  # (ny, nx) of the stand-in frames
@@ -125,9 +123,9 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> SimpleNamespace:
         pipeline=SimpleNamespace(refine_astrometry=lambda *a, **k: state.wcs),
         psf=state.psf,
     )
-    for module in (engine, stages, target_module, calibration):
+    for module in (engine, stage_module):
         monkeypatch.setattr(module, "load_stdpipe", lambda: api)
-    monkeypatch.setattr(stages, "find_tool", lambda name: Path("/bin/true"))
+    monkeypatch.setattr(engine, "find_tool", lambda name: Path("/bin/true"))
     return state
 
 
@@ -180,7 +178,7 @@ def test_missing_extra_names_the_install_command(monkeypatch: pytest.MonkeyPatch
     config = MeasureConfig.model_validate({"target": {"ra": 1.0, "dec": 2.0},
                                            "engine": "stdpipe"})
     with pytest.raises(ToolNotFoundError) as info:
-        stdpipe_recipe(config)
+        recipe_for(config)
     assert str(info.value) == MISSING_EXTRA
     assert str(info.value) == (
         "the STDPipe engine needs the optional extra: pip install 'skyphot[stdpipe]'"
@@ -190,8 +188,6 @@ def test_missing_extra_names_the_install_command(monkeypatch: pytest.MonkeyPatch
 def test_missing_extra_reaches_the_caller_through_recipe_for(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from skyphot.pipeline.recipe import recipe_for
-
     monkeypatch.setitem(sys.modules, "stdpipe", None)
     config = MeasureConfig.model_validate({"target": {"ra": 1.0, "dec": 2.0},
                                            "engine": "stdpipe"})
@@ -205,24 +201,25 @@ def test_unsupported_astrometry_method_is_refused() -> None:
         "astrometry": {"method": "scamp"},
     })
     with pytest.raises(ConfigError, match="'scamp' is not available with the STDPipe engine"):
-        stdpipe_recipe(config)
+        recipe_for(config)
 
 
-def test_recipe_reuses_the_builtin_input_stages(
-    fake: SimpleNamespace, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import skyphot.adapters._process as process
-
-    monkeypatch.setattr(process, "find_tool", lambda name: Path("/bin/true"))
+def test_recipe_reuses_the_builtin_input_stages(fake: SimpleNamespace) -> None:
     config = MeasureConfig.model_validate({"target": {"ra": 1.0, "dec": 2.0},
                                            "engine": "stdpipe"})
-    names = [type(s).__name__ for s in stdpipe_recipe(config)]
+    stdpipe_stages = recipe_for(config)
+    names = [type(s).__name__ for s in stdpipe_stages]
     assert names == ["ReadFrame", "NormaliseHeader", "BuildMask", "SubtractBackground",
                      "StdpipeDetect", "LoadCatalog", "StdpipeAstrometry", "StdpipeFitPSF",
                      "StdpipeCalibrate", "StdpipeMeasureTarget"]
+    # One recipe: the engine swaps stage implementations, never the stage names, so the
+    # runner's timings and failures are named alike for both engines.
+    builtin = recipe_for(config.model_copy(update={"engine": "skyphot"}))
+    assert [s.name for s in builtin] == [s.name for s in stdpipe_stages]
+    assert [type(s).__name__ for s in builtin][:4] == names[:4]
     with_cr = config.model_copy(update={"masking": config.masking.model_copy(
         update={"cosmic_rays": True})})
-    names = [type(s).__name__ for s in stdpipe_recipe(with_cr)]
+    names = [type(s).__name__ for s in recipe_for(with_cr)]
     assert names[names.index("StdpipeDetect") + 1] == "MaskCosmicRays"
 
 
@@ -547,7 +544,7 @@ def test_colour_term_is_applied_to_a_red_target(tmp_path: Path) -> None:
         "engine": "stdpipe", "target": {"ra": truth.ra, "dec": truth.dec},
         "catalog": {"path": str(paths.catalog)}, "target_color": truth.color,
     })
-    outcome = run_stages(stdpipe_recipe(config), FrameState(str(paths.image), config))
+    outcome = run_stages(recipe_for(config), FrameState(str(paths.image), config))
     given = build_result(outcome.state, outcome.timings)
     # The same measurement reported without the target's colour.
     unknown = config.model_copy(update={"target_color": None})

@@ -29,19 +29,22 @@ with its own colour. ``intrinsic_scatter`` is STDPipe's fitted intrinsic rms (bo
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from astropy.wcs import WCS
 
 from skyphot.adapters.sextractor import SEP_OBJ_MERGED
-from skyphot.adapters.stdpipe import load_stdpipe
-from skyphot.adapters.stdpipe_target import forced_inputs, measure_forced, stdpipe_psf
+from skyphot.adapters.stdpipe import StdpipeAPI
+from skyphot.adapters.stdpipe_photometry import ForcedInputs, measure_forced
+from skyphot.adapters.stdpipe_psf import StdpipePSF
 from skyphot.core.calibration import ZeroPointFit
+from skyphot.core.detection import SourceList
 from skyphot.core.matching import match_sky
+from skyphot.core.stats import mad_sigma
 from skyphot.core.wcs_utils import pixel_to_world, poly_design, poly_exponents, world_to_pixel
 from skyphot.errors import CalibrationError
-from skyphot.pipeline.state import CalibrationStars, FrameState, need
 
 # Largest intrinsic (extra) scatter per star STDPipe may fit, mag (its usual setting).
 _MAX_INTRINSIC_RMS = 0.02
@@ -49,7 +52,6 @@ _MAX_INTRINSIC_RMS = 0.02
 _GRID_POINTS = 9
 # The re-expressed model must reproduce STDPipe's to this many mag (it is exact in theory).
 _CONVERSION_TOLERANCE = 1e-6
-_MAD_TO_SIGMA = 1.482602
 
 ZeroFunction = Callable[..., Any]
 
@@ -126,10 +128,7 @@ def convert_zero_point(
         covariance = transform @ sigma @ transform.T
         terms = ("zp", "color", *spatial_terms)
     used_res = residuals[used & np.isfinite(residuals)]
-    rms = (
-        float(_MAD_TO_SIGMA * np.median(np.abs(used_res - np.median(used_res))))
-        if used_res.size else float("nan")
-    )
+    rms = mad_sigma(used_res)
     return ZeroPointFit(
         coefficients=np.asarray(coefficients, dtype=float),
         covariance=np.asarray(covariance, dtype=float),
@@ -164,129 +163,165 @@ def _catalog_errors(table: Any, band: str) -> np.ndarray | None:
 
 
 @dataclass(frozen=True)
-class StdpipeCalibrate:
+class StdpipeCalibrationSettings:
+    """What ``calibrate`` needs from the configuration (the units of ``MeasureConfig``)."""
+
+    match_radius_arcsec: float  # detection-catalog pairing radius
+    spatial_order: int  # zero-point polynomial order in x, y
+    clip_sigma: float  # STDPipe's outlier rejection threshold
+    max_mag_err: float  # largest instrumental error of a calibration star (STDPipe's sn cut)
+    min_stars: int  # fewest stars the fit may keep
+    fit_color_term: bool  # fit a colour term when colour bands are given
+    psf_radius_fwhm: float  # optimal-extraction radius, in FWHM
+    annulus_fwhm: tuple[float, float]  # local-background annulus, in FWHM
+
+
+@dataclass(frozen=True)
+class StdpipeCalibration:
+    """The stars passing STDPipe's initial cuts (arrays of equal length) and the fit."""
+
+    x: np.ndarray
+    y: np.ndarray
+    cat_mag: np.ndarray
+    cat_err: np.ndarray
+    inst_mag: np.ndarray
+    inst_err: np.ndarray
+    color: np.ndarray | None
+    n_candidates: int  # catalog stars on the frame with a magnitude (and colour)
+    zero_point: ZeroPointFit
+
+
+@dataclass(frozen=True)
+class _CatalogColumns:
+    ra: np.ndarray
+    dec: np.ndarray
+    mag: np.ndarray
+    mag_err: np.ndarray | None
+    color: np.ndarray | None
+
+
+def _catalog_columns(
+    table: Any, band: str, color_bands: tuple[str, str] | None
+) -> _CatalogColumns:
+    color: np.ndarray | None = None
+    if color_bands is not None:
+        c1, c2 = color_bands
+        color = np.asarray(table[c1], dtype=float) - np.asarray(table[c2], dtype=float)
+    return _CatalogColumns(
+        ra=np.asarray(table["ra"], dtype=float),
+        dec=np.asarray(table["dec"], dtype=float),
+        mag=np.asarray(table[band], dtype=float),
+        mag_err=_catalog_errors(table, band),
+        color=color,
+    )
+
+
+def calibrate(
+    api: StdpipeAPI,
+    inputs: ForcedInputs,
+    sources: SourceList,
+    wcs: WCS,
+    table: Any,
+    *,
+    psf: StdpipePSF,
+    band: str,
+    color_bands: tuple[str, str] | None,
+    settings: StdpipeCalibrationSettings,
+) -> StdpipeCalibration:
     """Optimal-extraction photometry of every detection, then STDPipe's zero-point fit.
 
-    Calibration stars are detections matched to the catalog within
-    ``astrometry.match_radius_arcsec`` whose instrumental error is below
-    ``calibration.max_mag_err`` (STDPipe's ``sn`` cut) and whose flags are clean (deblended
-    is accepted, as STDPipe users usually do). Unlike the built-in engine, which selects
-    calibration stars from the catalog, STDPipe selects detections by their measured error,
-    so stars near the cut enter with upward noise fluctuations; the fit's weights keep the
-    resulting zero-point bias to a few mmag.
+    ``table`` is the reference catalog (``ra``, ``dec``, ``band``, optional ``{band}_err``
+    and the colour bands); ``wcs`` the frame's solution. Calibration stars are detections
+    matched to the catalog within ``match_radius_arcsec`` whose instrumental error is below
+    ``max_mag_err`` and whose flags are clean (deblended is accepted, as STDPipe users
+    usually do). Unlike the built-in engine, which selects calibration stars from the
+    catalog, STDPipe selects detections by their measured error, so stars near the cut enter
+    with upward noise fluctuations; the fit's weights keep the resulting zero-point bias to
+    a few mmag. Raises ``CalibrationError`` when STDPipe's fit fails or keeps fewer than
+    ``min_stars`` stars.
     """
-
-    name: str = "calibrate"
-
-    def run(self, state: FrameState) -> FrameState:
-        frame = need(state.frame, "the frame")
-        sources = need(state.sources, "the detections")
-        catalog = need(state.catalog, "the reference catalog")
-        bands = need(state.bands, "the bands")
-        solution = need(state.astrometry, "the astrometric solution")
-        psf = stdpipe_psf(state)
-        config = state.config
-        cal = config.calibration
-        api = load_stdpipe()
-        ny, nx = frame.shape
-        inputs = forced_inputs(state)
-        phot = measure_forced(
-            api, inputs, sources.x, sources.y, psf=psf,
-            fwhm=psf.fwhm_at((nx - 1) / 2.0, (ny - 1) / 2.0),
-            radius_fwhm=config.photometry.psf_radius_fwhm,
-            annulus_fwhm=config.photometry.annulus_fwhm,
-            optimal=True, with_source_noise=True, flags=sources.flag, group_sources=True,
+    shape = inputs.mask.shape
+    ny, nx = shape
+    phot = measure_forced(
+        api, inputs, sources.x, sources.y, psf=psf,
+        fwhm=psf.fwhm_at((nx - 1) / 2.0, (ny - 1) / 2.0),
+        radius_fwhm=settings.psf_radius_fwhm,
+        annulus_fwhm=settings.annulus_fwhm,
+        optimal=True, with_source_noise=True, flags=sources.flag, group_sources=True,
+    )
+    obj_ra, obj_dec = pixel_to_world(wcs, sources.x, sources.y)
+    cat = _catalog_columns(table, band, color_bands)
+    xc, yc = world_to_pixel(wcs, cat.ra, cat.dec)
+    on_frame = np.isfinite(xc) & np.isfinite(yc) & (xc >= 0) & (xc <= nx - 1) & (
+        yc >= 0) & (yc <= ny - 1) & np.isfinite(cat.mag)
+    radius = settings.match_radius_arcsec
+    _, i_cat, _ = match_sky(obj_ra, obj_dec, cat.ra, cat.dec, radius_arcsec=radius)
+    reference_color = 0.0
+    use_color = cat.color is not None and settings.fit_color_term
+    if cat.color is not None:
+        on_frame &= np.isfinite(cat.color)
+        matched_colors = cat.color[i_cat][np.isfinite(cat.color[i_cat])]
+        use_color = use_color and matched_colors.size > 0
+        if matched_colors.size:
+            reference_color = float(np.median(matched_colors))
+    fit = api.photometry.match(
+        obj_ra, obj_dec,
+        np.asarray(phot["mag"], dtype=float), np.asarray(phot["magerr"], dtype=float),
+        np.asarray(phot["flags"], dtype=np.int64),
+        cat.ra, cat.dec, cat.mag,
+        cat_magerr=cat.mag_err,
+        cat_color=None if cat.color is None or not use_color else cat.color - reference_color,
+        sr=radius / 3600.0,
+        obj_x=np.asarray(sources.x, dtype=float), obj_y=np.asarray(sources.y, dtype=float),
+        spatial_order=settings.spatial_order,
+        threshold=settings.clip_sigma,
+        accept_flags=SEP_OBJ_MERGED,
+        max_intrinsic_rms=_MAX_INTRINSIC_RMS,
+        sn=1.0 / settings.max_mag_err,
+        use_color=use_color,
+        verbose=False,
+    )
+    if fit is None:
+        raise CalibrationError(
+            f"STDPipe's photometric calibration failed: too few of the {len(sources)} "
+            f"detections match a catalog star with a {band} magnitude within "
+            f"{radius:g} arcsec and an error below {settings.max_mag_err:g} mag — use a deeper "
+            "catalog or exposure, or raise calibration.max_mag_err"
         )
-        obj_ra, obj_dec = pixel_to_world(solution.wcs, sources.x, sources.y)
-        table = catalog.table
-        cat_ra = np.asarray(table["ra"], dtype=float)
-        cat_dec = np.asarray(table["dec"], dtype=float)
-        cat_mag = np.asarray(table[bands.band], dtype=float)
-        color: np.ndarray | None = None
-        if bands.color_bands is not None:
-            c1, c2 = bands.color_bands
-            color = np.asarray(table[c1], dtype=float) - np.asarray(table[c2], dtype=float)
-        xc, yc = world_to_pixel(solution.wcs, cat_ra, cat_dec)
-        on_frame = np.isfinite(xc) & np.isfinite(yc) & (xc >= 0) & (xc <= nx - 1) & (
-            yc >= 0) & (yc <= ny - 1) & np.isfinite(cat_mag)
-        radius = config.astrometry.match_radius_arcsec
-        _, i_cat, _ = match_sky(obj_ra, obj_dec, cat_ra, cat_dec, radius_arcsec=radius)
-        reference_color = 0.0
-        use_color = color is not None and cal.fit_color_term
-        if color is not None:
-            on_frame &= np.isfinite(color)
-            matched_colors = color[i_cat][np.isfinite(color[i_cat])]
-            use_color = use_color and matched_colors.size > 0
-            if matched_colors.size:
-                reference_color = float(np.median(matched_colors))
-        fit = api.photometry.match(
-            obj_ra, obj_dec,
-            np.asarray(phot["mag"], dtype=float), np.asarray(phot["magerr"], dtype=float),
-            np.asarray(phot["flags"], dtype=np.int64),
-            cat_ra, cat_dec, cat_mag,
-            cat_magerr=_catalog_errors(table, bands.band),
-            cat_color=None if color is None or not use_color else color - reference_color,
-            sr=radius / 3600.0,
-            obj_x=np.asarray(sources.x, dtype=float), obj_y=np.asarray(sources.y, dtype=float),
-            spatial_order=cal.spatial_order,
-            threshold=cal.clip_sigma,
-            accept_flags=SEP_OBJ_MERGED,
-            max_intrinsic_rms=_MAX_INTRINSIC_RMS,
-            sn=1.0 / cal.max_mag_err,
-            use_color=use_color,
-            verbose=False,
+    result = _results(fit, shape=shape, spatial_order=settings.spatial_order,
+                      color_used=use_color, reference_color=reference_color,
+                      n_candidates=int(on_frame.sum()))
+    if result.zero_point.n_used < settings.min_stars:
+        raise CalibrationError(
+            f"STDPipe's calibration kept only {result.zero_point.n_used} stars (need "
+            f"{settings.min_stars}); use a deeper catalog or exposure, or lower "
+            "calibration.min_stars"
         )
-        if fit is None:
-            raise CalibrationError(
-                f"STDPipe's photometric calibration failed: too few of the {len(sources)} "
-                f"detections match a catalog star with a {bands.band} magnitude within "
-                f"{radius:g} arcsec and an error below {cal.max_mag_err:g} mag — use a deeper "
-                "catalog or exposure, or raise calibration.max_mag_err"
-            )
-        stars, fit_zp = _results(fit, state, color_used=use_color,
-                                 reference_color=reference_color,
-                                 n_candidates=int(on_frame.sum()))
-        if fit_zp.n_used < cal.min_stars:
-            raise CalibrationError(
-                f"STDPipe's calibration kept only {fit_zp.n_used} stars (need "
-                f"{cal.min_stars}); use a deeper catalog or exposure, or lower "
-                "calibration.min_stars"
-            )
-        return replace(state, calib_stars=stars, zero_point=fit_zp)
+    return result
 
 
 def _results(
     fit: dict[str, Any],
-    state: FrameState,
     *,
+    shape: tuple[int, int],
+    spatial_order: int,
     color_used: bool,
     reference_color: float,
     n_candidates: int,
-) -> tuple[CalibrationStars, ZeroPointFit]:
-    """CalibrationStars (the pairs passing STDPipe's initial cuts) and the converted fit."""
-    frame = need(state.frame, "the frame")
+) -> StdpipeCalibration:
+    """The pairs passing STDPipe's initial cuts and the converted fit."""
     base = np.asarray(fit["idx0"], dtype=bool)
     used = np.asarray(fit["idx"], dtype=bool)[base]
     color = (np.asarray(fit["color"], dtype=float)[base] + reference_color) if color_used else None
     residuals = (np.asarray(fit["zero"], float) - np.asarray(fit["zero_model"], float))[base]
-    stars = CalibrationStars(
-        x=np.asarray(fit["ox"], dtype=float)[base],
-        y=np.asarray(fit["oy"], dtype=float)[base],
-        cat_mag=np.asarray(fit["cmag"], dtype=float)[base],
-        cat_err=np.asarray(fit["cmag_err"], dtype=float)[base],
-        inst_mag=np.asarray(fit["omag"], dtype=float)[base],
-        inst_err=np.asarray(fit["omag_err"], dtype=float)[base],
-        color=color,
-        n_candidates=n_candidates,
-    )
     color_term = fit["color_term"] if color_used else None
     median_color = (
         float(np.median(color[used])) if color is not None and used.any() else None
     )
     zp = convert_zero_point(
         fit["zero_fn"],
-        shape=frame.shape,
-        spatial_order=state.config.calibration.spatial_order,
+        shape=shape,
+        spatial_order=spatial_order,
         color_term=None if color_term is None else float(color_term),
         color_term_err=None if fit["color_term_err"] is None else float(fit["color_term_err"]),
         reference_color=reference_color,
@@ -295,4 +330,14 @@ def _results(
         used=used,
         residuals=residuals,
     )
-    return stars, zp
+    return StdpipeCalibration(
+        x=np.asarray(fit["ox"], dtype=float)[base],
+        y=np.asarray(fit["oy"], dtype=float)[base],
+        cat_mag=np.asarray(fit["cmag"], dtype=float)[base],
+        cat_err=np.asarray(fit["cmag_err"], dtype=float)[base],
+        inst_mag=np.asarray(fit["omag"], dtype=float)[base],
+        inst_err=np.asarray(fit["omag_err"], dtype=float)[base],
+        color=color,
+        n_candidates=n_candidates,
+        zero_point=zp,
+    )

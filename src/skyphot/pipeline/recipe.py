@@ -1,6 +1,14 @@
-"""The default recipe: the explicit list of stages a measurement runs."""
+"""The recipe: the explicit list of stages a measurement runs.
+
+There is one recipe. The engine (``MeasureConfig.engine``) only chooses the implementation
+of the stages it replaces — detection, astrometry, PSF, calibration and target photometry —
+from ``stage_variants``; reading, header, masking, background and catalog stages, the
+runner, the state and the report are the same for every engine.
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from skyphot.pipeline.config import MeasureConfig
 from skyphot.pipeline.runner import Stage
@@ -17,31 +25,68 @@ from skyphot.pipeline.stages.reference import LoadCatalog, RefineAstrometry
 from skyphot.pipeline.stages.target import MeasureTarget
 
 
-def recipe_for(config: MeasureConfig) -> list[Stage]:
-    """The stage list of the configured engine."""
+@dataclass(frozen=True)
+class StageVariants:
+    """The implementations an engine gives to the stages that differ between engines."""
+
+    detect: Stage
+    astrometry: Stage
+    psf: Stage
+    calibrate: Stage
+    target: Stage
+
+
+def stage_variants(config: MeasureConfig) -> StageVariants:
+    """The per-stage implementations of the configured engine.
+
+    Raises ``ConfigError`` / ``ToolNotFoundError`` before any work when the engine cannot
+    run this configuration or its tools are missing.
+    """
     if config.engine == "stdpipe":
-        from skyphot.adapters.stdpipe import stdpipe_recipe
+        # Imported here: the STDPipe wrappers are only needed when that engine is chosen.
+        from skyphot.pipeline.stages.stdpipe import (
+            StdpipeAstrometry,
+            StdpipeCalibrate,
+            StdpipeDetect,
+            StdpipeFitPSF,
+            StdpipeMeasureTarget,
+            check_stdpipe_engine,
+        )
 
-        return stdpipe_recipe(config)
-    return default_recipe(config)
+        check_stdpipe_engine(config)
+        return StageVariants(
+            detect=StdpipeDetect(),
+            astrometry=StdpipeAstrometry(),
+            psf=StdpipeFitPSF(),
+            calibrate=StdpipeCalibrate(),
+            target=StdpipeMeasureTarget(),
+        )
+    return StageVariants(
+        detect=DetectSources(),
+        astrometry=RefineAstrometry(),
+        psf=FitPSF(),
+        calibrate=Calibrate(),
+        target=MeasureTarget(),
+    )
 
 
-def default_recipe(config: MeasureConfig) -> list[Stage]:
+def recipe_for(config: MeasureConfig) -> list[Stage]:
     """Stages in order; optional ones only when the configuration asks for them."""
+    variants = stage_variants(config)
     stages: list[Stage] = [
         ReadFrame(),
         NormaliseHeader(),
         BuildMask(),
         SubtractBackground(),
-        DetectSources(),
+        variants.detect,
     ]
     if config.masking.cosmic_rays:
         stages.append(MaskCosmicRays())
     stages += [
         LoadCatalog(),
-        RefineAstrometry(),
-        FitPSF(),
-        Calibrate(),
-        MeasureTarget(),
+        variants.astrometry,
+        variants.psf,
+        variants.calibrate,
+        variants.target,
     ]
     return stages
