@@ -228,6 +228,75 @@ def test_unrelated_sep_error_propagates(monkeypatch: pytest.MonkeyPatch) -> None
         detect_sources(image, rms=np.ones_like(image))
 
 
+def test_sep_limits_are_local_to_each_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Raised limits are seen only by the extraction that asked for them, under the lock;
+    SEP's settings are restored after success, after a retry and after a foreign error."""
+    seen: list[tuple[int, int, bool]] = []
+    real_extract = sep.extract
+
+    def recording(data: np.ndarray, thresh: float, **kwargs: object) -> np.ndarray:
+        seen.append((sep.get_extract_pixstack(), sep.get_sub_object_limit(),
+                     detection._SEP_LIMITS_LOCK.locked()))
+        if len(seen) == 1:
+            raise Exception("internal pixel buffer full: The limit of 300000 active ...")
+        return real_extract(data, thresh, **kwargs)
+
+    before = (sep.get_extract_pixstack(), sep.get_sub_object_limit())
+    monkeypatch.setattr(detection.sep, "extract", recording)
+    rng = np.random.default_rng(8)
+    # 600 x 600 pixels: more than SEP's default buffer, so the retry raises it to the frame.
+    image, _, _, _ = _star_field(rng, (600, 600), 2, fwhm=3.0, flux_range=(1e4, 2e4))
+    rms = np.full(image.shape, 10.0, np.float32)
+    detect_sources(image, rms=rms)
+    assert seen == [(300_000, 1024, True), (360_000, 1024, True)]
+    assert (sep.get_extract_pixstack(), sep.get_sub_object_limit()) == before
+    assert not detection._SEP_LIMITS_LOCK.locked()
+
+    def broken(data: np.ndarray, thresh: float, **kwargs: object) -> np.ndarray:
+        raise Exception("something else entirely")
+
+    monkeypatch.setattr(detection.sep, "extract", broken)
+    with pytest.raises(Exception, match="something else entirely"):
+        detect_sources(image, rms=rms)
+    assert (sep.get_extract_pixstack(), sep.get_sub_object_limit()) == before
+    assert not detection._SEP_LIMITS_LOCK.locked()
+
+
+def test_concurrent_detections_do_not_share_sep_limits(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two threads: one needs raised limits, the other must still see SEP's own."""
+    import threading
+    import time
+
+    real_extract = sep.extract
+    inside = threading.Event()
+    seen: dict[str, list[int]] = {"crowded": [], "sparse": []}
+
+    def extract(data: np.ndarray, thresh: float, **kwargs: object) -> np.ndarray:
+        who = "crowded" if data.shape[0] == 600 else "sparse"
+        seen[who].append(sep.get_extract_pixstack())
+        if who == "crowded" and len(seen[who]) == 1:
+            raise Exception("internal pixel buffer full")
+        if who == "crowded":
+            inside.set()
+            time.sleep(0.2)  # hold the raised limits while the other thread wants SEP
+        return real_extract(data, thresh, **kwargs)
+
+    monkeypatch.setattr(detection.sep, "extract", extract)
+    rng = np.random.default_rng(9)
+    crowded, _, _, _ = _star_field(rng, (600, 600), 2, fwhm=3.0, flux_range=(1e4, 2e4))
+    sparse, _, _, _ = _star_field(rng, (100, 100), 2, fwhm=3.0, flux_range=(1e4, 2e4))
+    worker = threading.Thread(
+        target=detect_sources, args=(crowded,),
+        kwargs={"rms": np.full(crowded.shape, 10.0, np.float32)},
+    )
+    worker.start()
+    assert inside.wait(10.0)
+    detect_sources(sparse, rms=np.full(sparse.shape, 10.0, np.float32))
+    worker.join(10.0)
+    assert seen["crowded"] == [300_000, 360_000]
+    assert seen["sparse"] == [300_000]
+
+
 def test_crowded_real_frame_47tuc(real_data: Path) -> None:
     from astropy.io import fits
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -63,7 +66,13 @@ _MAX_SUB_OBJECTS = 20_000
 # Each retry after SEP ran out of room raises the threshold by this factor.
 _THRESHOLD_STEP = 1.6
 _MAX_RETRIES = 6
-# Messages of SEP's capacity errors (sep raises a plain Exception for them).
+# SEP's own defaults for the two limits; a call starts from at least these.
+_SEP_PIXSTACK = 300_000
+_SEP_SUB_OBJECTS = 1024
+# Messages of SEP's capacity errors. SEP's Python binding raises a plain ``Exception`` whose
+# only content is the C library's status text (no error class, no status code), so the text
+# is the one signal there is; these are the short status names, stable across SEP releases,
+# and any other exception is re-raised unchanged.
 _SEP_PIXSTACK_MSG = "pixel buffer full"
 _SEP_DEBLEND_MSG = "deblending overflow"
 _SEP_OBJECT_LIMIT_MSG = "object limit"
@@ -144,6 +153,28 @@ def estimate_background(
     )
 
 
+# SEP's extraction limits are process-wide settings of the C library, not arguments of
+# ``sep.extract``. One lock covers setting them, extracting and restoring them, so two
+# threads measuring frames at once neither see each other's raised limits nor restore a
+# value under the other's feet, and the process is left as it was found.
+_SEP_LIMITS_LOCK = threading.Lock()
+
+
+@contextmanager
+def _sep_limits(pixstack: int, sub_objects: int) -> Iterator[None]:
+    """SEP's limits raised to at least the given values for one extraction, then restored."""
+    with _SEP_LIMITS_LOCK:
+        old_pixstack = sep.get_extract_pixstack()
+        old_sub_objects = sep.get_sub_object_limit()
+        sep.set_extract_pixstack(max(old_pixstack, pixstack))
+        sep.set_sub_object_limit(max(old_sub_objects, sub_objects))
+        try:
+            yield
+        finally:
+            sep.set_extract_pixstack(old_pixstack)
+            sep.set_sub_object_limit(old_sub_objects)
+
+
 def _sep_capacity_error(exc: Exception) -> str | None:
     """Which SEP capacity limit an exception reports, or None when it is something else."""
     text = str(exc).lower()
@@ -160,39 +191,36 @@ def _extract(
     threshold_sigma: float,
     min_area: int,
 ) -> tuple[np.ndarray, float]:
-    """sep.extract that raises its limits, then its threshold, instead of failing on crowding."""
-    old_pixstack = sep.get_extract_pixstack()
-    old_subobj = sep.get_sub_object_limit()
-    pixstack = max(old_pixstack, 300_000)
-    subobj = max(old_subobj, 1024)
+    """sep.extract that raises its limits, then its threshold, instead of failing on crowding.
+
+    The limits are raised only inside ``_sep_limits``: SEP's settings are the same after the
+    call as before it, whatever happens.
+    """
+    pixstack = _SEP_PIXSTACK
+    subobj = _SEP_SUB_OBJECTS
     threshold = threshold_sigma
     deblend_cont = 0.005
-    try:
-        for _ in range(_MAX_RETRIES + 4):
-            sep.set_extract_pixstack(pixstack)
-            sep.set_sub_object_limit(subobj)
-            try:
+    for _ in range(_MAX_RETRIES + 4):
+        try:
+            with _sep_limits(pixstack, subobj):
                 objects = sep.extract(
                     image, threshold, err=rms, mask=mask, minarea=min_area,
                     deblend_cont=deblend_cont,
                 )
-            except Exception as exc:
-                kind = _sep_capacity_error(exc)
-                if kind is None:
-                    raise
-                if kind == _SEP_PIXSTACK_MSG and pixstack < min(_MAX_PIXSTACK, image.size):
-                    pixstack = min(_MAX_PIXSTACK, image.size, pixstack * 4)
-                elif kind == _SEP_DEBLEND_MSG and subobj < _MAX_SUB_OBJECTS:
-                    subobj = min(_MAX_SUB_OBJECTS, subobj * 4)
-                elif kind == _SEP_DEBLEND_MSG and deblend_cont < 1.0:
-                    deblend_cont = 1.0  # no deblending rather than no detections
-                else:
-                    threshold *= _THRESHOLD_STEP
-                continue
-            return objects, threshold
-    finally:
-        sep.set_extract_pixstack(old_pixstack)
-        sep.set_sub_object_limit(old_subobj)
+        except Exception as exc:
+            kind = _sep_capacity_error(exc)
+            if kind is None:
+                raise
+            if kind == _SEP_PIXSTACK_MSG and pixstack < min(_MAX_PIXSTACK, image.size):
+                pixstack = min(_MAX_PIXSTACK, image.size, pixstack * 4)
+            elif kind == _SEP_DEBLEND_MSG and subobj < _MAX_SUB_OBJECTS:
+                subobj = min(_MAX_SUB_OBJECTS, subobj * 4)
+            elif kind == _SEP_DEBLEND_MSG and deblend_cont < 1.0:
+                deblend_cont = 1.0  # no deblending rather than no detections
+            else:
+                threshold *= _THRESHOLD_STEP
+            continue
+        return objects, threshold
     raise DetectionError(
         f"source extraction ran out of memory even at a {threshold:.1f}-sigma threshold "
         "(an extremely crowded frame); raise detection.threshold_sigma or crop the frame"
