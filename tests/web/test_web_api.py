@@ -330,6 +330,12 @@ def test_engine_choice_is_validated_and_kept(instance: Instance, source: str) ->
     assert "engine must be one of skyphot, stdpipe" in error_of(r)["message"]
 
 
+def test_start_page_redirects_to_the_sources(instance: Instance) -> None:
+    r = instance.client.get("/", follow_redirects=False)
+    assert r.status_code == 303
+    assert r.headers["location"] == "/sources"
+
+
 def test_info_needs_no_login_and_reports_the_upload_limit(instance: Instance) -> None:
     from skyphot import __version__
 
