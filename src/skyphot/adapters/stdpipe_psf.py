@@ -28,6 +28,7 @@ _FINE_STEP = 0.1
 
 
 def _stdpipe_psf_module() -> Any:
+    # Imported here: skyphot.adapters.stdpipe imports this module to build StdpipePSF.
     from skyphot.adapters.stdpipe import load_stdpipe
 
     return load_stdpipe().psf
