@@ -226,7 +226,8 @@ class CatalogCache:
         return tuple(sorted(p.parent.name for p in self.root.glob("*/index.json")))
 
     def info(self, name: str) -> dict[str, Any]:
-        """The index of ``name`` (bands, magsys, cones, complete tiles, imported flag)."""
+        """The index of ``name`` (bands, magsys, per-band systems, cones, complete tiles,
+        imported flag)."""
         return self._load_index(name)
 
     def covers(self, name: str, ra: float, dec: float, radius_deg: float,
@@ -275,7 +276,8 @@ class CatalogCache:
             parts = [c.get(column, np.full(len(c["ra"]), np.nan)) for c in chunks]
             table[column] = np.concatenate(parts) if parts else np.zeros(0)
         return ReferenceCatalog(table=table, bands=keep, name=name,
-                                magsys=str(index.get("magsys", "AB")))
+                                magsys=str(index.get("magsys", "AB")),
+                                systems=dict(index.get("systems", {})))
 
     def store(
         self,
@@ -326,6 +328,7 @@ class CatalogCache:
             index["bands"] = sorted(set(index["bands"]) | set(catalog.bands),
                                     key=_band_order)
             index["magsys"] = catalog.magsys
+            index["systems"] = {**index.get("systems", {}), **catalog.band_systems()}
             index["imported"] = bool(index.get("imported")) or imported
             if cone is not None and complete:
                 self._record_cone(index, cone, catalog.bands, cone_tiles)

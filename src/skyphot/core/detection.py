@@ -28,6 +28,8 @@ class SourceList:
     x, y: 0-based pixel centroids. flux: detection-stage flux (ADU, background-subtracted).
     a, b, theta: second-moment ellipse (pixels, radians). flag: SEP-style bit flags.
     peak: peak pixel value above background. npix: pixels above threshold.
+    threshold_sigma: the detection threshold actually used (sigma; NaN when unknown), higher
+    than the one asked for when a crowded frame made the extractor raise it.
     """
 
     x: np.ndarray
@@ -40,6 +42,7 @@ class SourceList:
     flag: np.ndarray
     peak: np.ndarray
     npix: np.ndarray
+    threshold_sigma: float = float("nan")
 
     def __len__(self) -> int:
         return int(self.x.size)
@@ -50,7 +53,7 @@ class SourceList:
             x=self.x[index], y=self.y[index], flux=self.flux[index],
             fluxerr=self.fluxerr[index], a=self.a[index], b=self.b[index],
             theta=self.theta[index], flag=self.flag[index], peak=self.peak[index],
-            npix=self.npix[index],
+            npix=self.npix[index], threshold_sigma=self.threshold_sigma,
         )
 
 
@@ -256,6 +259,7 @@ def detect_sources(
         flag=obj["flag"].astype(np.int64),
         peak=obj["peak"].astype(float),
         npix=obj["npix"].astype(np.int64),
+        threshold_sigma=float(used_threshold),
     )
 
 

@@ -172,9 +172,7 @@ def _usable_rows(
             f"no star of catalog {catalog.name!r} with a {bands.band} magnitude falls near the "
             "frame: check that the catalog covers this field"
         )
-    return ReferenceCatalog(
-        table=table[keep], bands=catalog.bands, name=catalog.name, magsys=catalog.magsys
-    )
+    return replace(catalog, table=table[keep])
 
 
 @dataclass(frozen=True)
