@@ -230,6 +230,21 @@ class CatalogCache:
         imported flag)."""
         return self._load_index(name)
 
+    def imported_covering(self, ra: float, dec: float, band: str) -> tuple[str, ...]:
+        """Imported catalogs carrying ``band`` whose recorded region contains (``ra``,
+        ``dec``) (degrees), the most specific (smallest region) first."""
+        found: list[tuple[float, str]] = []
+        for name in self.names():
+            index = self._load_index(name)
+            if not index.get("imported") or band not in index["bands"]:
+                continue
+            radii = [float(c["radius"]) for c in index["cones"]
+                     if band in c["bands"]
+                     and float(separation_deg(c["ra"], c["dec"], ra, dec)) <= c["radius"]]
+            if radii:
+                found.append((min(radii), name))
+        return tuple(name for _, name in sorted(found))
+
     def covers(self, name: str, ra: float, dec: float, radius_deg: float,
                bands: Sequence[str]) -> bool:
         """True if the cache can answer the cone (degrees) with ``bands`` without fetching."""

@@ -162,11 +162,12 @@ def _extract(
     mask: np.ndarray | None,
     threshold_sigma: float,
     min_area: int,
+    max_pixstack: int = _MAX_PIXSTACK,
 ) -> tuple[np.ndarray, float]:
     """sep.extract that raises its limits, then its threshold, instead of failing on crowding."""
     old_pixstack = sep.get_extract_pixstack()
     old_subobj = sep.get_sub_object_limit()
-    pixstack = max(old_pixstack, 300_000)
+    pixstack = min(max(old_pixstack, 300_000), max_pixstack)
     subobj = max(old_subobj, 1024)
     threshold = threshold_sigma
     deblend_cont = 0.005
@@ -183,8 +184,8 @@ def _extract(
                 kind = _sep_capacity_error(exc)
                 if kind is None:
                     raise
-                if kind == _SEP_PIXSTACK_MSG and pixstack < min(_MAX_PIXSTACK, image.size):
-                    pixstack = min(_MAX_PIXSTACK, image.size, pixstack * 4)
+                if kind == _SEP_PIXSTACK_MSG and pixstack < min(max_pixstack, image.size):
+                    pixstack = min(max_pixstack, image.size, pixstack * 4)
                 elif kind == _SEP_DEBLEND_MSG and subobj < _MAX_SUB_OBJECTS:
                     subobj = min(_MAX_SUB_OBJECTS, subobj * 4)
                 elif kind == _SEP_DEBLEND_MSG and deblend_cont < 1.0:
@@ -210,12 +211,15 @@ def detect_sources(
     threshold_sigma: float = 5.0,
     min_area: int = 5,
     max_sources: int | None = None,
+    max_pixstack: int = _MAX_PIXSTACK,
 ) -> SourceList:
     """Detect sources on a background-subtracted image (ADU) with SEP.
 
     The threshold is ``threshold_sigma`` times the per-pixel ``rms`` (ADU). On a frame too
     crowded for SEP's buffers, the buffers and then the threshold are raised rather than
-    failing. Sources are sorted by flux, brightest first; at most ``max_sources`` are kept.
+    failing (``max_pixstack`` bounds the pixels held at once; ``threshold_sigma`` of the
+    result is the threshold used). Sources are sorted by flux, brightest first; at most
+    ``max_sources`` are kept.
     ``fluxerr`` is the background-only error of the isophotal flux, ``sqrt(npix) * rms``.
     Raises ``DetectionError`` when nothing is found.
     """
@@ -234,7 +238,8 @@ def detect_sources(
         bad = ~finite if bad is None else (bad | ~finite)
         image = np.where(finite, image, np.float32(0.0))
         noise = np.where(finite, noise, np.float32(1.0))
-    objects, used_threshold = _extract(image, noise, bad, threshold_sigma, min_area)
+    objects, used_threshold = _extract(image, noise, bad, threshold_sigma, min_area,
+                                       max_pixstack)
     if objects.size == 0:
         raise DetectionError(
             f"no sources were detected above {used_threshold:.1f} sigma (minimum area "

@@ -106,6 +106,13 @@ class DetectionConfig(_Model):
     max_sources: int = Field(
         3000, description="Keep at most this many (brightest) detections for matching.", ge=10
     )
+    max_pixstack: int = Field(
+        20_000_000,
+        description="Most pixels the extractor (SEP) may hold in working memory at once; a "
+        "frame too crowded for it is detected at a raised threshold, which is flagged "
+        "(DETECTION_THRESHOLD_RAISED) and noted in the result.",
+        ge=1000,
+    )
 
 
 class AstrometryConfig(_Model):

@@ -200,7 +200,12 @@ class RefineAstrometry:
             if cfg.blind == "never":
                 raise
             logger.info("refining the header WCS failed (%s); solving blind", err)
-            return replace(state, astrometry=_blind_then_refine(state, reason=str(err)))
+            return replace(
+                state,
+                astrometry=_blind_then_refine(state, reason=str(err)),
+                notes=(*state.notes, f"header WCS could not be refined ({err}); the frame "
+                       "was solved blind"),
+            )
 
 
 def _refine(state: FrameState, guess: WCS) -> AstrometricSolution:
