@@ -119,3 +119,26 @@ def test_refined_solution_keeps_the_frames_system() -> None:
     xs, ys = world_to_pixel(solution.wcs, ra, dec)
     np.testing.assert_allclose(xs, x, atol=1e-3)
     np.testing.assert_allclose(ys, y, atol=1e-3)
+
+
+def test_pc_cdelt_wcs_is_re_expressed_both_ways() -> None:
+    h = Header()
+    for key, value in {"CTYPE1": "GLON-TAN", "CTYPE2": "GLAT-TAN", "CRPIX1": 50.0,
+                       "CRPIX2": 40.0, "CRVAL1": 30.0, "CRVAL2": 1.0, "CDELT1": -1e-4,
+                       "CDELT2": 1e-4, "PC1_1": 0.98, "PC1_2": 0.2, "PC2_1": -0.2,
+                       "PC2_2": 0.98}.items():
+        h[key] = value
+    galactic = WCS(h)
+    icrs = express_in_frame(galactic, ICRS())
+    assert icrs.wcs.ctype[0] == "RA---TAN"
+    x, y = np.array([0.0, 99.0, 30.0]), np.array([0.0, 79.0, 60.0])
+    ra, dec = pixel_to_world(galactic, x, y)
+    ra2, dec2 = pixel_to_world(icrs, x, y)
+    np.testing.assert_allclose(ra2, ra, atol=1e-9)
+    np.testing.assert_allclose(dec2, dec, atol=1e-9)
+
+
+def test_non_zenithal_projection_cannot_be_re_expressed() -> None:
+    wcs = _header(CTYPE1="RA---CAR", CTYPE2="DEC--CAR")
+    with pytest.raises(WCSError, match=r"projection 'RA---CAR' cannot be re-expressed"):
+        express_in_frame(wcs, Galactic())

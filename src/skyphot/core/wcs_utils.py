@@ -127,35 +127,49 @@ def _frame_keywords(frame: BaseCoordinateFrame) -> tuple[str, str, str, float | 
     raise WCSError(f"cannot write a WCS in the {frame.name} system")
 
 
-def express_in_frame(wcs: WCS, frame: BaseCoordinateFrame) -> WCS:
-    """The same pixel-to-sky mapping as the ICRS TAN (or TAN-SIP) ``wcs``, expressed in
-    ``frame``'s coordinates.
+_ZENITHAL = ("TAN", "SIN", "ARC", "ZEA", "STG")
 
-    A gnomonic projection depends only on its tangent point, so a change of celestial
-    system moves CRVAL and turns the tangent-plane axes by the angle between the two
-    systems' north directions there: CD is rotated, SIP (which acts on pixels) is unchanged.
-    Exact for rotations (FK5, galactic, ecliptic); for FK4 the E-terms vary by milli-arcsec
-    across a frame.
+
+def express_in_frame(wcs: WCS, frame: BaseCoordinateFrame) -> WCS:
+    """The same pixel-to-sky mapping as the zenithal (TAN, TAN-SIP, SIN, ARC, ZEA, STG)
+    ``wcs``, expressed in ``frame``'s coordinates (whatever system ``wcs`` is in).
+
+    A zenithal projection depends only on its reference point, so a change of celestial
+    system moves CRVAL and turns the intermediate axes by the angle between the two
+    systems' north directions there: the linear matrix is rotated, SIP (which acts on
+    pixels) is unchanged. Exact for rotations (ICRS, FK5, galactic, ecliptic); for FK4 the
+    E-terms vary by milli-arcsec across a frame. Raises ``WCSError`` for other projections
+    or distortions applied after the matrix (TPV).
     """
+    source = celestial_frame(wcs)
+    codes = {c[5:8] for c in wcs.wcs.ctype}
+    if len(codes) != 1 or not codes <= set(_ZENITHAL) or wcs.wcs.get_pv():
+        raise WCSError(
+            f"the WCS projection {wcs.wcs.ctype[0]!r} cannot be re-expressed in another sky "
+            f"system (only {', '.join(_ZENITHAL)} without PV terms); solve the frame blind"
+        )
     lon_p, lat_p, radesys, equinox = _frame_keywords(frame)
-    ra0, dec0 = (float(v) for v in wcs.wcs.crval)
-    centre = SkyCoord(ra0 * u.deg, dec0 * u.deg, frame=_ICRS)
+    lon_s, lat_s = (float(v) for v in wcs.wcs.crval)
+    centre = SkyCoord(lon_s * u.deg, lat_s * u.deg, frame=source)
     native = centre.transform_to(frame)
     lon0 = float(native.spherical.lon.deg)
     lat0 = float(native.spherical.lat.deg)
-    # native north at the tangent point, as a position angle in ICRS (east of north)
+    # the new system's north at the reference point, as a position angle in the old one
     step = 1.0 / 3600.0 if lat0 < 89.0 else -1.0 / 3600.0
-    ahead = SkyCoord(lon0 * u.deg, (lat0 + step) * u.deg, frame=frame).transform_to(_ICRS)
+    ahead = SkyCoord(lon0 * u.deg, (lat0 + step) * u.deg, frame=frame).transform_to(source)
     theta = float(centre.position_angle(ahead).rad) + (math.pi if step < 0 else 0.0)
     rot = np.array([[math.cos(theta), -math.sin(theta)], [math.sin(theta), math.cos(theta)]])
     out = wcs.deepcopy()
     out.wcs.crval = [lon0 % 360.0, lat0]
-    out.wcs.cd = rot @ np.asarray(wcs.wcs.cd, float)
-    proj = [c[4:] for c in wcs.wcs.ctype]
-    out.wcs.ctype = [f"{lon_p:-<4}{proj[0]}", f"{lat_p:-<4}{proj[1]}"]
+    if wcs.wcs.has_cd():
+        out.wcs.cd = rot @ np.asarray(wcs.wcs.cd, float)
+    else:
+        cdelt = np.asarray(wcs.wcs.cdelt, float)
+        out.wcs.pc = np.diag(1.0 / cdelt) @ rot @ np.diag(cdelt) @ np.asarray(wcs.wcs.get_pc())
+    out.wcs.ctype = [f"{lon_p:-<4}{c[4:]}" if i == wcs.wcs.lng else f"{lat_p:-<4}{c[4:]}"
+                     for i, c in enumerate(wcs.wcs.ctype)]
     out.wcs.radesys = radesys
-    if equinox is not None:
-        out.wcs.equinox = equinox
+    out.wcs.equinox = equinox if equinox is not None else np.nan
     if isinstance(frame, FK4 | FK4NoETerms) and frame.obstime is not None:
         out.wcs.mjdobs = float(frame.obstime.mjd)
     out.wcs.set()

@@ -7,12 +7,13 @@ import math
 from dataclasses import dataclass, replace
 
 import numpy as np
-from astropy.coordinates import SkyCoord
+from astropy.coordinates import ICRS, SkyCoord
 from astropy.wcs import WCS
 
 from skyphot.catalogs.base import CatalogProvider, ReferenceCatalog
 from skyphot.catalogs.filters import resolve_filter
 from skyphot.core.astrometry import AstrometricSolution, footprint_radius_deg, refine_wcs
+from skyphot.core.wcs_utils import celestial_frame, express_in_frame
 from skyphot.errors import (
     AstrometryError,
     CatalogError,
@@ -263,6 +264,9 @@ def _scamp(state: FrameState, guess: WCS) -> AstrometricSolution:
 
     frame = need(state.frame, "the frame")
     cfg = state.config.astrometry
+    if not isinstance(celestial_frame(guess), ICRS):
+        # SCAMP matches in the reference catalog's system (ICRS)
+        guess = express_in_frame(guess, ICRS())
     return refine_wcs_scamp(
         need(state.sources, "the detections"),
         wcs=guess,
