@@ -16,7 +16,6 @@ from skyphot.catalogs.registry import ALIASES, canonical_name, choose_catalog
 from skyphot.catalogs.sky import bounding_cone
 from skyphot.catalogs.vizier import PROVIDERS
 from skyphot.errors import CatalogError
-from skyphot.pipeline.config import CatalogConfig
 
 
 def make_provider(
@@ -48,27 +47,30 @@ def make_provider(
     )
 
 
-def provider_for_config(
-    config: CatalogConfig,
+def choose_provider(
     *,
     band: str | None,
     ra: float,
     dec: float,
+    path: str | None = None,
+    name: str | None = None,
+    columns: Mapping[str, str] | None = None,
+    magsys: str = "AB",
     cache: CatalogCache | None = None,
     server: str | None = None,
     timeout: float = 30.0,
     retries: int = 3,
 ) -> CatalogProvider:
-    """The provider a ``CatalogConfig`` asks for, for calibration ``band`` at (``ra``,
-    ``dec``) (degrees): the local file if ``config.path``, else the named catalog, else a
-    catalog imported into ``cache`` that covers (ra, dec) and carries ``band``, else the
-    automatic online choice for ``band`` (``choose_catalog``). ``server``, ``timeout`` (s)
-    and ``retries`` go to online providers.
+    """The provider to calibrate ``band`` at (``ra``, ``dec``) (degrees): the local file
+    ``path`` (read with ``columns``, every band in ``magsys``), else the catalog ``name``,
+    else a catalog imported into ``cache`` that covers (ra, dec) and carries ``band``, else
+    the automatic online choice for ``band`` (``choose_catalog``). ``server``, ``timeout``
+    (s) and ``retries`` go to online providers.
     """
-    if config.path is not None:
-        return LocalCatalog(config.path, columns=config.columns or None, magsys=config.magsys)
-    if config.name is not None:
-        return make_provider(config.name, cache=cache, server=server, timeout=timeout,
+    if path is not None:
+        return LocalCatalog(path, columns=columns or None, magsys=magsys)
+    if name is not None:
+        return make_provider(name, cache=cache, server=server, timeout=timeout,
                              retries=retries)
     if band is None:
         raise CatalogError(

@@ -22,7 +22,7 @@ from skyphot.errors import ConfigError, HeaderError, TargetOutsideFrameError, WC
 from skyphot.io.frame import ObservationMeta
 from skyphot.io.keywords import keyword_number, keyword_text, required_number
 from skyphot.io.obstime import ObsTime, observation_time
-from skyphot.pipeline.config import HeaderOverrides
+from skyphot.io.overrides import HeaderOverrides
 
 _EXPTIME_KEYS = ("EXPTIME", "EXPOSURE", "ITIME", "EXP_TIME", "TEXP", "EXPOS", "EXPTIM")
 _FILTER_KEYS = (

@@ -35,15 +35,18 @@ def catalog_provider(
     """The provider the configuration asks for: a local file, a named catalog, or the best
     online catalog for ``band`` at (ra, dec) — behind the on-disk cache unless disabled."""
     from skyphot.catalogs.cache import CatalogCache
-    from skyphot.catalogs.service import provider_for_config
+    from skyphot.catalogs.service import choose_provider
 
     cfg = config.catalog
     cache = CatalogCache(cfg.cache_dir) if cfg.use_cache and cfg.path is None else None
-    return provider_for_config(
-        cfg,
+    return choose_provider(
         band=band,
         ra=ra,
         dec=dec,
+        path=cfg.path,
+        name=cfg.name,
+        columns=cfg.columns,
+        magsys=cfg.magsys,
         cache=cache,
         server=cfg.server,
         timeout=cfg.timeout_s,
