@@ -128,6 +128,19 @@ def test_non_detection_has_null_mag(tmp_path: Path, capsys) -> None:  # type: ig
     assert data["limit_nsigma"] == 3
 
 
+def test_summary_prints_the_notes(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    from skyphot.testing import SimulationParams, simulate_frame
+
+    sim = simulate_frame(SimulationParams(shape=(300, 400), target_mag=17.0, n_stars=60), seed=3)
+    paths = sim.write(tmp_path)
+    argv = ["measure", str(paths.image), "--ra", repr(sim.truth.ra), "--dec",
+            repr(sim.truth.dec), "--catalog", str(paths.catalog), "--spatial-order", "3"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "SPATIAL_ORDER_LOWERED" in out
+    assert "  note: spatial order lowered from 3 to" in out
+
+
 def _fails(argv: list[str], capsys, code: int, *fragments: str) -> str:  # type: ignore[no-untyped-def]
     assert main(argv) == code
     captured = capsys.readouterr()

@@ -26,10 +26,7 @@ ALLOWED: dict[str, frozenset[str]] = {
 # catalogs/service.py stop importing pipeline.config). Listed so this test is green on this
 # branch; each entry must still exist, so the test fails once the fix is merged and the
 # integrator deletes the entry. Keep this empty after the merge.
-PENDING: dict[tuple[str, str], str] = {
-    ("io/header.py", "skyphot.pipeline.config"): "systems",
-    ("catalogs/service.py", "skyphot.pipeline.config"): "systems",
-}
+PENDING: dict[tuple[str, str], str] = {}
 
 
 def skyphot_imports(path: Path, root: Path = SRC) -> list[tuple[int, str]]:

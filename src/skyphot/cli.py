@@ -238,6 +238,7 @@ def format_result(result: Any) -> str:
             f'{result.catalog}; FWHM {result.fwhm_arcsec:.2f}"; astrometric rms '
             f'{result.astrometry_rms_arcsec:.3f}"',
             f"  flags: {', '.join(result.flag_names) or 'none'}; {result.timings['total']:.2f} s",
+            *(f"  note: {note}" for note in result.notes),
         ]
     )
 

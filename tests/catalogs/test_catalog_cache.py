@@ -289,7 +289,7 @@ def test_import_then_query(tmp_path: Path) -> None:
     if not path.exists():
         pytest.skip("real data not available")
     cache = CatalogCache(tmp_path)
-    assert import_catalog(path, name="eyuma-refcat2", cache=cache) == 187
+    assert import_catalog(path, name="eyuma-refcat2", cache=cache) == ("eyuma-refcat2", 187)
     provider = make_provider("eyuma-refcat2", cache=cache)
     assert isinstance(provider, CacheOnlyProvider)
     center = SkyCoord(135.55 * u.deg, 49.84 * u.deg)

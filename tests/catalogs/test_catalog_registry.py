@@ -11,10 +11,9 @@ from skyphot.catalogs.cached import CachedProvider
 from skyphot.catalogs.filters import resolve_filter
 from skyphot.catalogs.local import LocalCatalog
 from skyphot.catalogs.registry import canonical_name, catalog_names, choose_catalog
-from skyphot.catalogs.service import make_provider, provider_for_config
+from skyphot.catalogs.service import choose_provider, make_provider
 from skyphot.catalogs.vizier import PROVIDERS, GaiaSynthProvider, PS1Provider
 from skyphot.errors import CatalogError
-from skyphot.pipeline.config import CatalogConfig
 
 
 def test_every_catalog_is_listed_with_its_vizier_table() -> None:
@@ -82,16 +81,14 @@ def test_server_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     assert PS1Provider().server  # astroquery's configured mirror
 
 
-def test_provider_for_config(tmp_path: Path) -> None:
+def test_choose_provider(tmp_path: Path) -> None:
     path = tmp_path / "c.csv"
     path.write_text("ra,dec,r\n1,2,15\n")
-    local = provider_for_config(CatalogConfig(path=str(path)), band="r", ra=1.0, dec=2.0)
+    local = choose_provider(path=str(path), band="r", ra=1.0, dec=2.0)
     assert isinstance(local, LocalCatalog)
-    named = provider_for_config(CatalogConfig(name="apass"), band="V", ra=1.0, dec=2.0,
-                                server="http://127.0.0.1:9")
+    named = choose_provider(name="apass", band="V", ra=1.0, dec=2.0, server="http://127.0.0.1:9")
     assert named.name == "apass"
-    auto = provider_for_config(CatalogConfig(), band="r", ra=1.0, dec=-50.0,
-                               cache=CatalogCache(tmp_path / "cache"))
+    auto = choose_provider(band="r", ra=1.0, dec=-50.0, cache=CatalogCache(tmp_path / "cache"))
     assert isinstance(auto, CachedProvider) and auto.name == "skymapper"
     with pytest.raises(CatalogError, match="No catalog given and no band"):
-        provider_for_config(CatalogConfig(), band=None, ra=1.0, dec=2.0)
+        choose_provider(band=None, ra=1.0, dec=2.0)

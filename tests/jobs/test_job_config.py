@@ -35,3 +35,26 @@ def test_defaults_when_the_form_is_left_empty(tmp_path: Path) -> None:
     )
     assert config.engine == "skyphot" and config.nsigma == 5.0
     assert config.astrometry.pixel_scale_arcsec is None and config.target_color is None
+
+
+def test_light_curve_point_keeps_flags_notes_and_band_system(tmp_path: Path) -> None:
+    """The stored point (API JSON, CSV, page details) carries the result's notes and the
+    band's magnitude system, from a real measurement of a degraded simulated frame."""
+    from skyphot.jobs.runner import point_from_result
+    from skyphot.pipeline.api import measure
+    from skyphot.pipeline.config import MeasureConfig
+    from skyphot.testing import SimulationParams, simulate_frame
+
+    sim = simulate_frame(SimulationParams(shape=(300, 400), target_mag=17.0, n_stars=60), seed=3)
+    paths = sim.write(tmp_path)
+    config = MeasureConfig.model_validate({
+        "target": {"ra": sim.truth.ra, "dec": sim.truth.dec},
+        "catalog": {"path": str(paths.catalog)}, "calibration": {"spatial_order": 3},
+    })
+    result = measure(paths.image, config)
+    assert result.notes
+    point = point_from_result(Job(id=7, source_id="sn", owner_id=1), result, None)
+    assert point.calibration["notes"] == result.notes
+    assert "SPATIAL_ORDER_LOWERED" in point.calibration["flag_names"]
+    assert point.magsys == result.magsys == "AB"
+    assert point.flux == result.flux

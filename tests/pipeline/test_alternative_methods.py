@@ -47,3 +47,25 @@ def test_scamp_astrometry(small_frame, tmp_path: Path) -> None:  # type: ignore[
     assert abs(result.x - truth.x) < 0.5 and abs(result.y - truth.y) < 0.5
     assert result.mag is not None and result.magerr is not None
     assert abs(result.mag - truth.mag) < 4 * result.magerr
+
+
+@pytest.mark.tools
+@pytest.mark.skipif(not available("scamp"), reason="apt-get install scamp")
+def test_scamp_astrometry_on_a_galactic_frame(tmp_path: Path) -> None:
+    """SCAMP matches in ICRS: a galactic header WCS is re-expressed in ICRS first."""
+    from skyphot.testing import SimulationParams, simulate_frame
+
+    sim = simulate_frame(
+        SimulationParams(shape=(400, 500), target_mag=17.0, wcs_frame="galactic"), seed=5
+    )
+    paths = sim.write(tmp_path)
+    config = MeasureConfig.model_validate({
+        "target": {"ra": sim.truth.ra, "dec": sim.truth.dec},
+        "catalog": {"path": str(paths.catalog)}, "target_color": sim.truth.color,
+        "astrometry": {"method": "scamp"},
+    })
+    result = measure(paths.image, config)
+    assert result.astrometry_method == "scamp"
+    assert abs(result.x - sim.truth.x) < 0.5 and abs(result.y - sim.truth.y) < 0.5
+    assert result.mag is not None and result.magerr is not None
+    assert abs(result.mag - sim.truth.mag) < 4 * result.magerr

@@ -77,6 +77,9 @@ def test_frame_without_wcs_is_solved_blind(tmp_path: Path) -> None:
     result = measure(paths.image, config)
     assert result.astrometry_method == "astrometry.net"
     assert result.astrometry_rms_arcsec < 0.3
+    # the frame-level work-around reaches the result as a flag and a note
+    assert "FRAME_DEGRADED" in result.flag_names
+    assert any(n.startswith("header WCS unusable:") for n in result.notes)
     assert abs(result.x - sim.truth.x) < 0.5 and abs(result.y - sim.truth.y) < 0.5
     assert result.mag is not None and result.magerr is not None
     assert abs(result.mag - sim.truth.mag) < 4 * result.magerr
@@ -90,6 +93,8 @@ def test_header_wcs_far_off_falls_back_to_blind_solving(tmp_path: Path) -> None:
     paths = sim.write(tmp_path, stem="far")
     result = measure(paths.image, _config(sim, path=str(paths.catalog)))
     assert result.astrometry_method == "astrometry.net"
+    assert "FRAME_DEGRADED" in result.flag_names
+    assert any(n.startswith("header WCS could not be refined") for n in result.notes)
     assert result.mag is not None and result.magerr is not None
     assert abs(result.mag - sim.truth.mag) < 4 * result.magerr
 

@@ -52,6 +52,7 @@ def measure(
             "only 2 reference stars matched (5 needed); use a deeper catalog"))
     mjd = config.header.mjd if config.header.mjd is not None else float(header["MJD-OBS"])
     mag = float(header.get("STUBMAG", 18.0))
+    note = str(header.get("STUBNOTE", ""))
     detected = mag > 0
     zp = 25.0
     flux = 10 ** (-0.4 * (mag - 23.9)) if detected else 0.5
@@ -76,6 +77,7 @@ def measure(
                                      magerr=0.03 if detected else None, flux=flux,
                                      fluxerr=fluxerr, snr=40.0, aperture_correction=-0.1),
         instrument=header.get("INSTRUME"), telescope=header.get("TELESCOP"), image=str(image),
-        flags=0, flag_names=[], assumptions=[], timings={"total": busy},
+        flags=4096 if note else 0, flag_names=["SPATIAL_ORDER_LOWERED"] if note else [],
+        notes=[note] if note else [], assumptions=[], timings={"total": busy},
         software_version="stub", config=config,
     )

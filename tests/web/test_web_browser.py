@@ -78,7 +78,7 @@ def test_upload_to_point_on_the_light_curve(browser: Any, server: str, tmp_path:
     page.click("#image-analysis-button")
     page.wait_for_url(f"{server}/source/SN2024web/image_analysis")
     frame = tmp_path / "night1.fits"
-    frame.write_bytes(fits_bytes(mag=17.8))
+    frame.write_bytes(fits_bytes(mag=17.8, note="spatial order lowered from 2 to 1: stub"))
     page.set_input_files("#file", str(frame))
     page.wait_for_selector("#header-obstime")
     assert page.text_content("#header-obstime") == "2024-03-01T02:00:00.000"
@@ -98,6 +98,10 @@ def test_upload_to_point_on_the_light_curve(browser: Any, server: str, tmp_path:
     row = watcher.locator("#photometry-table tbody tr").first
     assert "17.800" in row.text_content() and "skyphot" in row.text_content()
     assert "diagnostics" in row.text_content()
+    # degradations reach the point's details: flag names and notes
+    assert "SPATIAL_ORDER_LOWERED" in row.text_content()
+    note = row.locator("ul.notes li").first.text_content()
+    assert note == "spatial order lowered from 2 to 1: stub"
     watcher.wait_for_selector("#lightcurve .scatterlayer .point")
     assert watcher.locator("#lightcurve .scatterlayer .point").count() >= 1
     assert "succeeded" in watcher.text_content("#jobs-table tbody")

@@ -31,7 +31,7 @@ STUB_ENGINE = "stub_engine:measure"
 def fits_bytes(*, mag: float | None = 18.0, filt: str | None = "r",
                date: str | None = "2024-03-01T02:00:00", busy: float = 0.0,
                fail: bool = False, instrument: str = "SIMCAM", shape: tuple[int, int] = (16, 16),
-               seed: int = 0) -> bytes:
+               seed: int = 0, note: str | None = None) -> bytes:
     """A small FITS frame whose header drives the stub engine."""
     data = np.random.default_rng(seed).normal(100.0, 5.0, shape).astype(np.float32)
     header = fits.Header()
@@ -48,6 +48,8 @@ def fits_bytes(*, mag: float | None = 18.0, filt: str | None = "r",
         header["STUBBUSY"] = busy
     if fail:
         header["STUBFAIL"] = True
+    if note is not None:
+        header["STUBNOTE"] = note  # the stub reports it as a degradation (flag + note)
     out = io.BytesIO()
     fits.PrimaryHDU(data, header).writeto(out)
     return out.getvalue()

@@ -226,8 +226,24 @@ class CatalogCache:
         return tuple(sorted(p.parent.name for p in self.root.glob("*/index.json")))
 
     def info(self, name: str) -> dict[str, Any]:
-        """The index of ``name`` (bands, magsys, cones, complete tiles, imported flag)."""
+        """The index of ``name`` (bands, magsys, per-band systems, cones, complete tiles,
+        imported flag)."""
         return self._load_index(name)
+
+    def imported_covering(self, ra: float, dec: float, band: str) -> tuple[str, ...]:
+        """Imported catalogs carrying ``band`` whose recorded region contains (``ra``,
+        ``dec``) (degrees), the most specific (smallest region) first."""
+        found: list[tuple[float, str]] = []
+        for name in self.names():
+            index = self._load_index(name)
+            if not index.get("imported") or band not in index["bands"]:
+                continue
+            radii = [float(c["radius"]) for c in index["cones"]
+                     if band in c["bands"]
+                     and float(separation_deg(c["ra"], c["dec"], ra, dec)) <= c["radius"]]
+            if radii:
+                found.append((min(radii), name))
+        return tuple(name for _, name in sorted(found))
 
     def covers(self, name: str, ra: float, dec: float, radius_deg: float,
                bands: Sequence[str]) -> bool:
@@ -275,7 +291,8 @@ class CatalogCache:
             parts = [c.get(column, np.full(len(c["ra"]), np.nan)) for c in chunks]
             table[column] = np.concatenate(parts) if parts else np.zeros(0)
         return ReferenceCatalog(table=table, bands=keep, name=name,
-                                magsys=str(index.get("magsys", "AB")))
+                                magsys=str(index.get("magsys", "AB")),
+                                systems=dict(index.get("systems", {})))
 
     def store(
         self,
@@ -326,6 +343,7 @@ class CatalogCache:
             index["bands"] = sorted(set(index["bands"]) | set(catalog.bands),
                                     key=_band_order)
             index["magsys"] = catalog.magsys
+            index["systems"] = {**index.get("systems", {}), **catalog.band_systems()}
             index["imported"] = bool(index.get("imported")) or imported
             if cone is not None and complete:
                 self._record_cone(index, cone, catalog.bands, cone_tiles)

@@ -38,7 +38,7 @@ def cmd_prefetch(args: argparse.Namespace) -> int:
 
 def cmd_import(args: argparse.Namespace) -> int:
     cache = _cache(args)
-    stored = import_catalog(
+    name, stored = import_catalog(
         args.file,
         name=args.name,
         columns=parse_columns(args.catalog_columns) or None,
@@ -46,7 +46,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         magsys=args.magsys,
     )
     sys.stdout.write(
-        json.dumps({"catalog": args.name, "stars": stored, "cache": str(cache.root)}) + "\n"
+        json.dumps({"catalog": name, "stars": stored, "cache": str(cache.root)}) + "\n"
     )
     return 0
 
@@ -88,9 +88,12 @@ def add_parsers(sub: Any) -> None:
 
     p = inner.add_parser("import", help="add a local catalog file for offline use")
     p.add_argument("file", help="ECSV, CSV, FITS or Parquet table with ra, dec, magnitudes")
-    p.add_argument("--name", required=True, help="name to use it by (--catalog-name NAME)")
+    p.add_argument("--name", help="name to use it by (--catalog-name NAME); default: the "
+                   "file name without its extension. Without --catalog-name, frames of the "
+                   "field it covers use it automatically, before any online catalog")
     p.add_argument("--catalog-columns", help="column mapping, e.g. ra=RA_deg,r=rPSF")
-    p.add_argument("--magsys", choices=["AB", "Vega"], default="AB")
+    p.add_argument("--magsys", choices=["AB", "Vega"], default="AB",
+                   help="magnitude system of every band in the file")
     p.add_argument("--cache-dir", help="cache directory")
     p.set_defaults(handler=cmd_import)
 

@@ -349,7 +349,7 @@ def select_cone(
     names = ["ra", "dec"] + [n for b in keep_bands for n in (b, f"{b}_err")]
     subset = table[names][mask]
     return ReferenceCatalog(table=subset, bands=keep_bands, name=catalog.name,
-                            magsys=catalog.magsys)
+                            magsys=catalog.magsys, systems=catalog.systems)
 
 
 class LocalCatalog:

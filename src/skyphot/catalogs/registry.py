@@ -15,7 +15,7 @@ A catalog can be forced by name (``catalog=``); aliases such as ``gaia``, ``pans
 
 from __future__ import annotations
 
-from skyphot.catalogs.vizier import PROVIDERS, VizierProvider
+from skyphot.catalogs.vizier import PROVIDERS
 from skyphot.errors import CatalogError
 
 ALIASES: dict[str, str] = {
@@ -54,11 +54,6 @@ def canonical_name(name: str) -> str:
         f"{', '.join(sorted(k for k in ALIASES if k not in PROVIDERS))}). A catalog "
         "imported into the cache is used by the name given at import."
     )
-
-
-def provider_class(name: str) -> type[VizierProvider]:
-    """The provider class of an online catalog (name or alias)."""
-    return PROVIDERS[canonical_name(name)]
 
 
 def choose_catalog(

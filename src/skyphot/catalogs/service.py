@@ -16,7 +16,6 @@ from skyphot.catalogs.registry import ALIASES, canonical_name, choose_catalog
 from skyphot.catalogs.sky import bounding_cone
 from skyphot.catalogs.vizier import PROVIDERS
 from skyphot.errors import CatalogError
-from skyphot.pipeline.config import CatalogConfig
 
 
 def make_provider(
@@ -48,32 +47,42 @@ def make_provider(
     )
 
 
-def provider_for_config(
-    config: CatalogConfig,
+def choose_provider(
     *,
     band: str | None,
     ra: float,
     dec: float,
+    path: str | None = None,
+    name: str | None = None,
+    columns: Mapping[str, str] | None = None,
+    magsys: str = "AB",
     cache: CatalogCache | None = None,
     server: str | None = None,
     timeout: float = 30.0,
     retries: int = 3,
 ) -> CatalogProvider:
-    """The provider a ``CatalogConfig`` asks for, for calibration ``band`` at (``ra``,
-    ``dec``) (degrees): the local file if ``config.path``, else the named catalog, else the
-    automatic choice for ``band`` (``choose_catalog``). ``server``, ``timeout`` (s) and
-    ``retries`` go to online providers.
+    """The provider to calibrate ``band`` at (``ra``, ``dec``) (degrees): the local file
+    ``path`` (read with ``columns``, every band in ``magsys``), else the catalog ``name``,
+    else a catalog imported into ``cache`` that covers (ra, dec) and carries ``band``, else
+    the automatic online choice for ``band`` (``choose_catalog``). ``server``, ``timeout``
+    (s) and ``retries`` go to online providers.
     """
-    if config.path is not None:
-        return LocalCatalog(config.path, columns=config.columns or None, magsys=config.magsys)
-    if config.name is not None:
-        return make_provider(config.name, cache=cache, server=server, timeout=timeout,
+    if path is not None:
+        return LocalCatalog(path, columns=columns or None, magsys=magsys)
+    if name is not None:
+        return make_provider(name, cache=cache, server=server, timeout=timeout,
                              retries=retries)
     if band is None:
         raise CatalogError(
             "No catalog given and no band to choose one for: give --catalog FILE, a catalog "
             "name, or the band (--band)."
         )
+    if cache is not None:
+        # An observatory without internet imports its catalog once; it is used from then on
+        # for every frame it covers, before any online service is tried.
+        imported = cache.imported_covering(ra, dec, band)
+        if imported:
+            return CacheOnlyProvider(imported[0], cache)
     return make_provider(choose_catalog(band, ra, dec), cache=cache, server=server,
                          timeout=timeout, retries=retries)
 
@@ -110,22 +119,25 @@ def prefetch(
 def import_catalog(
     path: str | Path,
     *,
-    name: str,
+    name: str | None = None,
     columns: Mapping[str, str] | None = None,
     cache: CatalogCache,
     magsys: str = "AB",
-) -> int:
-    """Add a local catalog file to ``cache`` under ``name`` so later frames of that field can
-    use it offline (``make_provider(name, cache=cache)``). Returns the number of stars.
+) -> tuple[str, int]:
+    """Add a local catalog file to ``cache`` under ``name`` (default: the file's stem) so
+    later frames of that field use it offline: chosen automatically for a field it covers
+    in a band it carries, or by name (``make_provider(name, cache=cache)``). Every band is
+    taken to be in ``magsys``. Returns the name used and the number of stars.
 
     The region recorded as covered is the smallest circle around the file's stars. Raises
     ``CatalogError`` for an unreadable file or a name that belongs to an online catalog.
     """
+    name = name if name is not None else Path(path).stem
     if name.strip().lower() in ALIASES:
         raise CatalogError(
             f"{name!r} is the name of an online catalog; import the file under another name "
-            "(e.g. the field or survey it comes from)."
+            "with --name NAME (e.g. the field or survey it comes from)."
         )
     catalog = load_catalog_file(path, columns=columns, name=name, magsys=magsys)
     ra0, dec0, radius = bounding_cone(catalog.table["ra"], catalog.table["dec"])
-    return cache.store(catalog, name=name, cone=(ra0, dec0, radius), imported=True)
+    return name, cache.store(catalog, name=name, cone=(ra0, dec0, radius), imported=True)

@@ -55,8 +55,8 @@ class VizierSpec:
     """How one VizieR table maps onto skyphot's normalised columns.
 
     ``mags``/``errs`` map band -> VizieR column; ``err_floor`` (mag) replaces a missing or
-    non-positive error of a finite magnitude; ``magsys`` names the system of the primary
-    bands (see the provider docstring for mixed catalogs).
+    non-positive error of a finite magnitude; ``magsys`` is the system of every band that
+    ``systems`` (band -> "AB"/"Vega") does not name, for catalogs that mix systems.
     """
 
     key: str
@@ -71,10 +71,19 @@ class VizierSpec:
     extra_columns: tuple[str, ...] = ()
     quality: QualityCut | None = None
     flux_errors: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+    systems: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def bands(self) -> tuple[str, ...]:
         return tuple(self.mags)
+
+    def system(self, band: str) -> str:
+        """The magnitude system of ``band``."""
+        return self.systems.get(band, self.magsys)
+
+    def band_systems(self) -> dict[str, str]:
+        """The system of every band the catalog serves."""
+        return {band: self.system(band) for band in self.bands}
 
     def columns(self) -> list[str]:
         flux = [c for pair in self.flux_errors.values() for c in pair]
@@ -157,7 +166,9 @@ GAIA_SYNTH = VizierSpec(
     key="gaia_synth", title="Gaia DR3 synthetic photometry", table_id="I/360/syntphot",
     ra="RA_ICRS", dec="DE_ICRS",
     mags={b: f"{b}mag" for b in ("U", "B", "V", "R", "I", "u", "g", "r", "i", "z")},
-    errs={}, err_floor=0.02, magsys="Vega",
+    # GSPC: Johnson-Kron-Cousins U B V R I are Vega magnitudes, SDSS u g r i z are AB
+    # (Gaia Collaboration, Montegriffo et al. 2023, A&A 674, A33).
+    errs={}, err_floor=0.02, magsys="AB", systems=dict.fromkeys("UBVRI", "Vega"),
     extra_columns=tuple(f"{b}Flag" for b in ("U", "B", "V", "R", "I", "u", "g", "r", "i", "z")),
     flux_errors={b: (f"F{b}", f"e_F{b}") for b in ("U", "B", "V", "R", "I",
                                                    "u", "g", "r", "i", "z")},
@@ -181,12 +192,16 @@ REFCAT2 = VizierSpec(
     errs={"g": "e_gmag", "r": "e_rmag", "i": "e_imag", "z": "e_zmag", "G": "e_Gmag",
           "BP": "e_BPmag", "RP": "e_RPmag", "J": "e_Jmag", "H": "e_Hmag", "K": "e_Kmag"},
     err_floor=0.02, extra_columns=("dupvar",), quality=_refcat2_quality,
+    # g r i z are on the PS1 (AB) system; G BP RP are Gaia DR2 and J H K 2MASS, both Vega
+    # (Tonry et al. 2018, ApJ 867, 105).
+    magsys="AB", systems=dict.fromkeys(("G", "BP", "RP", "J", "H", "K"), "Vega"),
 )
 APASS = VizierSpec(
     key="apass", title="APASS DR9", table_id="II/336/apass9", ra="RAJ2000", dec="DEJ2000",
     mags={"B": "Bmag", "V": "Vmag", "g": "g'mag", "r": "r'mag", "i": "i'mag"},
     errs={"B": "e_Bmag", "V": "e_Vmag", "g": "e_g'mag", "r": "e_r'mag", "i": "e_i'mag"},
-    err_floor=0.05, magsys="Vega",
+    # B V are Johnson (Vega), g' r' i' Sloan (AB) (APASS DR9, VizieR II/336).
+    err_floor=0.05, magsys="AB", systems={"B": "Vega", "V": "Vega"},
 )
 SDSS = VizierSpec(
     key="sdss", title="SDSS DR16", table_id="V/154/sdss16", ra="RA_ICRS", dec="DE_ICRS",
@@ -302,7 +317,7 @@ class VizierProvider:
         subset = table[names][mask]
         subset.meta["truncated"] = len(raw) >= self.row_limit
         return ReferenceCatalog(table=subset, bands=keep, name=self.name,
-                                magsys=self.SPEC.magsys)
+                                magsys=self.SPEC.magsys, systems=self.SPEC.band_systems())
 
     def normalise(self, raw: Table) -> ReferenceCatalog:
         """Apply the column mapping, quality cuts and error floor to a raw VizieR table."""
@@ -349,7 +364,7 @@ class VizierProvider:
             normalised[band] = mag
             normalised[f"{band}_err"] = err
         return ReferenceCatalog(table=normalised[keep_rows], bands=found, name=self.name,
-                                magsys=spec.magsys)
+                                magsys=spec.magsys, systems=spec.band_systems())
 
     def _fetch(self, ra0: float, dec0: float, radius_deg: float) -> Table:
         """The raw VizieR table for the cone, retrying with exponential back-off."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from astropy.coordinates import ICRS
 from astropy.wcs import WCS
 from scipy.ndimage import uniform_filter
 from scipy.stats import poisson
@@ -19,7 +20,9 @@ from scipy.stats import poisson
 from skyphot.core.matching import match_nearest
 from skyphot.core.wcs_utils import (
     build_tan_sip_wcs,
+    celestial_frame,
     celestial_wcs,
+    express_in_frame,
     footprint_radius_deg,
     gnomonic,
     inverse_gnomonic,
@@ -421,6 +424,11 @@ def refine_wcs(
     new_wcs = build_tan_sip_wcs(
         crval=(ra0, dec0), crpix0=centre, cd=cd, higher=higher, shape=(ny, nx)
     )
+    # The fit is made in ICRS (the catalog's system); the solution keeps the frame's own
+    # celestial system (galactic, FK4 B1950, ...), which is the same mapping rotated.
+    frame = celestial_frame(header)
+    if not isinstance(frame, ICRS):
+        new_wcs = express_in_frame(new_wcs, frame)
     fraction = _matched_fraction(
         new_wcs,
         rc[cat_idx],

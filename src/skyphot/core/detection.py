@@ -31,6 +31,8 @@ class SourceList:
     x, y: 0-based pixel centroids. flux: detection-stage flux (ADU, background-subtracted).
     a, b, theta: second-moment ellipse (pixels, radians). flag: SEP-style bit flags.
     peak: peak pixel value above background. npix: pixels above threshold.
+    threshold_sigma: the detection threshold actually used (sigma; NaN when unknown), higher
+    than the one asked for when a crowded frame made the extractor raise it.
     """
 
     x: np.ndarray
@@ -43,6 +45,7 @@ class SourceList:
     flag: np.ndarray
     peak: np.ndarray
     npix: np.ndarray
+    threshold_sigma: float = float("nan")
 
     def __len__(self) -> int:
         return int(self.x.size)
@@ -53,7 +56,7 @@ class SourceList:
             x=self.x[index], y=self.y[index], flux=self.flux[index],
             fluxerr=self.fluxerr[index], a=self.a[index], b=self.b[index],
             theta=self.theta[index], flag=self.flag[index], peak=self.peak[index],
-            npix=self.npix[index],
+            npix=self.npix[index], threshold_sigma=self.threshold_sigma,
         )
 
 
@@ -162,12 +165,12 @@ _SEP_LIMITS_LOCK = threading.Lock()
 
 @contextmanager
 def _sep_limits(pixstack: int, sub_objects: int) -> Iterator[None]:
-    """SEP's limits raised to at least the given values for one extraction, then restored."""
+    """SEP's limits set to the given values for one extraction, then restored."""
     with _SEP_LIMITS_LOCK:
         old_pixstack = sep.get_extract_pixstack()
         old_sub_objects = sep.get_sub_object_limit()
-        sep.set_extract_pixstack(max(old_pixstack, pixstack))
-        sep.set_sub_object_limit(max(old_sub_objects, sub_objects))
+        sep.set_extract_pixstack(pixstack)
+        sep.set_sub_object_limit(sub_objects)
         try:
             yield
         finally:
@@ -190,13 +193,14 @@ def _extract(
     mask: np.ndarray | None,
     threshold_sigma: float,
     min_area: int,
+    max_pixstack: int = _MAX_PIXSTACK,
 ) -> tuple[np.ndarray, float]:
     """sep.extract that raises its limits, then its threshold, instead of failing on crowding.
 
     The limits are raised only inside ``_sep_limits``: SEP's settings are the same after the
     call as before it, whatever happens.
     """
-    pixstack = _SEP_PIXSTACK
+    pixstack = min(_SEP_PIXSTACK, max_pixstack)
     subobj = _SEP_SUB_OBJECTS
     threshold = threshold_sigma
     deblend_cont = 0.005
@@ -211,8 +215,8 @@ def _extract(
             kind = _sep_capacity_error(exc)
             if kind is None:
                 raise
-            if kind == _SEP_PIXSTACK_MSG and pixstack < min(_MAX_PIXSTACK, image.size):
-                pixstack = min(_MAX_PIXSTACK, image.size, pixstack * 4)
+            if kind == _SEP_PIXSTACK_MSG and pixstack < min(max_pixstack, image.size):
+                pixstack = min(max_pixstack, image.size, pixstack * 4)
             elif kind == _SEP_DEBLEND_MSG and subobj < _MAX_SUB_OBJECTS:
                 subobj = min(_MAX_SUB_OBJECTS, subobj * 4)
             elif kind == _SEP_DEBLEND_MSG and deblend_cont < 1.0:
@@ -235,12 +239,15 @@ def detect_sources(
     threshold_sigma: float = 5.0,
     min_area: int = 5,
     max_sources: int | None = None,
+    max_pixstack: int = _MAX_PIXSTACK,
 ) -> SourceList:
     """Detect sources on a background-subtracted image (ADU) with SEP.
 
     The threshold is ``threshold_sigma`` times the per-pixel ``rms`` (ADU). On a frame too
     crowded for SEP's buffers, the buffers and then the threshold are raised rather than
-    failing. Sources are sorted by flux, brightest first; at most ``max_sources`` are kept.
+    failing (``max_pixstack`` bounds the pixels held at once; ``threshold_sigma`` of the
+    result is the threshold used). Sources are sorted by flux, brightest first; at most
+    ``max_sources`` are kept.
     ``fluxerr`` is the background-only error of the isophotal flux, ``sqrt(npix) * rms``.
     Raises ``DetectionError`` when nothing is found.
     """
@@ -259,7 +266,8 @@ def detect_sources(
         bad = ~finite if bad is None else (bad | ~finite)
         image = np.where(finite, image, np.float32(0.0))
         noise = np.where(finite, noise, np.float32(1.0))
-    objects, used_threshold = _extract(image, noise, bad, threshold_sigma, min_area)
+    objects, used_threshold = _extract(image, noise, bad, threshold_sigma, min_area,
+                                       max_pixstack)
     if objects.size == 0:
         raise DetectionError(
             f"no sources were detected above {used_threshold:.1f} sigma (minimum area "
@@ -284,6 +292,7 @@ def detect_sources(
         flag=obj["flag"].astype(np.int64),
         peak=obj["peak"].astype(float),
         npix=obj["npix"].astype(np.int64),
+        threshold_sigma=float(used_threshold),
     )
 
 

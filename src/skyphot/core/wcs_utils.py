@@ -1,18 +1,180 @@
-"""WCS helpers: pixel scale, footprint, fast projections and TAN-SIP construction.
+"""WCS helpers: celestial systems, pixel scale, footprint, fast projections and TAN-SIP
+construction.
 
 Conventions: pixels are 0-based with ``data[y, x]``; tangent-plane (standard) coordinates
 ``(xi, eta)`` are in degrees, ``xi`` towards increasing RA and ``eta`` towards north, which
 is exactly what a FITS TAN projection calls intermediate world coordinates.
+
+Sky positions handed to and returned by these helpers are always ICRS (RA, Dec) in degrees,
+whatever the frame's own celestial system (``celestial_frame``: ICRS, FK5 or FK4 with their
+equinox, galactic, ecliptic): targets and catalogs are ICRS, and a frame in galactic
+coordinates must not read their RA/Dec as longitude/latitude.
 """
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
+from astropy import units as u
+from astropy.coordinates import (
+    FK4,
+    FK5,
+    ICRS,
+    BarycentricMeanEcliptic,
+    BaseCoordinateFrame,
+    FK4NoETerms,
+    Galactic,
+    SkyCoord,
+)
+from astropy.time import Time
 from astropy.wcs import WCS, Sip
 
 from skyphot.errors import WCSError
 
 _DEG = np.pi / 180.0
+
+_ICRS = ICRS()
+
+
+def celestial_frame(wcs: WCS) -> BaseCoordinateFrame:
+    """The celestial system of ``wcs`` as an astropy frame.
+
+    RA/DEC axes follow RADESYS and EQUINOX with the FITS defaults (no RADESYS: ICRS without
+    EQUINOX, FK4 before 1984, FK5 after); FK4 uses the observation date (MJD-OBS/DATE-OBS)
+    when the header has one. GLON/GLAT is galactic, ELON/ELAT the mean ecliptic of EQUINOX
+    (J2000 by default). Raises ``WCSError`` for any other system.
+    """
+    # a 2-axis celestial WCS is used as is: taking .celestial copies it (~0.1 ms a call)
+    cel = wcs if wcs.naxis == 2 and wcs.has_celestial else celestial_wcs(wcs)
+    lon_type = cel.wcs.ctype[cel.wcs.lng][:4].rstrip("-").upper()
+    lat_type = cel.wcs.ctype[cel.wcs.lat][:4].rstrip("-").upper()
+    radesys = cel.wcs.radesys.strip().upper()
+    equinox = float(cel.wcs.equinox) if math.isfinite(cel.wcs.equinox) else None
+    if (lon_type, lat_type) == ("RA", "DEC"):
+        if not radesys:
+            radesys = "ICRS" if equinox is None else ("FK4" if equinox < 1984.0 else "FK5")
+        if radesys == "ICRS":
+            return _ICRS
+        if radesys == "FK5":
+            return FK5(equinox=Time(equinox or 2000.0, format="jyear"))
+        if radesys in ("FK4", "FK4-NO-E"):
+            cls = FK4 if radesys == "FK4" else FK4NoETerms
+            b_equinox = Time(equinox or 1950.0, format="byear")
+            mjd = float(cel.wcs.mjdobs)
+            if math.isfinite(mjd):
+                return cls(equinox=b_equinox, obstime=Time(mjd, format="mjd"))
+            return cls(equinox=b_equinox)
+        raise WCSError(
+            f"the frame's RA/Dec system RADESYS={radesys!r} is not supported; use ICRS, FK5, "
+            "FK4 or FK4-NO-E, or solve the frame blind"
+        )
+    if (lon_type, lat_type) == ("GLON", "GLAT"):
+        return Galactic()
+    if (lon_type, lat_type) == ("ELON", "ELAT"):
+        return BarycentricMeanEcliptic(equinox=Time(equinox or 2000.0, format="jyear"))
+    raise WCSError(
+        f"the frame's celestial axes {cel.wcs.ctype[0]!r}/{cel.wcs.ctype[1]!r} are not a sky "
+        "system skyphot can transform to (equatorial RA/DEC, galactic GLON/GLAT, ecliptic "
+        "ELON/ELAT); solve the frame blind (remove its WCS and give --pixel-scale)"
+    )
+
+
+def _is_icrs(frame: BaseCoordinateFrame) -> bool:
+    return isinstance(frame, ICRS)
+
+
+def icrs_to_native(
+    wcs: WCS, ra: np.ndarray, dec: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """ICRS (ra, dec), degrees, as (longitude, latitude) in the WCS's own system, degrees."""
+    frame = celestial_frame(wcs)
+    ra_a = np.atleast_1d(np.asarray(ra, float))
+    dec_a = np.atleast_1d(np.asarray(dec, float))
+    if _is_icrs(frame):
+        return ra_a, dec_a
+    native = SkyCoord(ra_a * u.deg, dec_a * u.deg, frame=_ICRS).transform_to(frame)
+    sph = native.spherical
+    return np.asarray(sph.lon.deg, float) % 360.0, np.asarray(sph.lat.deg, float)
+
+
+def native_to_icrs(
+    wcs: WCS, lon: np.ndarray, lat: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(longitude, latitude) in the WCS's own system, degrees, as ICRS (ra, dec), degrees."""
+    frame = celestial_frame(wcs)
+    lon_a = np.atleast_1d(np.asarray(lon, float))
+    lat_a = np.atleast_1d(np.asarray(lat, float))
+    if _is_icrs(frame):
+        return lon_a % 360.0, lat_a
+    icrs = SkyCoord(lon_a * u.deg, lat_a * u.deg, frame=frame).transform_to(_ICRS)
+    return np.asarray(icrs.ra.deg, float) % 360.0, np.asarray(icrs.dec.deg, float)
+
+
+def _frame_keywords(frame: BaseCoordinateFrame) -> tuple[str, str, str, float | None]:
+    """(longitude CTYPE prefix, latitude prefix, RADESYS, EQUINOX) of a frame."""
+    if isinstance(frame, ICRS):
+        return "RA", "DEC", "ICRS", None
+    if isinstance(frame, FK5):
+        return "RA", "DEC", "FK5", float(frame.equinox.jyear)
+    if isinstance(frame, FK4NoETerms):
+        return "RA", "DEC", "FK4-NO-E", float(frame.equinox.byear)
+    if isinstance(frame, FK4):
+        return "RA", "DEC", "FK4", float(frame.equinox.byear)
+    if isinstance(frame, Galactic):
+        return "GLON", "GLAT", "", None
+    if isinstance(frame, BarycentricMeanEcliptic):
+        return "ELON", "ELAT", "", float(frame.equinox.jyear)
+    raise WCSError(f"cannot write a WCS in the {frame.name} system")
+
+
+_ZENITHAL = ("TAN", "SIN", "ARC", "ZEA", "STG")
+
+
+def express_in_frame(wcs: WCS, frame: BaseCoordinateFrame) -> WCS:
+    """The same pixel-to-sky mapping as the zenithal (TAN, TAN-SIP, SIN, ARC, ZEA, STG)
+    ``wcs``, expressed in ``frame``'s coordinates (whatever system ``wcs`` is in).
+
+    A zenithal projection depends only on its reference point, so a change of celestial
+    system moves CRVAL and turns the intermediate axes by the angle between the two
+    systems' north directions there: the linear matrix is rotated, SIP (which acts on
+    pixels) is unchanged. Exact for rotations (ICRS, FK5, galactic, ecliptic); for FK4 the
+    E-terms vary by milli-arcsec across a frame. Raises ``WCSError`` for other projections
+    or distortions applied after the matrix (TPV).
+    """
+    source = celestial_frame(wcs)
+    codes = {c[5:8] for c in wcs.wcs.ctype}
+    if len(codes) != 1 or not codes <= set(_ZENITHAL) or wcs.wcs.get_pv():
+        raise WCSError(
+            f"the WCS projection {wcs.wcs.ctype[0]!r} cannot be re-expressed in another sky "
+            f"system (only {', '.join(_ZENITHAL)} without PV terms); solve the frame blind"
+        )
+    lon_p, lat_p, radesys, equinox = _frame_keywords(frame)
+    lon_s, lat_s = (float(v) for v in wcs.wcs.crval)
+    centre = SkyCoord(lon_s * u.deg, lat_s * u.deg, frame=source)
+    native = centre.transform_to(frame)
+    lon0 = float(native.spherical.lon.deg)
+    lat0 = float(native.spherical.lat.deg)
+    # the new system's north at the reference point, as a position angle in the old one
+    step = 1.0 / 3600.0 if lat0 < 89.0 else -1.0 / 3600.0
+    ahead = SkyCoord(lon0 * u.deg, (lat0 + step) * u.deg, frame=frame).transform_to(source)
+    theta = float(centre.position_angle(ahead).rad) + (math.pi if step < 0 else 0.0)
+    rot = np.array([[math.cos(theta), -math.sin(theta)], [math.sin(theta), math.cos(theta)]])
+    out = wcs.deepcopy()
+    out.wcs.crval = [lon0 % 360.0, lat0]
+    if wcs.wcs.has_cd():
+        out.wcs.cd = rot @ np.asarray(wcs.wcs.cd, float)
+    else:
+        cdelt = np.asarray(wcs.wcs.cdelt, float)
+        out.wcs.pc = np.diag(1.0 / cdelt) @ rot @ np.diag(cdelt) @ np.asarray(wcs.wcs.get_pc())
+    out.wcs.ctype = [f"{lon_p:-<4}{c[4:]}" if i == wcs.wcs.lng else f"{lat_p:-<4}{c[4:]}"
+                     for i, c in enumerate(wcs.wcs.ctype)]
+    out.wcs.radesys = radesys
+    out.wcs.equinox = equinox if equinox is not None else np.nan
+    if isinstance(frame, FK4 | FK4NoETerms) and frame.obstime is not None:
+        out.wcs.mjdobs = float(frame.obstime.mjd)
+    out.wcs.set()
+    return out
 
 
 def celestial_wcs(wcs: WCS) -> WCS:
@@ -32,22 +194,23 @@ def pixel_scale_arcsec(wcs: WCS) -> float:
 
 
 def pixel_to_world(wcs: WCS, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """0-based pixel positions to (ra, dec) in degrees, distortions (SIP) included."""
+    """0-based pixel positions to ICRS (ra, dec) in degrees, distortions (SIP) included,
+    whatever the WCS's own celestial system."""
     cel = celestial_wcs(wcs)
     world = cel.all_pix2world(np.asarray(x, float), np.asarray(y, float), 0)
-    ra, dec = world[cel.wcs.lng], world[cel.wcs.lat]
-    return np.asarray(ra, float) % 360.0, np.asarray(dec, float)
+    lon, lat = world[cel.wcs.lng], world[cel.wcs.lat]
+    return native_to_icrs(cel, np.asarray(lon, float), np.asarray(lat, float))
 
 
 def world_to_pixel(wcs: WCS, ra: np.ndarray, dec: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(ra, dec) in degrees to 0-based pixel (x, y), inverting SIP exactly when present.
+    """ICRS (ra, dec) in degrees to 0-based pixel (x, y), inverting SIP exactly when present;
+    the position is first transformed into the WCS's own celestial system.
 
     The inverse SIP polynomial (AP/BP), when present, only seeds the iteration; positions
     are solved against the forward polynomial to 1e-6 px.
     """
     cel = celestial_wcs(wcs)
-    ra_a = np.atleast_1d(np.asarray(ra, float))
-    dec_a = np.atleast_1d(np.asarray(dec, float))
+    ra_a, dec_a = icrs_to_native(cel, ra, dec)
     world = (ra_a, dec_a) if cel.wcs.lng == 0 else (dec_a, ra_a)
     if cel.sip is None and cel.cpdis1 is None and cel.det2im1 is None:
         x, y = cel.wcs_world2pix(*world, 0)

@@ -17,11 +17,12 @@ from astropy.coordinates import angular_separation
 from astropy.io.fits import Header
 from astropy.wcs import WCS, FITSFixedWarning, NoConvergence
 
+from skyphot.core.wcs_utils import celestial_frame, icrs_to_native
 from skyphot.errors import ConfigError, HeaderError, TargetOutsideFrameError, WCSError
 from skyphot.io.frame import ObservationMeta
 from skyphot.io.keywords import keyword_number, keyword_text, required_number
 from skyphot.io.obstime import ObsTime, observation_time
-from skyphot.pipeline.config import HeaderOverrides
+from skyphot.io.overrides import HeaderOverrides
 
 _EXPTIME_KEYS = ("EXPTIME", "EXPOSURE", "ITIME", "EXP_TIME", "TEXP", "EXPOS", "EXPTIM")
 _FILTER_KEYS = (
@@ -130,7 +131,8 @@ def celestial_wcs(header: Header, *, shape: tuple[int, int]) -> WCS:
     """The header's celestial WCS (with SIP/TPV distortion when present), pixel origin 0.
 
     ``shape`` is the image shape (ny, nx). Raises ``WCSError`` when the header has no usable
-    celestial WCS: keywords missing, singular matrix, non-celestial axes.
+    celestial WCS: keywords missing, singular matrix, non-celestial axes, a celestial system
+    other than ICRS, FK5, FK4, galactic or ecliptic.
     """
     problem = _wcs_keyword_problem(header)
     if problem:
@@ -167,6 +169,7 @@ def celestial_wcs(header: Header, *, shape: tuple[int, int]) -> WCS:
         ) from exc
     if not np.all(np.isfinite(centre)):
         raise WCSError(f"the header WCS gives no sky position for the frame centre; {_SOLVE_HINT}")
+    celestial_frame(wcs)  # refuses, now, a sky system positions cannot be transformed into
     return wcs
 
 
@@ -179,9 +182,12 @@ def target_pixel(wcs: WCS, ra: float, dec: float, *, shape: tuple[int, int]) -> 
     if not (math.isfinite(ra) and math.isfinite(dec) and -90.0 <= dec <= 90.0):
         raise ConfigError(f"target position RA={ra}, Dec={dec} is not a valid sky position")
     ny, nx = shape
+    # the target is ICRS; the frame may be in galactic, ecliptic, FK4 ... coordinates
+    lons, lats = icrs_to_native(wcs, np.array([ra]), np.array([dec]))
+    lon, lat = float(lons[0]), float(lats[0])
     world = np.zeros((1, 2))
-    world[0, wcs.wcs.lng] = ra
-    world[0, wcs.wcs.lat] = dec
+    world[0, wcs.wcs.lng] = lon
+    world[0, wcs.wcs.lat] = lat
     where = f"target RA={ra:.6f}, Dec={dec:.6f}"
     linear = wcs.wcs_world2pix(world, 0)[0]  # projection only: cheap, never diverges
     if not np.all(np.isfinite(linear)):
@@ -204,7 +210,7 @@ def target_pixel(wcs: WCS, ra: float, dec: float, *, shape: tuple[int, int]) -> 
         )
     back = wcs.all_pix2world([[x, y]], 0)[0]
     separation = math.degrees(
-        angular_separation(*np.radians([back[wcs.wcs.lng], back[wcs.wcs.lat], ra, dec]))
+        angular_separation(*np.radians([back[wcs.wcs.lng], back[wcs.wcs.lat], lon, lat]))
     )
     scale = math.sqrt(abs(float(np.linalg.det(wcs.pixel_scale_matrix))))
     if not math.isfinite(separation) or separation > scale:

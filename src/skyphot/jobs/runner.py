@@ -127,6 +127,7 @@ def point_from_result(job: Job, result: PhotometryResult, instrument: str | None
             "n_calib": result.n_calib,
             "flags": result.flags,
             "flag_names": result.flag_names,
+            "notes": result.notes,
             "job_id": job.id,
         },
     )

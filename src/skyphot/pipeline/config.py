@@ -10,6 +10,20 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from skyphot.io.overrides import HeaderOverrides
+
+__all__ = [
+    "AstrometryConfig",
+    "CalibrationConfig",
+    "CatalogConfig",
+    "DetectionConfig",
+    "HeaderOverrides",
+    "MaskingConfig",
+    "MeasureConfig",
+    "PhotometryConfig",
+    "Target",
+]
+
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -20,21 +34,6 @@ class Target(_Model):
 
     ra: float = Field(description="Target right ascension, degrees (ICRS).", ge=0.0, lt=360.0)
     dec: float = Field(description="Target declination, degrees (ICRS).", ge=-90.0, le=90.0)
-
-
-class HeaderOverrides(_Model):
-    """Values that replace (or supply) what the FITS header says. None means: use the header."""
-
-    mjd: float | None = Field(None, description="Mid-exposure time, MJD (UTC).")
-    exptime: float | None = Field(None, description="Exposure time, seconds.", gt=0)
-    filter: str | None = Field(None, description="Filter name as the instrument calls it.")
-    gain: float | None = Field(None, description="Detector gain, electrons per ADU.", gt=0)
-    read_noise: float | None = Field(None, description="Read noise, electrons rms.", ge=0)
-    saturation: float | None = Field(
-        None, description="Saturation level in ADU (after BZERO/BSCALE).", gt=0
-    )
-    instrument: str | None = Field(None, description="Instrument name.")
-    telescope: str | None = Field(None, description="Telescope name.")
 
 
 class CatalogConfig(_Model):
@@ -105,6 +104,13 @@ class DetectionConfig(_Model):
     min_area_px: int = Field(5, description="Minimum connected pixels for a detection.", ge=1)
     max_sources: int = Field(
         3000, description="Keep at most this many (brightest) detections for matching.", ge=10
+    )
+    max_pixstack: int = Field(
+        20_000_000,
+        description="Most pixels the extractor (SEP) may hold in working memory at once; a "
+        "frame too crowded for it is detected at a raised threshold, which is flagged "
+        "(DETECTION_THRESHOLD_RAISED) and noted in the result.",
+        ge=1000,
     )
 
 

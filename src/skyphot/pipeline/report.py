@@ -1,23 +1,71 @@
-"""Turn the final pipeline state into the typed, calibrated result."""
+"""Turn the final pipeline state into the typed, calibrated result.
+
+``build_result`` runs named steps: the target's colour, the zero point there, PSF and
+aperture photometry in µJy and magnitudes, the limit, then the quality flags and notes.
+S/N, detection, limits and magnitude/flux conversions come from ``skyphot.core.limits``
+and ``skyphot.core.units`` (one definition each).
+"""
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
 from skyphot import __version__
 from skyphot.core.astrometry import pixel_scale_arcsec
-from skyphot.core.limits import limiting_flux
+from skyphot.core.calibration import ZeroPointFit
+from skyphot.core.limits import is_detected, limiting_flux, signal_to_noise
 from skyphot.core.masking import MaskBits
-from skyphot.core.units import MAG_ERR_FACTOR, adu_to_ujy_scale
+from skyphot.core.units import MAG_ERR_FACTOR, ab_offset, adu_to_ujy_scale, instrumental_mag
+from skyphot.pipeline.config import MeasureConfig
 from skyphot.pipeline.result import ApertureMeasurement, PhotometryResult, QualityFlag, flag_names
-from skyphot.pipeline.state import FrameState, need
+from skyphot.pipeline.state import Bands, FrameState, need
 
 _BLEND_RADIUS_FWHM = 2.0
 _FEW_CALIB = 10
 _HIGH_SCATTER_MAG = 0.1
 _LARGE_ASTROMETRIC_RMS = 0.5
+
+
+@dataclass(frozen=True)
+class _TargetColor:
+    """The colour applied to the target's zero point and where it came from."""
+
+    value: float | None
+    source: str  # 'given', 'calibrators_median' or 'none'
+
+
+@dataclass(frozen=True)
+class _ZeroPointAt:
+    """The zero point at the target, its error, and the total calibration error."""
+
+    zp: float
+    zp_err: float
+    calib_err: float  # zero-point error and intrinsic scatter in quadrature, mag
+    ujy_per_adu: float  # from the zero point and the band's system (Vega bands offset to AB)
+
+
+@dataclass(frozen=True)
+class _Photometry:
+    """Calibrated PSF-fit photometry of the target."""
+
+    flux: float
+    fluxerr: float
+    snr: float
+    detected: bool
+    mag: float | None
+    magerr: float | None
+    limiting_mag: float
+
+
+@dataclass(frozen=True)
+class _Quality:
+    """Quality flags and the notes explaining degradations."""
+
+    flags: QualityFlag
+    notes: tuple[str, ...]
 
 
 def build_result(state: FrameState, timings: dict[str, float]) -> PhotometryResult:
@@ -29,50 +77,12 @@ def build_result(state: FrameState, timings: dict[str, float]) -> PhotometryResu
     solution = need(state.astrometry, "the astrometric solution")
     zp_fit = need(state.zero_point, "the zero point")
     target = need(state.target, "the target measurement")
-    stars = need(state.calib_stars, "the calibration stars")
 
-    flags = QualityFlag(0)
-    if zp_fit.color_term is None:
-        color, color_source = None, "none"
-    elif config.target_color is not None:
-        color, color_source = config.target_color, "given"
-    else:
-        color, color_source = zp_fit.reference_color, "calibrators_median"
-        flags |= QualityFlag.COLOR_ASSUMED
-    zp, zp_err = zp_fit.predict(target.x, target.y, color)
-
-    flux_adu = float(target.psf.flux[0])
-    fluxerr_adu = float(target.psf.fluxerr[0])
-    snr = flux_adu / fluxerr_adu if fluxerr_adu > 0 else 0.0
-    detected = snr >= config.nsigma
-    limit_flux = limiting_flux(float(target.psf.fluxerr_background[0]), nsigma=config.nsigma)
-    limiting_mag = zp - 2.5 * math.log10(limit_flux)
-    scale = adu_to_ujy_scale(zp)
-    flux = flux_adu * scale
-    # The zero-point error, and the scatter single stars show about the zero-point model
-    # beyond their errors (the target is one more star measured the same way), scale the
-    # flux as a whole: they add in quadrature.
-    calib_err = math.hypot(zp_err, zp_fit.intrinsic_scatter)
-    fluxerr = math.hypot(fluxerr_adu * scale, abs(flux) * calib_err / MAG_ERR_FACTOR)
-    mag = magerr = None
-    if detected:
-        mag = zp - 2.5 * math.log10(flux_adu)
-        magerr = math.hypot(MAG_ERR_FACTOR / snr, calib_err)
-
-    aperture = _aperture(state, zp, calib_err, config.nsigma)
-    flags |= _target_flags(state, target.x, target.y, target.fwhm)
-    if stars.x.size and not _inside_calibrators(state, target.x, target.y):
-        flags |= QualityFlag.EXTRAPOLATED_ZP
-    if zp_fit.n_used < _FEW_CALIB:
-        flags |= QualityFlag.FEW_CALIB_STARS
-    if zp_fit.rms > _HIGH_SCATTER_MAG:
-        flags |= QualityFlag.HIGH_CALIB_SCATTER
-    if solution.method == "header":
-        flags |= QualityFlag.ASTROMETRY_NOT_REFINED
-    elif solution.rms_arcsec > _LARGE_ASTROMETRIC_RMS:
-        flags |= QualityFlag.LARGE_ASTROMETRIC_RMS
-    if meta.assumed:
-        flags |= QualityFlag.VALUES_ASSUMED
+    magsys = catalog.system(bands.band)
+    color = _target_color(config, zp_fit)
+    at_target = _zero_point_at(zp_fit, target.x, target.y, color, ab_offset(bands.band, magsys))
+    phot = _psf_photometry(state, at_target)
+    quality = _quality(state, color)
     scale_arcsec = pixel_scale_arcsec(solution.wcs)
 
     return PhotometryResult(
@@ -81,22 +91,22 @@ def build_result(state: FrameState, timings: dict[str, float]) -> PhotometryResu
         exptime=meta.exptime,
         filter=bands.filter,
         band=bands.band,
-        magsys=catalog.magsys,
-        detected=bool(detected),
-        mag=mag,
-        magerr=magerr,
-        snr=snr,
-        flux=flux,
-        fluxerr=fluxerr,
-        limiting_mag=limiting_mag,
+        magsys=magsys,
+        detected=phot.detected,
+        mag=phot.mag,
+        magerr=phot.magerr,
+        snr=phot.snr,
+        flux=phot.flux,
+        fluxerr=phot.fluxerr,
+        limiting_mag=phot.limiting_mag,
         limit_nsigma=config.nsigma,
-        zero_point=zp,
-        zero_point_err=zp_err,
+        zero_point=at_target.zp,
+        zero_point_err=at_target.zp_err,
         color_term=zp_fit.color_term,
         color_term_err=zp_fit.color_term_err,
         color_bands=bands.color_bands if zp_fit.color_term is not None else None,
-        target_color=color,
-        color_source=color_source,
+        target_color=color.value,
+        color_source=color.source,
         n_calib=zp_fit.n_used,
         calib_scatter=zp_fit.rms,
         calib_intrinsic_scatter=zp_fit.intrinsic_scatter,
@@ -112,12 +122,13 @@ def build_result(state: FrameState, timings: dict[str, float]) -> PhotometryResu
         x=target.x,
         y=target.y,
         local_background=float(target.psf.local_background[0]),
-        aperture=aperture,
+        aperture=_aperture(state, at_target),
         instrument=meta.instrument,
         telescope=meta.telescope,
         image=state.image_path,
-        flags=int(flags),
-        flag_names=flag_names(int(flags)),
+        flags=int(quality.flags),
+        flag_names=flag_names(int(quality.flags)),
+        notes=list(quality.notes),
         assumptions=list(meta.assumed),
         timings=timings,
         software_version=__version__,
@@ -125,31 +136,146 @@ def build_result(state: FrameState, timings: dict[str, float]) -> PhotometryResu
     )
 
 
-def _finite_or(value: float, default: float) -> float:
-    return value if math.isfinite(value) else default
+# --- the steps ----------------------------------------------------------------------------
 
 
-def _aperture(state: FrameState, zp: float, zp_err: float, nsigma: float) -> ApertureMeasurement:
+def _target_color(config: MeasureConfig, zp_fit: ZeroPointFit) -> _TargetColor:
+    """The given colour, else the calibrators' median (an assumption, flagged)."""
+    if zp_fit.color_term is None:
+        return _TargetColor(None, "none")
+    if config.target_color is not None:
+        return _TargetColor(config.target_color, "given")
+    return _TargetColor(zp_fit.reference_color, "calibrators_median")
+
+
+def _zero_point_at(
+    zp_fit: ZeroPointFit, x: float, y: float, color: _TargetColor, offset_ab: float
+) -> _ZeroPointAt:
+    zp, zp_err = zp_fit.predict(x, y, color.value)
+    # The zero-point error, and the scatter single stars show about the zero-point model
+    # beyond their errors (the target is one more star measured the same way), scale the
+    # flux as a whole: they add in quadrature.
+    calib_err = math.hypot(zp_err, zp_fit.intrinsic_scatter)
+    return _ZeroPointAt(zp, zp_err, calib_err, adu_to_ujy_scale(zp, offset_ab))
+
+
+def _calibrated(
+    flux_adu: float, fluxerr_adu: float, at: _ZeroPointAt, calib_err: float, nsigma: float
+) -> tuple[float, float, float, bool, float | None, float | None]:
+    """(flux µJy, its error, S/N, detected, mag, magerr) of an ADU flux and its error."""
+    snr = signal_to_noise(flux_adu, fluxerr_adu)
+    snr = snr if math.isfinite(snr) else 0.0
+    detected = is_detected(flux_adu, fluxerr_adu, nsigma=nsigma)
+    flux = flux_adu * at.ujy_per_adu
+    fluxerr = math.hypot(fluxerr_adu * at.ujy_per_adu, abs(flux) * calib_err / MAG_ERR_FACTOR)
+    mag = magerr = None
+    if detected:
+        mag = float(instrumental_mag(np.array([flux_adu]))[0]) + at.zp
+        magerr = math.hypot(MAG_ERR_FACTOR / snr, calib_err)
+    return flux, fluxerr, snr, detected, mag, magerr
+
+
+def _psf_photometry(state: FrameState, at: _ZeroPointAt) -> _Photometry:
+    target = need(state.target, "the target measurement")
+    nsigma = state.config.nsigma
+    flux, fluxerr, snr, detected, mag, magerr = _calibrated(
+        float(target.psf.flux[0]), float(target.psf.fluxerr[0]), at, at.calib_err, nsigma
+    )
+    limit_adu = limiting_flux(float(target.psf.fluxerr_background[0]), nsigma=nsigma)
+    limiting_mag = float(instrumental_mag(np.array([limit_adu]))[0]) + at.zp
+    return _Photometry(flux, fluxerr, snr, detected, mag, magerr, limiting_mag)
+
+
+def _aperture(state: FrameState, at: _ZeroPointAt) -> ApertureMeasurement:
     """Aperture photometry corrected to total flux with the PSF's encircled energy."""
     target = need(state.target, "the target measurement")
     ee = target.encircled_energy
-    flux_adu = float(target.aperture.flux[0]) / ee
-    fluxerr_adu = float(target.aperture.fluxerr[0]) / ee
-    snr = flux_adu / fluxerr_adu if fluxerr_adu > 0 else 0.0
-    scale = adu_to_ujy_scale(zp)
-    mag = magerr = None
-    if snr >= nsigma:
-        mag = zp - 2.5 * math.log10(flux_adu)
-        magerr = math.hypot(MAG_ERR_FACTOR / snr, zp_err)
+    flux, fluxerr, snr, _, mag, magerr = _calibrated(
+        float(target.aperture.flux[0]) / ee, float(target.aperture.fluxerr[0]) / ee, at,
+        at.zp_err, state.config.nsigma,
+    )
     return ApertureMeasurement(
         radius_px=target.aperture_radius,
         mag=mag,
         magerr=magerr,
-        flux=flux_adu * scale,
-        fluxerr=math.hypot(fluxerr_adu * scale, abs(flux_adu * scale) * zp_err / MAG_ERR_FACTOR),
+        flux=flux,
+        fluxerr=fluxerr,
         snr=snr,
         aperture_correction=-2.5 * math.log10(ee),
     )
+
+
+def _quality(state: FrameState, color: _TargetColor) -> _Quality:
+    """Every caveat as a flag bit; every degradation also as a note saying what happened."""
+    target = need(state.target, "the target measurement")
+    flags = _target_flags(state, target.x, target.y, target.fwhm)
+    flags |= _calibration_flags(state)
+    flags |= _astrometry_flags(state)
+    if color.source == "calibrators_median":
+        flags |= QualityFlag.COLOR_ASSUMED
+    if need(state.meta, "the header").assumed:
+        flags |= QualityFlag.VALUES_ASSUMED
+    degraded, notes = _degradations(state)
+    return _Quality(flags | degraded, notes)
+
+
+def _degradations(state: FrameState) -> tuple[QualityFlag, tuple[str, ...]]:
+    """Work-arounds the analysis made: terms dropped from the zero-point model, a raised
+    detection threshold, and the frame-level notes of earlier stages."""
+    zp_fit = need(state.zero_point, "the zero point")
+    bands: Bands = need(state.bands, "the bands")
+    sources = need(state.sources, "the detections")
+    cal_cfg = state.config.calibration
+    flags = QualityFlag(0)
+    notes: list[str] = []
+    if bands.color_bands is not None and cal_cfg.fit_color_term and zp_fit.color_term is None:
+        flags |= QualityFlag.COLOR_TERM_DROPPED
+        notes.extend(n for n in zp_fit.notes if n.startswith("colour term"))
+        if not any(n.startswith("colour term") for n in zp_fit.notes):
+            notes.append("colour term not fitted: the calibration stars carry no colour")
+    if zp_fit.spatial_order < cal_cfg.spatial_order:
+        flags |= QualityFlag.SPATIAL_ORDER_LOWERED
+    # the fit's own notes (spatial order lowered, ...) that the checks above did not add
+    notes.extend(n for n in zp_fit.notes if n not in notes)
+    requested = state.config.detection.threshold_sigma
+    used = sources.threshold_sigma
+    if math.isfinite(used) and used > requested * (1 + 1e-9):
+        flags |= QualityFlag.DETECTION_THRESHOLD_RAISED
+        notes.append(
+            f"detection threshold raised from {requested:g} to {used:.2f} sigma: the frame "
+            "is too crowded for the source extractor's buffers, so faint stars are missing"
+        )
+    if state.notes:
+        flags |= QualityFlag.FRAME_DEGRADED
+        notes.extend(state.notes)
+    return flags, tuple(notes)
+
+
+def _calibration_flags(state: FrameState) -> QualityFlag:
+    zp_fit = need(state.zero_point, "the zero point")
+    stars = need(state.calib_stars, "the calibration stars")
+    target = need(state.target, "the target measurement")
+    flags = QualityFlag(0)
+    if stars.x.size and not _inside_calibrators(state, target.x, target.y):
+        flags |= QualityFlag.EXTRAPOLATED_ZP
+    if zp_fit.n_used < _FEW_CALIB:
+        flags |= QualityFlag.FEW_CALIB_STARS
+    if zp_fit.rms > _HIGH_SCATTER_MAG:
+        flags |= QualityFlag.HIGH_CALIB_SCATTER
+    return flags
+
+
+def _astrometry_flags(state: FrameState) -> QualityFlag:
+    solution = need(state.astrometry, "the astrometric solution")
+    if solution.method == "header":
+        return QualityFlag.ASTROMETRY_NOT_REFINED
+    if solution.rms_arcsec > _LARGE_ASTROMETRIC_RMS:
+        return QualityFlag.LARGE_ASTROMETRIC_RMS
+    return QualityFlag(0)
+
+
+def _finite_or(value: float, default: float) -> float:
+    return value if math.isfinite(value) else default
 
 
 def _target_flags(state: FrameState, x: float, y: float, fwhm: float) -> QualityFlag:

@@ -23,6 +23,10 @@ class QualityFlag(IntFlag):
     LARGE_ASTROMETRIC_RMS = 256  # astrometric rms above 0.5 arcsec
     VALUES_ASSUMED = 512  # a header value was assumed, converted or disputed (see assumptions)
     EXTRAPOLATED_ZP = 1024  # target outside the area covered by calibration stars
+    COLOR_TERM_DROPPED = 2048  # a colour term was asked for but not fitted (see notes)
+    SPATIAL_ORDER_LOWERED = 4096  # zero-point polynomial order lowered (see notes)
+    DETECTION_THRESHOLD_RAISED = 8192  # crowded frame: detection threshold raised (notes)
+    FRAME_DEGRADED = 16384  # a frame-level problem was worked around (see notes)
 
 
 def flag_names(flags: int) -> list[str]:
@@ -38,7 +42,8 @@ class ApertureMeasurement(BaseModel):
     radius_px: float = Field(description="Aperture radius, pixels.")
     mag: float | None = Field(description="Calibrated magnitude (None if not detected).")
     magerr: float | None = Field(description="Its 1-sigma error.")
-    flux: float = Field(description="Flux, µJy (AB).")
+    flux: float = Field(description="Flux, µJy (Vega magnitudes converted with the band's "
+                        "Vega-AB offset).")
     fluxerr: float = Field(description="Flux error, µJy.")
     snr: float = Field(description="Signal-to-noise ratio.")
     aperture_correction: float = Field(
@@ -57,7 +62,9 @@ class PhotometryResult(BaseModel):
     exptime: float = Field(description="Exposure time, seconds.")
     filter: str = Field(description="Frame filter as given or read from the header.")
     band: str = Field(description="Catalog band the magnitudes are calibrated to.")
-    magsys: str = Field(description="Magnitude system: AB or Vega.")
+    magsys: str = Field(
+        description="Magnitude system of the band in the reference catalog: AB or Vega."
+    )
     detected: bool = Field(description="True when snr >= limit_nsigma.")
     mag: float | None = Field(description="Calibrated PSF-fit magnitude; None if not detected.")
     magerr: float | None = Field(
@@ -65,7 +72,10 @@ class PhotometryResult(BaseModel):
         "and the calibration stars' intrinsic scatter, in quadrature; None if not detected."
     )
     snr: float = Field(description="Signal-to-noise ratio of the PSF-fit flux.")
-    flux: float = Field(description="Calibrated flux, µJy (AB); may be negative.")
+    flux: float = Field(
+        description="Calibrated flux, µJy (23.9 AB mag = 1 µJy; a Vega band is converted with "
+        "its Vega-AB offset); may be negative."
+    )
     fluxerr: float = Field(
         description="1-sigma flux error, µJy, including the zero-point error and intrinsic scatter."
     )
@@ -110,6 +120,12 @@ class PhotometryResult(BaseModel):
     image: str = Field(description="Image file measured.")
     flags: int = Field(description="Quality bit flags (see QualityFlag).")
     flag_names: list[str] = Field(description="Names of the set quality flags.")
+    notes: list[str] = Field(
+        default_factory=list,
+        description="Degradations the analysis worked around, one line each (colour term "
+        "dropped, spatial order lowered, detection threshold raised, frame problems); each "
+        "also sets a flag bit.",
+    )
     assumptions: list[str] = Field(description="Values that were assumed, in words.")
     timings: dict[str, float] = Field(description="Seconds per stage, plus 'total'.")
     software_version: str = Field(description="skyphot version.")

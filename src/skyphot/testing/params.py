@@ -111,6 +111,9 @@ class SimulationParams:
     """No random field star is placed within this distance of the target, px."""
     include_wcs: bool = True
     """False: no WCS keywords at all in the header (for blind-solve tests)."""
+    wcs_frame: Literal["icrs", "fk5", "fk4", "galactic", "ecliptic"] = "icrs"
+    """Celestial system of the header WCS: ICRS, FK5 J2000, FK4 B1950 (old plates), galactic
+    (GLON/GLAT) or ecliptic J2000 (ELON/ELAT). The truth and the catalog stay ICRS."""
     filter: str = "r"
     """Header FILTER."""
     date_obs: str = "2024-03-15T03:12:45.000"
@@ -171,6 +174,9 @@ def _problems(p: SimulationParams) -> list[str]:
     if not p.mag_bright < p.mag_faint:
         out.append(f"mag_bright={p.mag_bright} must be brighter (smaller) than "
                    f"mag_faint={p.mag_faint}.")
+    if p.wcs_frame not in ("icrs", "fk5", "fk4", "galactic", "ecliptic"):
+        out.append(f"wcs_frame={p.wcs_frame!r} must be one of icrs, fk5, fk4, galactic, "
+                   "ecliptic.")
     if p.dtype not in ("float32", "uint16"):
         out.append(f"dtype={p.dtype!r} must be 'float32' or 'uint16'.")
     if p.dtype == "uint16" and p.saturation > 65535:

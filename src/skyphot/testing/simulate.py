@@ -443,5 +443,7 @@ def _header(p: SimulationParams, seed: int, mjd_start: float, offset_angle_deg: 
             offset_arcsec=p.wcs_offset_arcsec,
             offset_angle_deg=offset_angle_deg,
             rotation_error_deg=p.wcs_rotation_error_deg,
+            frame=p.wcs_frame,
+            mjd_obs=mjd_start,
         ))
     return h

@@ -12,10 +12,20 @@ import math
 
 import astropy.units as u
 import numpy as np
-from astropy.coordinates import SkyCoord
+from astropy.coordinates import (
+    FK4,
+    FK5,
+    BarycentricMeanEcliptic,
+    BaseCoordinateFrame,
+    Galactic,
+    SkyCoord,
+)
 from astropy.io.fits import Header
+from astropy.time import Time
 from astropy.wcs import WCS, Sip
 from numpy.typing import NDArray
+
+from skyphot.core.wcs_utils import express_in_frame
 
 FloatArray = NDArray[np.float64]
 
@@ -142,9 +152,16 @@ def header_wcs_cards(
     offset_arcsec: float,
     offset_angle_deg: float,
     rotation_error_deg: float,
+    frame: str = "icrs",
+    mjd_obs: float | None = None,
 ) -> Header:
     """Plain TAN header cards: true pointing moved by ``offset_arcsec`` towards position angle
-    ``offset_angle_deg`` (east of north) and rotated by ``rotation_error_deg``; no distortion."""
+    ``offset_angle_deg`` (east of north) and rotated by ``rotation_error_deg``; no distortion.
+
+    ``frame`` is the celestial system the cards are written in (``icrs``, ``fk5`` J2000,
+    ``fk4`` B1950 at epoch ``mjd_obs``, ``galactic``, ``ecliptic`` J2000): the same mapping,
+    expressed in that system.
+    """
     ny, nx = shape
     true_c = SkyCoord(true_center[0], true_center[1], unit="deg", frame="icrs")
     moved = true_c.directional_offset_by(
@@ -167,5 +184,30 @@ def header_wcs_cards(
     h["CD2_2"] = float(cd[1, 1])
     h["RADESYS"] = "ICRS"
     h["EQUINOX"] = 2000.0
-    return h
+    if frame == "icrs":
+        return h
+    wcs = express_in_frame(WCS(h), _frame(frame, mjd_obs))
+    out = Header()
+    out["WCSAXES"] = 2
+    out.extend(wcs.to_header(relax=False).cards)
+    for key in ("PC1_1", "PC1_2", "PC2_1", "PC2_2", "CDELT1", "CDELT2"):
+        out.remove(key, ignore_missing=True)
+    for (i, j), value in np.ndenumerate(wcs.wcs.cd):
+        out[f"CD{i + 1}_{j + 1}"] = float(value)
+    for key in ("MJD-OBS", "DATE-OBS", "MJDREF", "DATEREF"):
+        out.remove(key, ignore_missing=True, remove_all=True)
+    return out
+
+
+def _frame(name: str, mjd_obs: float | None) -> BaseCoordinateFrame:
+    if name == "fk5":
+        return FK5(equinox=Time(2000.0, format="jyear"))
+    if name == "fk4":
+        epoch = {} if mjd_obs is None else {"obstime": Time(mjd_obs, format="mjd")}
+        return FK4(equinox=Time(1950.0, format="byear"), **epoch)
+    if name == "galactic":
+        return Galactic()
+    if name == "ecliptic":
+        return BarycentricMeanEcliptic(equinox=Time(2000.0, format="jyear"))
+    raise ValueError(f"unknown WCS frame {name!r}; use icrs, fk5, fk4, galactic or ecliptic")
 

@@ -100,7 +100,7 @@ class PhotometryOut(BaseModel):
     magerr: float | None = Field(description="1-sigma magnitude error.")
     limiting_mag: float | None = Field(description="Limiting magnitude at limit_sigma.")
     limit_sigma: float | None = Field(description="Sigma level of limiting_mag.")
-    flux: float | None = Field(description="Flux, µJy (AB).")
+    flux: float | None = Field(description="Flux, µJy (23.9 AB mag = 1 µJy).")
     fluxerr: float | None = Field(description="1-sigma flux error, µJy.")
     snr: float | None = Field(description="Signal-to-noise ratio.")
     filter: str = Field(description="Filter.")
@@ -110,7 +110,8 @@ class PhotometryOut(BaseModel):
     owner_id: int | None = Field(description="User who added it.")
     job_id: int | None = Field(description="Analysis job that produced it.")
     calibration: dict[str, Any] = Field(
-        description="Calibration details: catalog, zero_point, color_term, fwhm, job_id..."
+        description="Calibration details: catalog, band, zero_point, color_term, fwhm, "
+        "flags, flag_names, notes (degradations worked around), job_id..."
     )
     can_delete: bool = Field(description="Whether the requesting user may delete it.")
 

@@ -86,6 +86,7 @@ class DetectSources:
                 threshold_sigma=cfg.threshold_sigma,
                 min_area=cfg.min_area_px,
                 max_sources=cfg.max_sources,
+                max_pixstack=cfg.max_pixstack,
             )
         fwhm = estimate_fwhm(data_sub, sources, mask=mask != 0)
         return replace(state, sources=sources, fwhm=fwhm)

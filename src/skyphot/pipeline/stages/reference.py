@@ -7,12 +7,13 @@ import math
 from dataclasses import dataclass, replace
 
 import numpy as np
-from astropy.coordinates import SkyCoord
+from astropy.coordinates import ICRS, SkyCoord
 from astropy.wcs import WCS
 
 from skyphot.catalogs.base import CatalogProvider, ReferenceCatalog
 from skyphot.catalogs.filters import resolve_filter
 from skyphot.core.astrometry import AstrometricSolution, footprint_radius_deg, refine_wcs
+from skyphot.core.wcs_utils import celestial_frame, express_in_frame
 from skyphot.errors import (
     AstrometryError,
     CatalogError,
@@ -34,15 +35,18 @@ def catalog_provider(
     """The provider the configuration asks for: a local file, a named catalog, or the best
     online catalog for ``band`` at (ra, dec) — behind the on-disk cache unless disabled."""
     from skyphot.catalogs.cache import CatalogCache
-    from skyphot.catalogs.service import provider_for_config
+    from skyphot.catalogs.service import choose_provider
 
     cfg = config.catalog
     cache = CatalogCache(cfg.cache_dir) if cfg.use_cache and cfg.path is None else None
-    return provider_for_config(
-        cfg,
+    return choose_provider(
         band=band,
         ra=ra,
         dec=dec,
+        path=cfg.path,
+        name=cfg.name,
+        columns=cfg.columns,
+        magsys=cfg.magsys,
         cache=cache,
         server=cfg.server,
         timeout=cfg.timeout_s,
@@ -172,9 +176,7 @@ def _usable_rows(
             f"no star of catalog {catalog.name!r} with a {bands.band} magnitude falls near the "
             "frame: check that the catalog covers this field"
         )
-    return ReferenceCatalog(
-        table=table[keep], bands=catalog.bands, name=catalog.name, magsys=catalog.magsys
-    )
+    return replace(catalog, table=table[keep])
 
 
 @dataclass(frozen=True)
@@ -202,7 +204,12 @@ class RefineAstrometry:
             if cfg.blind == "never":
                 raise
             logger.info("refining the header WCS failed (%s); solving blind", err)
-            return replace(state, astrometry=_blind_then_refine(state, reason=str(err)))
+            return replace(
+                state,
+                astrometry=_blind_then_refine(state, reason=str(err)),
+                notes=(*state.notes, f"header WCS could not be refined ({err}); the frame "
+                       "was solved blind"),
+            )
 
 
 def _refine(state: FrameState, guess: WCS) -> AstrometricSolution:
@@ -260,6 +267,9 @@ def _scamp(state: FrameState, guess: WCS) -> AstrometricSolution:
 
     frame = need(state.frame, "the frame")
     cfg = state.config.astrometry
+    if not isinstance(celestial_frame(guess), ICRS):
+        # SCAMP matches in the reference catalog's system (ICRS)
+        guess = express_in_frame(guess, ICRS())
     return refine_wcs_scamp(
         need(state.sources, "the detections"),
         wcs=guess,

@@ -89,6 +89,8 @@
       const cal = p.calibration || {};
       const details = p.origin === "skyphot"
         ? `catalog ${esc(cal.catalog)}, ZP ${fmt(cal.zero_point, 3)}, colour term ${cal.color_term === null || cal.color_term === undefined ? "–" : fmt(cal.color_term, 3)}, FWHM ${fmt(cal.fwhm_arcsec, 2)}″` +
+          ((cal.flag_names || []).length ? ` · flags ${esc(cal.flag_names.join(", "))}` : "") +
+          ((cal.notes || []).length ? `<ul class="notes">${cal.notes.map((n) => `<li>${esc(n)}</li>`).join("")}</ul>` : "") +
           (p.job_id ? ` · <a href="/api/jobs/${p.job_id}/diagnostics.png" target="_blank">diagnostics</a> · <a href="/api/jobs/${p.job_id}/log" target="_blank">log</a>` : "")
         : "";
       return `<tr data-id="${p.id}"><td>${fmt(p.mjd, 5)}</td><td>${p.iso}</td><td>${fmt(p.mag, 3)}</td><td>${fmt(p.magerr, 3)}</td>` +
