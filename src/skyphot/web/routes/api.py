@@ -18,11 +18,13 @@ from starlette.concurrency import run_in_threadpool
 
 from skyphot import __version__
 from skyphot.db import crud
-from skyphot.db.errors import NotFoundError, PermissionDeniedError
-from skyphot.db.models import Job, User, utcnow
+from skyphot.db.errors import ConflictError, NotFoundError, PermissionDeniedError
+from skyphot.db.models import Job, Source, User, utcnow
 from skyphot.errors import SkyphotError
-from skyphot.jobs import store
+from skyphot.jobs import push, store
+from skyphot.jobs.colors import recalibrate_source
 from skyphot.jobs.header import inspect_fits
+from skyphot.jobs.queue import EmbeddedQueue
 from skyphot.web.deps import (
     QueueDep,
     SessionDep,
@@ -44,11 +46,13 @@ from skyphot.web.schemas import (
     PhotometryOut,
     SourceCreate,
     SourceOut,
+    SourceUpdate,
     UserCreate,
     UserOut,
 )
 from skyphot.web.uploads import FITS_SUFFIXES, Upload, receive_multipart
 from skyphot.web.views import (
+    add_source,
     analysis_params,
     job_out,
     parse_obstime,
@@ -107,12 +111,23 @@ def info(session: SessionDep, settings: SettingsDep) -> InfoOut:
 
 
 @router.post("/sources", status_code=201, response_model=SourceOut, tags=["sources"])
-def create_source(body: SourceCreate, session: SessionDep, user: UserDep) -> SourceOut:
-    """Create a source (ra/dec in degrees)."""
-    source = crud.create_source(
-        session, user, source_id=body.id, ra=body.ra, dec=body.dec, name=body.name,
-        redshift=body.redshift, groups=body.groups,
-    )
+def create_source(body: SourceCreate, session: SessionDep, user: UserDep,
+                  settings: SettingsDep) -> SourceOut:
+    """Create a source (ra/dec in degrees), or import it from SkyPortal with
+    ``{"skyportal_id": ...}`` (id defaults to the SkyPortal id)."""
+    source = add_source(session, user, settings, body)
+    session.commit()
+    return source_out(source)
+
+
+@router.patch("/sources/{source_id}", response_model=SourceOut, tags=["sources"])
+def update_source(source_id: str, body: SourceUpdate, session: SessionDep, user: UserDep,
+                  settings: SettingsDep) -> SourceOut:
+    """Change a source's settings: ``light_curve_colors`` on or off (points re-calibrated)."""
+    source = crud.get_source(session, user, source_id)
+    source.light_curve_colors = body.light_curve_colors
+    session.flush()
+    recalibrate_source(session, source, window_d=settings.light_curve_color_window_d)
     session.commit()
     return source_out(source)
 
@@ -151,11 +166,50 @@ def get_photometry(
 
 
 @router.delete("/photometry/{photometry_id}", tags=["photometry"])
-def delete_photometry(photometry_id: int, session: SessionDep, user: UserDep) -> dict[str, int]:
-    """Delete a point (its owner or an admin)."""
+def delete_photometry(
+    photometry_id: int, session: SessionDep, user: UserDep, settings: SettingsDep,
+    skyportal: Annotated[bool, Query(description="Also delete the point's copy in "
+                                     "SkyPortal (when it was pushed).")] = False,
+) -> dict[str, Any]:
+    """Delete a point (its owner or an admin); with ``skyportal=true`` in SkyPortal too."""
+    point = crud.get_photometry(session, user, photometry_id)
+    remote = point.skyportal_id if skyportal else None
+    source_id = point.source_id
+    if remote is not None:
+        # SkyPortal first: if it refuses, nothing is deleted here and the user can retry.
+        push.delete_remote(settings, point)
     crud.delete_photometry(session, user, photometry_id)
+    source = session.get(Source, source_id)
+    if source is not None:
+        recalibrate_source(session, source, window_d=settings.light_curve_color_window_d)
     session.commit()
+    if skyportal:
+        return {"deleted": photometry_id, "skyportal_deleted": remote}
     return {"deleted": photometry_id}
+
+
+@router.post("/photometry/{photometry_id}/push", status_code=202,
+             response_model=PhotometryOut, tags=["photometry"])
+def push_photometry(photometry_id: int, session: SessionDep, user: UserDep,
+                    settings: SettingsDep, queue: QueueDep) -> PhotometryOut:
+    """Push (or re-push: SkyPortal's copy is updated) one point to SkyPortal; the push is
+    queued and retried, its state shows in ``skyportal`` of the point."""
+    if settings.skyportal.push == "off":
+        raise ConflictError("pushing to SkyPortal is off on this server (skyportal.push: off)")
+    if not settings.skyportal.configured:
+        raise ConflictError("SkyPortal is not configured on this server: set skyportal.url "
+                            "and skyportal.token")
+    point = crud.get_photometry(session, user, photometry_id)
+    source = crud.get_source(session, user, point.source_id)
+    if source.skyportal_id is None:
+        raise ConflictError(
+            f"source {source.id!r} is not linked to a SkyPortal source; import it from "
+            "SkyPortal to push its points")
+    push.mark_pending(point)
+    session.commit()
+    if isinstance(queue, EmbeddedQueue):
+        queue.wake()
+    return photometry_out(point, user)
 
 
 # --- image analysis ------------------------------------------------------------------------
