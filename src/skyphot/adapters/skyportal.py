@@ -26,7 +26,8 @@ from skyphot.errors import SkyPortalError, SkyPortalNotFoundError, UnknownFilter
 _BARE: dict[str, str] = {
     "u": "sdssu", "g": "sdssg", "r": "sdssr", "i": "sdssi", "z": "sdssz", "y": "ps1::y",
     "U": "bessellux", "B": "bessellb", "V": "bessellv", "R": "bessellr", "I": "besselli",
-    "J": "2massj", "H": "2massh", "K": "2massks", "G": "gaia::g",
+    "J": "2massj", "H": "2massh", "K": "2massks", "G": "gaia::g", "BP": "gaia::gbp",
+    "RP": "gaia::grp",  # upper case: Gaia; "rp" is Sloan r prime
 }
 _PREFIXED: dict[str, str] = {
     **{f"sdss{b}": f"sdss{b}" for b in "ugriz"},
@@ -43,7 +44,7 @@ _PREFIXED: dict[str, str] = {
     "rc": "bessellr", "ic": "besselli", "vj": "bessellv", "bj": "bessellb",
     "ks": "2massks", "2massj": "2massj", "2massh": "2massh", "2massks": "2massks",
     "2massk": "2massks", "gaiag": "gaia::g", "gaiabp": "gaia::gbp", "gaiarp": "gaia::grp",
-    "bp": "gaia::gbp", "rp": "gaia::grp", "gbp": "gaia::gbp", "grp": "gaia::grp",
+    "gbp": "gaia::gbp", "grp": "gaia::grp",
 }
 _SEPARATORS = re.compile(r"[\s\-_.:'`′’\"]+")
 

@@ -10,7 +10,9 @@ the way SkyPortal does (required fields, known bandpass and magnitude system, ``
 instrument), records every accepted payload, and can be told to fail: ``faults`` is a list
 of what the next requests meet, each one of ``401``, ``404``, ``500``, ``503`` (answer that
 status without doing anything) or ``"timeout"`` (do the work, then answer only after
-``delay_s``: the client gives up, as when an answer is lost on the way back).
+``delay_s``: the client gives up, as when an answer is lost on the way back); a
+``(method, fault)`` pair waits for the next request of that method (e.g. ``("POST",
+"timeout")``).
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ class FakeSkyPortal:
     photometry: dict[int, dict[str, Any]] = field(default_factory=dict)
     accepted: list[dict[str, Any]] = field(default_factory=list)  # every accepted payload
     requests: list[tuple[str, str]] = field(default_factory=list)  # (method, path)
-    faults: list[int | str] = field(default_factory=list)
+    faults: list[int | str | tuple[str, int | str]] = field(default_factory=list)
     delay_s: float = 2.0
     _next_id: int = 1
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -58,6 +60,18 @@ class FakeSkyPortal:
     def add_instrument(self, instrument_id: int, name: str) -> None:
         """Make an instrument known."""
         self.instruments.append({"id": instrument_id, "name": name})
+
+    def take_fault(self, method: str) -> int | str | None:
+        """The first fault waiting for a request of this method (removed), or None."""
+        for index, fault in enumerate(self.faults):
+            if isinstance(fault, tuple):
+                if fault[0] == method:
+                    del self.faults[index]
+                    return fault[1]
+                continue
+            del self.faults[index]
+            return fault
+        return None
 
     def points_of(self, obj_id: str) -> list[dict[str, Any]]:
         """The stored points of a source (with their ids)."""
@@ -135,7 +149,7 @@ def serve_skyportal(state: FakeSkyPortal | None = None) -> Iterator[FakeSkyPorta
             body = self._body() if method in ("POST", "PATCH", "PUT") else None
             with fake._lock:
                 fake.requests.append((method, path))
-                fault = fake.faults.pop(0) if fake.faults else None
+                fault = fake.take_fault(method)
             if isinstance(fault, int):
                 self._error(fault, f"stand-in fault {fault}")
                 return
