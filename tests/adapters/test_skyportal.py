@@ -161,7 +161,7 @@ def test_client_failure_modes(portal: FakeSkyPortal) -> None:
         client.get_source("ZTF22aayaehk")
     assert err.value.retryable
     portal.faults = ["timeout"]
-    with pytest.raises(SkyPortalError, match="did not answer within 0.5 s") as err:
+    with pytest.raises(SkyPortalError, match=r"did not answer within 0\.5 s") as err:
         client.get_source("ZTF22aayaehk")
     assert err.value.retryable
     closed = SkyPortalClient("http://127.0.0.1:9", portal.token, timeout=0.5)
