@@ -223,6 +223,14 @@ class Settings(BaseModel):
         """``upload_quota_mb`` in bytes (None: unlimited)."""
         return None if self.upload_quota_mb is None else int(self.upload_quota_mb * 1_000_000)
 
+    def for_process(self) -> dict[str, Any]:
+        """The settings as plain data for a worker process, secrets included (a JSON dump
+        masks them, and the worker needs the SkyPortal token to push)."""
+        data = self.model_dump(mode="json")
+        if self.skyportal.token is not None:
+            data["skyportal"]["token"] = self.skyportal.token.get_secret_value()
+        return data
+
     @model_validator(mode="after")
     def _check_job_timing(self) -> Settings:
         if self.job_stale_after_s <= 2 * self.job_heartbeat_s:

@@ -7,9 +7,11 @@ photometry id) or ``failed`` (with the reason). Time-outs, 5xx answers and unrea
 servers are retried with a doubling back-off up to ``skyportal.max_attempts``.
 
 Exactly once: the id SkyPortal returns is stored, and a point that has one is updated
-(``PATCH``) instead of posted again. An attempt whose answer was lost may still have created
-the point, so before posting again a retry looks for it among the source's SkyPortal points
-by skyphot's own id of the point (``altdata.skyphot_uid``) and adopts it.
+(``PATCH``) instead of posted again. Before its first request a point gets skyphot's own id
+(``skyportal_uid``, committed, sent in ``altdata.skyphot_uid``); an attempt whose answer was
+lost may still have created the point, so any later attempt of a point without a SkyPortal
+id first looks for its uid among the source's SkyPortal points and adopts what it finds.
+Only one worker pushes a point at a time (an atomic claim; re-queuing keeps the claim).
 """
 
 from __future__ import annotations
@@ -46,11 +48,10 @@ def client_for(settings: SkyPortalSettings) -> SkyPortalClient:
 def mark_pending(point: Photometry) -> None:
     """Queue ``point`` for a push now (a pushed point is then updated, not re-posted)."""
     point.skyportal_state = PENDING
-    point.skyportal_uid = point.skyportal_uid or uuid.uuid4().hex
     point.skyportal_error = None
     point.skyportal_attempts = 0
     point.skyportal_next_at = utcnow()
-    point.skyportal_claimed_at = None
+    # The claim stays: a push in flight must not be taken by a second worker meanwhile.
 
 
 def auto_push_wanted(settings: SkyPortalSettings, source: Source) -> bool:
@@ -112,22 +113,29 @@ def push_point(session: Session, point: Photometry, settings: SkyPortalSettings,
             f"source {point.source_id!r} is not linked to a SkyPortal source; import it from "
             "SkyPortal (skyphot skyportal import OBJ_ID) to push its points"
         )
+    obj_id = source.skyportal_id
     instrument_id = client.instrument_id(_instrument(settings, point.instrument))
+    maybe_sent = point.skyportal_uid is not None
+    if not maybe_sent:
+        # Stored before the first request: from then on a retry knows to look for the point.
+        point.skyportal_uid = uuid.uuid4().hex
+        session.commit()
+    assert point.skyportal_uid is not None
     payload = build_payload(
         PushPoint(
-            point_id=point.id, uid=point.skyportal_uid or uuid.uuid4().hex, mjd=point.mjd,
+            point_id=point.id, uid=point.skyportal_uid, mjd=point.mjd,
             filter=point.filter, magsys=point.magsys, instrument=point.instrument,
             mag=point.mag, magerr=point.magerr, limiting_mag=point.limiting_mag,
             limit_sigma=point.limit_sigma, job_id=point.job_id,
             calibration=point.calibration or {},
         ),
-        obj_id=source.skyportal_id, instrument_id=instrument_id,
+        obj_id=obj_id, instrument_id=instrument_id,
         group_ids=settings.group_ids, version=__version__, filter_overrides=settings.filters,
     )
     known = point.skyportal_id
-    if known is None and point.skyportal_attempts > 1 and point.skyportal_uid:
+    if known is None and maybe_sent:
         # An earlier attempt may have landed without us hearing the answer.
-        known = client.find_photometry(source.skyportal_id, point.skyportal_uid)
+        known = client.find_photometry(obj_id, point.skyportal_uid)
     if known is not None:
         try:
             client.update_photometry(known, payload)

@@ -130,7 +130,7 @@ class EmbeddedQueue:
         name = f"worker-{os.getpid()}-{self._serial}"
         process = self._ctx.Process(
             target=worker_main,
-            args=(self.settings.model_dump(mode="json"), self.engine_path, name,
+            args=(self.settings.for_process(), self.engine_path, name,
                   self._stop, self._wake),
             name=name,
             daemon=True,
