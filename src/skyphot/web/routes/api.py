@@ -34,6 +34,12 @@ from skyphot.web.deps import (
     image_analysis_enabled,
 )
 from skyphot.web.errors import FieldError
+from skyphot.web.exports import (
+    photometry_ecsv,
+    photometry_skyportal,
+    photometry_tom,
+    photometry_votable,
+)
 from skyphot.web.schemas import (
     ErrorOut,
     FitsInfoOut,
@@ -150,19 +156,38 @@ def get_source(source_id: str, session: SessionDep, user: UserDep) -> SourceOut:
 @router.get("/sources/{source_id}/photometry", response_model=list[PhotometryOut],
             tags=["photometry"])
 def get_photometry(
-    source_id: str, session: SessionDep, user: UserDep,
-    format: Annotated[str, Query(pattern="^(json|csv)$",
-                                 description="json (default) or csv.")] = "json",
+    source_id: str, session: SessionDep, user: UserDep, settings: SettingsDep,
+    format: Annotated[str | None, Query(
+        pattern="^(json|csv|ecsv|votable|tom)$",
+        description="None: the JSON list of points; csv; ecsv or votable (astropy tables "
+        "with units and magsys per point); json (SkyPortal-style records); tom (TOM "
+        "Toolkit photometry CSV).")] = None,
+    download: Annotated[bool, Query(description="Send as an attachment (file name "
+                                    "<source>_photometry.<ext>).")] = False,
 ) -> Any:
     """Light curve: magnitudes and fluxes (µJy), upper limits with mag null."""
-    crud.get_source(session, user, source_id)
+    source = crud.get_source(session, user, source_id)
     points = [photometry_out(p, user) for p in crud.list_photometry(session, source_id)]
+    if format is None:
+        return points
+    name = f"{source_id}_photometry"
+    body: str | bytes
     if format == "csv":
-        return Response(
-            photometry_csv(points), media_type="text/csv",
-            headers={"Content-Disposition": f'attachment; filename="{source_id}_photometry.csv"'},
-        )
-    return points
+        body, media, ext = photometry_csv(points), "text/csv", "csv"
+    elif format == "ecsv":
+        body, media, ext = photometry_ecsv(points, source_id), "text/plain", "ecsv"
+    elif format == "votable":
+        body, media, ext = photometry_votable(points, source_id), "application/x-votable+xml", "xml"
+    elif format == "tom":
+        body, media, ext, name = photometry_tom(points), "text/csv", "csv", f"{source_id}_tom"
+    else:
+        records = photometry_skyportal(points, source.skyportal_id or source.id,
+                                       settings.skyportal.filters)
+        body, media, ext = json.dumps(records, indent=1), "application/json", "json"
+        if not download:
+            return Response(body, media_type=media)
+    return Response(body, media_type=media,
+                    headers={"Content-Disposition": f'attachment; filename="{name}.{ext}"'})
 
 
 @router.delete("/photometry/{photometry_id}", tags=["photometry"])
