@@ -8,7 +8,8 @@ magnitude is interpolated at that epoch (linearly between the nearest detections
 after it, or the nearest one when the epoch is not bracketed) and their difference is the
 point's colour. Those magnitudes depend on the colours in turn, so the solution is iterated
 until no colour changes by more than ``tolerance`` (a contraction for the |C| < 1 of real
-filters). Points without both bands nearby keep their fallback colour.
+filters). Points without both bands nearby keep their fallback colour, and a colour the
+observer gave (``fallback_source == "given"``) is never replaced.
 """
 
 from __future__ import annotations
@@ -115,8 +116,8 @@ def solve_colors(
         change = 0.0
         new_colors = dict(colors)
         for p in points:
-            if p.color_bands is None or p.color_term is None:
-                continue
+            if p.color_bands is None or p.color_term is None or p.fallback_source == "given":
+                continue  # a colour the observer gave is kept
             first = _band_at(p.color_bands[0], p.mjd, mags, errs, points, window_d)
             second = _band_at(p.color_bands[1], p.mjd, mags, errs, points, window_d)
             if first is None or second is None:
