@@ -102,7 +102,7 @@ def test_import_when_skyportal_fails(sp_instance: Instance, portal: FakeSkyPorta
 
 def test_import_without_configuration(instance: Instance) -> None:
     r = instance.client.post("/api/sources", json={"skyportal_id": OBJ}, headers=instance.alice)
-    assert r.status_code == 502
+    assert r.status_code == 400
     assert r.json()["error"]["message"].startswith("SkyPortal is not configured")
 
 

@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from skyphot import __version__
 from skyphot.adapters.skyportal import PushPoint, SkyPortalClient, build_payload
 from skyphot.db.models import Photometry, Source, utcnow
-from skyphot.errors import SkyphotError, SkyPortalError
+from skyphot.errors import ConfigError, SkyphotError, SkyPortalError
 from skyphot.settings import Settings, SkyPortalSettings
 
 log = logging.getLogger(__name__)
@@ -35,9 +35,9 @@ OFF, PENDING, PUSHED, FAILED = "off", "pending", "pushed", "failed"
 
 
 def client_for(settings: SkyPortalSettings) -> SkyPortalClient:
-    """A client of the configured SkyPortal; ``SkyPortalError`` when it is not configured."""
+    """A client of the configured SkyPortal; ``ConfigError`` when it is not configured."""
     if settings.url is None or settings.token is None:
-        raise SkyPortalError(
+        raise ConfigError(
             "SkyPortal is not configured: set skyportal.url and skyportal.token in "
             "config.yaml (or SKYPHOT_SKYPORTAL_URL and SKYPHOT_SKYPORTAL_TOKEN)"
         )
