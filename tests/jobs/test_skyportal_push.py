@@ -3,6 +3,7 @@ states, retries with back-off, and exactly one SkyPortal point under retries and
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -215,3 +216,24 @@ def test_a_claimed_point_is_not_pushed_twice(
         assert not push.claim(session, point_id, stale_after_s=60)
     assert push.run_push(sessions, point_id, settings) is None  # another worker holds it
     assert portal.accepted == []
+
+
+def test_celery_sweeper_sends_due_pushes(
+        tmp_path: Path, portal: FakeSkyPortal, sessions: sessionmaker[Session],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    celery_app = pytest.importorskip("skyphot.jobs.celery_app",
+                                     reason="Celery is not installed")
+    settings = settings_for(tmp_path, portal)
+    point_id = add_point(sessions)
+    monkeypatch.setattr(celery_app, "broker_queue_length", lambda _app, _queue: 0)
+    monkeypatch.setattr(celery_app, "send_job", lambda _app, _settings, _job: None)
+    sweeper = celery_app.Sweeper(celery_app.make_celery(settings), settings, lambda: sessions)
+    sweeper.start()
+    try:
+        deadline = time.monotonic() + 20
+        while state(sessions, point_id).skyportal_state != "pushed":
+            assert time.monotonic() < deadline, state(sessions, point_id).skyportal_error
+            time.sleep(0.1)
+    finally:
+        sweeper.stop()
+    assert len(portal.photometry) == 1
