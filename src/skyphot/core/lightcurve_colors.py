@@ -14,6 +14,7 @@ observer gave (``fallback_source == "given"``) is never replaced.
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -68,12 +69,16 @@ def _apply(point: ColorPoint, color: float | None) -> tuple[float | None, float 
 
 def _band_at(
     band: str, mjd: float, mags: dict[int, float], errs: dict[int, float],
-    points: Sequence[ColorPoint], window_d: float,
+    by_band: dict[str, tuple[list[float], list[ColorPoint]]], window_d: float,
 ) -> tuple[float, float, tuple[int, ...]] | None:
     """Magnitude of ``band`` at ``mjd`` from detections within the window, its error and the
-    points used; None when there are none."""
-    near = [p for p in points if p.band == band and p.key in mags
-            and abs(p.mjd - mjd) <= window_d]
+    points used; None when there are none. ``by_band``: each band's points sorted by time."""
+    if band not in by_band:
+        return None
+    times, ordered = by_band[band]
+    lo = bisect.bisect_left(times, mjd - window_d)
+    hi = bisect.bisect_right(times, mjd + window_d)
+    near = [p for p in ordered[lo:hi] if p.key in mags]
     if not near:
         return None
     before = [p for p in near if p.mjd <= mjd]
@@ -99,6 +104,11 @@ def solve_colors(
     max_iterations: int = 50,
 ) -> ColorIteration:
     """Colours from the light curve, iterated to convergence (see the module docstring)."""
+    by_band: dict[str, tuple[list[float], list[ColorPoint]]] = {}
+    for p in sorted(points, key=lambda q: q.mjd):
+        times, ordered = by_band.setdefault(p.band, ([], []))
+        times.append(p.mjd)
+        ordered.append(p)
     colors: dict[int, float | None] = {p.key: p.fallback_color for p in points}
     sources: dict[int, tuple[str, tuple[int, ...], float | None]] = {
         p.key: (p.fallback_source, (), None) for p in points}
@@ -118,8 +128,8 @@ def solve_colors(
         for p in points:
             if p.color_bands is None or p.color_term is None or p.fallback_source == "given":
                 continue  # a colour the observer gave is kept
-            first = _band_at(p.color_bands[0], p.mjd, mags, errs, points, window_d)
-            second = _band_at(p.color_bands[1], p.mjd, mags, errs, points, window_d)
+            first = _band_at(p.color_bands[0], p.mjd, mags, errs, by_band, window_d)
+            second = _band_at(p.color_bands[1], p.mjd, mags, errs, by_band, window_d)
             if first is None or second is None:
                 continue
             color = first[0] - second[0]
