@@ -237,3 +237,19 @@ def test_celery_sweeper_sends_due_pushes(
     finally:
         sweeper.stop()
     assert len(portal.photometry) == 1
+
+
+def test_a_bug_fails_the_push_without_killing_the_worker(
+        tmp_path: Path, portal: FakeSkyPortal, sessions: sessionmaker[Session],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = settings_for(tmp_path, portal)
+    point_id = add_point(sessions)
+
+    def broken(*_args: Any, **_kwargs: Any) -> dict[str, Any]:
+        raise KeyError("zero_point")
+
+    monkeypatch.setattr(push, "build_payload", broken)
+    assert push.run_due_pushes(sessions, settings) == 1
+    point = state(sessions, point_id)
+    assert point.skyportal_state == "failed"
+    assert point.skyportal_error == "internal error while pushing (KeyError: 'zero_point')"

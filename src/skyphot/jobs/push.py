@@ -21,6 +21,7 @@ import uuid
 from datetime import timedelta
 
 from sqlalchemy import or_, select, update
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from skyphot import __version__
@@ -56,7 +57,7 @@ def mark_pending(point: Photometry) -> None:
 
 def auto_push_wanted(settings: SkyPortalSettings, source: Source) -> bool:
     """Whether a new point of ``source`` is pushed without being asked."""
-    return settings.push == "auto" and source.skyportal_id is not None
+    return settings.push == "auto" and settings.configured and source.skyportal_id is not None
 
 
 def claim(session: Session, point_id: int, *, stale_after_s: float) -> bool:
@@ -178,6 +179,16 @@ def run_push(sessions: sessionmaker[Session], point_id: int, settings: Settings,
                 log.warning("push of point %s failed: %s", point_id, err)
             session.commit()
             return point.skyportal_state
+        except DBAPIError:
+            raise  # the database is away: the claim goes stale and the push is taken again
+        except Exception as err:  # a bug must fail this push readably, not kill the worker
+            log.exception("push of point %s failed with an internal error", point_id)
+            session.rollback()
+            point.skyportal_state = FAILED
+            point.skyportal_error = f"internal error while pushing ({type(err).__name__}: {err})"
+            point.skyportal_claimed_at = None
+            session.commit()
+            return FAILED
         point.skyportal_state = PUSHED
         point.skyportal_id = remote_id
         point.skyportal_error = None
