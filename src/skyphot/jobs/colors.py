@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from skyphot.core.lightcurve_colors import ColorPoint, ColorSolution, solve_colors
@@ -83,6 +84,9 @@ def recalibrate_source(session: Session, source: Source, *, window_d: float = 1.
     With ``source.light_curve_colors`` off every point goes back to its fallback colour.
     The caller commits.
     """
+    # Two jobs of one source ending together: the second waits and sees the first's point
+    # (PostgreSQL row lock; SQLite serialises writers anyway).
+    session.execute(select(Source.id).where(Source.id == source.id).with_for_update())
     points = list_photometry(session, source.id)
     usable = [(p, cp) for p in points if (cp := _color_point(p)) is not None]
     if not usable:
