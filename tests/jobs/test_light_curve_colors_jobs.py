@@ -3,6 +3,7 @@ from what is stored (no pixels), the switch per source, and SkyPortal copies re-
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +47,7 @@ def reddening_engine(image: str | Path, config: MeasureConfig,
 
 def frame(tmp_path: Path, band: str, t: float) -> Path:
     path = tmp_path / f"{band}_{t}.fits"
-    with fits.open(__import__("io").BytesIO(fits_bytes(filt=band, seed=int(t * 10)))) as hdul:
+    with fits.open(io.BytesIO(fits_bytes(filt=band, seed=int(t * 10)))) as hdul:
         hdul[0].header["TDAYS"] = t
         hdul.writeto(path)
     return path
