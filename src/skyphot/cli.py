@@ -25,6 +25,8 @@ from skyphot.errors import (
     ExternalToolError,
     InputError,
     SkyphotError,
+    SkyPortalError,
+    SkyPortalNotFoundError,
     StageError,
     ToolNotFoundError,
     root_cause,
@@ -46,11 +48,11 @@ def exit_code_for(error: SkyphotError) -> int:
     cause = root_cause(error)
     if isinstance(error, StageError) and not isinstance(cause, SkyphotError):
         return EXIT_INTERNAL
-    if isinstance(cause, InputError):
+    if isinstance(cause, InputError | SkyPortalNotFoundError):
         return EXIT_BAD_INPUT
     if isinstance(cause, AnalysisError):
         return EXIT_ANALYSIS
-    if isinstance(cause, ExternalToolError | CatalogServiceError):
+    if isinstance(cause, ExternalToolError | CatalogServiceError | SkyPortalError):
         return EXIT_ENVIRONMENT
     return EXIT_FAILURE
 
@@ -421,6 +423,7 @@ def _add_web_parsers(sub: Any) -> None:
     try:
         from skyphot.jobs.commands import add_parsers as add_worker_parsers
         from skyphot.web.commands import add_parsers
+        from skyphot.web.skyportal_commands import add_parsers as add_skyportal_parsers
     except ModuleNotFoundError as err:  # the optional 'web' extra is not installed
         missing = err.name or "a web dependency"
 
@@ -430,13 +433,14 @@ def _add_web_parsers(sub: Any) -> None:
                 "pip install 'skyphot[web]'"
             )
 
-        for name in ("serve", "admin-token", "worker"):
+        for name in ("serve", "admin-token", "worker", "skyportal"):
             sub.add_parser(name, help="(needs: pip install 'skyphot[web]')").set_defaults(
                 handler=needs_extra
             )
         return
     add_parsers(sub)
     add_worker_parsers(sub)
+    add_skyportal_parsers(sub)
 
 
 def _configure_logging(verbose: bool, quiet: bool) -> None:

@@ -92,6 +92,24 @@ class CatalogServiceError(SkyphotError):
     """An online catalog service could not be reached or answered badly."""
 
 
+class SkyPortalError(SkyphotError):
+    """A SkyPortal server refused a request, answered badly or could not be reached.
+
+    ``status`` is the HTTP status (None: no answer); ``retryable`` says whether trying the
+    same request later may succeed (time-out, 5xx, connection refused).
+    """
+
+    def __init__(self, message: str, *, status: int | None = None,
+                 retryable: bool = False) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retryable = retryable
+
+
+class SkyPortalNotFoundError(SkyPortalError):
+    """SkyPortal does not know the requested source (or does not share it with the token)."""
+
+
 # --- the pipeline runner ------------------------------------------------------------------
 
 

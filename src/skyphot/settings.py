@@ -14,7 +14,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from skyphot.errors import ConfigError
 
@@ -33,6 +41,73 @@ class CatalogSettings(BaseModel):
         None, description="Default local catalog file (for sites without internet access)."
     )
     magsys: Literal["AB", "Vega"] = Field("AB", description="Magnitude system of `path`.")
+
+
+class SkyPortalSettings(BaseModel):
+    """The SkyPortal instance points are imported from and pushed to."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str | None = Field(
+        None, description="Base URL of the SkyPortal server, e.g. https://fritz.science; "
+        "None: SkyPortal is not used."
+    )
+    token: SecretStr | None = Field(
+        None, description="SkyPortal API token (sent as 'Authorization: token ...'); never "
+        "logged nor shown in pages."
+    )
+    group_ids: list[int] = Field(
+        default_factory=list, description="SkyPortal group ids every pushed point is shared "
+        "with."
+    )
+    instruments: dict[str, int | str] = Field(
+        default_factory=dict, description="skyphot instrument name -> SkyPortal instrument id "
+        "(integer) or name (resolved through GET /api/instrument)."
+    )
+    filters: dict[str, str] = Field(
+        default_factory=dict, description="Extra skyphot filter name -> SkyPortal bandpass "
+        "name (e.g. {clear: sdssr}); wins over the built-in map."
+    )
+    push: Literal["auto", "manual", "off"] = Field(
+        "manual", description="auto: push every new point of a SkyPortal source after its job "
+        "succeeds; manual: only on the button/command; off: never."
+    )
+    timeout_s: float = Field(
+        20.0, description="Seconds to wait for one SkyPortal answer before the attempt fails.",
+        gt=0,
+    )
+    max_attempts: int = Field(
+        5, description="Attempts of one push before it stays failed (retried on time-outs, "
+        "5xx and refused connections, never on 4xx).", ge=1
+    )
+    backoff_s: float = Field(
+        10.0, description="Wait before the first retry of a push, s; doubled each retry.",
+        ge=0,
+    )
+
+    @field_validator("group_ids", mode="before")
+    @classmethod
+    def _split_group_ids(cls, value: Any) -> Any:
+        # From the environment: "3" arrives as 3 and "3,7" as text.
+        if isinstance(value, int):
+            return [value]
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("url")
+    @classmethod
+    def _strip_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"must start with http:// or https:// (got {value!r})")
+        return value.strip().rstrip("/")
+
+    @property
+    def configured(self) -> bool:
+        """True when both a URL and a token are set."""
+        return self.url is not None and self.token is not None
 
 
 class Settings(BaseModel):
@@ -106,6 +181,14 @@ class Settings(BaseModel):
     catalog: CatalogSettings = Field(
         default_factory=lambda: CatalogSettings(), description="Default reference catalog."
     )
+    skyportal: SkyPortalSettings = Field(
+        default_factory=lambda: SkyPortalSettings(),
+        description="SkyPortal import and push (url, token, group_ids, instruments, push).",
+    )
+    light_curve_color_window_d: float = Field(
+        1.0, description="Colours from the light curve: points within this many days of a "
+        "frame's epoch give its colour (interpolated at the epoch).", gt=0
+    )
 
     @property
     def data_path(self) -> Path:
@@ -139,6 +222,14 @@ class Settings(BaseModel):
     def upload_quota_bytes(self) -> int | None:
         """``upload_quota_mb`` in bytes (None: unlimited)."""
         return None if self.upload_quota_mb is None else int(self.upload_quota_mb * 1_000_000)
+
+    def for_process(self) -> dict[str, Any]:
+        """The settings as plain data for a worker process, secrets included (a JSON dump
+        masks them, and the worker needs the SkyPortal token to push)."""
+        data = self.model_dump(mode="json")
+        if self.skyportal.token is not None:
+            data["skyportal"]["token"] = self.skyportal.token.get_secret_value()
+        return data
 
     @model_validator(mode="after")
     def _check_job_timing(self) -> Settings:
@@ -183,6 +274,9 @@ def _env_layer(env: Mapping[str, str]) -> dict[str, Any]:
         if not name.startswith(ENV_PREFIX) or name == "SKYPHOT_CONFIG":
             continue
         keys = name[len(ENV_PREFIX):].lower().split("__")
+        if len(keys) == 1 and keys[0].startswith("skyportal_"):
+            # SKYPHOT_SKYPORTAL_URL is the documented spelling of SKYPHOT_SKYPORTAL__URL.
+            keys = ["skyportal", keys[0].removeprefix("skyportal_")]
         if keys[0] not in Settings.model_fields:
             continue
         # YAML parsing gives "false" -> False, "3" -> 3, "null" -> None, like the file does.

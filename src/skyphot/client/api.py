@@ -162,6 +162,19 @@ class ApiClient:
         finally:
             connection.close()
 
+    def post_json(self, path: str, body: Any = None) -> Reply:
+        """POST a JSON body. Raises ``ServerError`` when unreachable."""
+        connection = self._connect()
+        data = json.dumps(body).encode() if body is not None else b""
+        try:
+            connection.request("POST", path, body=data, headers={
+                **self._headers(), "Content-Type": "application/json"})
+            return self._reply(connection.getresponse())
+        except (OSError, http.client.HTTPException) as err:
+            raise self._unreachable(err) from err
+        finally:
+            connection.close()
+
     def upload(self, path: str, body: MultipartBody) -> Reply:
         """POST a multipart body, streamed; stops sending when the server answers early."""
         connection = self._connect()

@@ -63,6 +63,7 @@ class BatchOptions:
     timeout: float | None = None  # stop waiting this long after the start; None: never
     poll_interval: float = 1.0
     max_size_mb: float | None = None  # the server's max_body_size, when known
+    push_skyportal: bool = False  # push each new point to SkyPortal and wait for its state
 
     def form_fields(self) -> dict[str, str]:
         """The upload form's fields (besides the files)."""
@@ -89,6 +90,9 @@ class FileOutcome:
     magerr: float | None = None
     limiting_mag: float | None = None
     limit_sigma: float | None = None
+    skyportal_state: str | None = None  # off, pending, pushed or failed (with --push-skyportal)
+    skyportal_id: int | None = None
+    skyportal_error: str | None = None
     upload_started_at: float | None = None
     submitted_at: float | None = None  # the server answered 202
     finished_at: float | None = None  # the client saw the final state
@@ -135,10 +139,13 @@ class BatchReport:
 
     @property
     def exit_code(self) -> int:
-        """0 all good; 1 something rejected or failed; 6 timed out waiting."""
+        """0 all good; 1 something rejected or failed (or a SkyPortal push failed or did not end
+        in time); 6 timed out waiting."""
         counts = self.counts()
         if counts.failed or counts.rejected or counts.pending:
             return EXIT_SOME_FAILED
+        if any(f.skyportal_state in ("failed", "pending") for f in self.files):
+            return EXIT_SOME_FAILED  # --push-skyportal: a point did not reach SkyPortal
         if self.waited and (counts.queued or counts.running):
             return EXIT_TIMEOUT
         return EXIT_OK
@@ -157,7 +164,13 @@ class BatchReport:
         lines = [f"{'file':<{width}}  {'job':>6}  {'state':<9}  result"]
         for f in self.files:
             job = str(f.job_id) if f.job_id is not None else "-"
-            lines.append(f"{f.file[-width:]:<{width}}  {job:>6}  {f.state:<9}  {f.result_text()}")
+            text = f.result_text()
+            if f.skyportal_state is not None:
+                text += (f"  [SkyPortal: {f.skyportal_state}"
+                         + (f" id {f.skyportal_id}" if f.skyportal_id is not None else "")
+                         + (f": {f.skyportal_error}" if f.skyportal_state == "failed"
+                            and f.skyportal_error else "") + "]")
+            lines.append(f"{f.file[-width:]:<{width}}  {job:>6}  {f.state:<9}  {text}")
         c = self.counts()
         tail = f"{c.total} files: {c.succeeded} succeeded, {c.failed} failed, {c.rejected} rejected"
         if c.queued or c.running:
@@ -316,6 +329,36 @@ class Batch:
             if outcome is not None:
                 for key in ("filter", "mag", "magerr", "limiting_mag", "limit_sigma"):
                     setattr(outcome, key, point.get(key))
+                portal = point.get("skyportal") or {}
+                outcome.skyportal_state = portal.get("state")
+                outcome.skyportal_id = portal.get("id")
+                outcome.skyportal_error = portal.get("error")
+
+    def _push(self, deadline: float | None) -> None:
+        """Ask the server to push every new point, then wait until each is pushed or
+        failed (the server retries time-outs and 5xx with back-off)."""
+        outcomes = [o for o in self.report.files
+                    if o.state == "succeeded" and o.photometry_id is not None]
+        for outcome in outcomes:
+            reply = self.client.post_json(self.client.path("photometry",
+                                                           outcome.photometry_id or 0, "push"))
+            if not reply.ok:
+                outcome.skyportal_state = "failed"
+                outcome.skyportal_error = (f"the server refused the push (HTTP "
+                                           f"{reply.status}): {reply.message}")
+        waiting = [o for o in outcomes if o.skyportal_state != "failed"]
+        while waiting:
+            self._fill_results()
+            waiting = [o for o in waiting if o.skyportal_state not in ("pushed", "failed")]
+            if not waiting or (deadline is not None and time.monotonic() > deadline):
+                break
+            time.sleep(self.options.poll_interval)
+        for outcome in outcomes:
+            self.progress.note(f"SkyPortal: {outcome.file}: {outcome.skyportal_state}"
+                               + (f" (id {outcome.skyportal_id})"
+                                  if outcome.skyportal_id is not None else
+                                  f" ({outcome.skyportal_error})" if outcome.skyportal_error
+                                  else ""))
 
     def run(self) -> BatchReport:
         """Upload everything, wait when asked, and return the report."""
@@ -359,6 +402,8 @@ class Batch:
         self.progress.close()
         try:
             self._fill_results()
+            if self.options.push_skyportal and self.options.wait:
+                self._push(deadline)
         except ServerError as err:
             self.progress.note(f"could not read the light curve: {err}")
         self.report.elapsed_s = time.monotonic() - started
@@ -412,7 +457,7 @@ def _options(args: argparse.Namespace) -> BatchOptions:
         catalog_file=Path(args.catalog_file) if args.catalog_file else None,
         nsigma=args.nsigma, target_color=args.target_color, wait=args.wait,
         concurrency=args.concurrency, timeout=args.timeout, poll_interval=args.poll_interval,
-        max_size_mb=args.max_size,
+        max_size_mb=args.max_size, push_skyportal=args.push_skyportal,
     )
 
 
@@ -487,6 +532,9 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-size", type=float, default=None, metavar="MB",
                    help="the server's max_body_size, to refuse larger files before sending "
                    "(default: the server's, from GET /api/info)")
+    p.add_argument("--push-skyportal", action="store_true",
+                   help="push each new point to the server's SkyPortal and wait until it is "
+                   "pushed or failed (the source must be imported from SkyPortal)")
     p.add_argument("--json", action="store_true",
                    help="print one JSON object (per file: job id, state, result or reason)")
     p.set_defaults(handler=run_command, func=run_command)

@@ -194,6 +194,15 @@ def find_upload_point(
     )
 
 
+def get_photometry(session: Session, user: User, photometry_id: int) -> Photometry:
+    """A point of a source the user may see; NotFoundError otherwise."""
+    point = session.get(Photometry, photometry_id)
+    if point is None:
+        raise NotFoundError(f"photometry point {photometry_id} not found")
+    get_source(session, user, point.source_id)
+    return point
+
+
 def delete_photometry(session: Session, user: User, photometry_id: int) -> None:
     """Delete one point; only its owner or an admin may."""
     point = session.get(Photometry, photometry_id)

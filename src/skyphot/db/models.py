@@ -91,6 +91,8 @@ class Source(Base):
         ForeignKey("users.id", ondelete="SET NULL"), nullable=True
     )
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    skyportal_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    light_curve_colors: Mapped[bool] = mapped_column(Boolean, default=True)
     groups: Mapped[list[Group]] = relationship(secondary=source_groups, lazy="selectin")
 
 
@@ -135,6 +137,16 @@ class Photometry(Base):
     settings_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
     calibration: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    # SkyPortal push: state off | pending | pushed | failed, SkyPortal's id once known (a
+    # retry then updates instead of posting again), the last failure, skyphot's own id of
+    # the point in SkyPortal's altdata, and the retry bookkeeping of the push queue.
+    skyportal_state: Mapped[str] = mapped_column(String(16), default="off", index=True)
+    skyportal_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    skyportal_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    skyportal_uid: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    skyportal_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    skyportal_next_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    skyportal_claimed_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
 
 
 class Job(Base):

@@ -37,7 +37,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from skyphot.db.models import utcnow
 from skyphot.db.session import make_engine, make_sessionmaker
-from skyphot.jobs import store
+from skyphot.jobs import push, store
 from skyphot.jobs.limits import DATABASE_OUTAGE, is_database_outage, time_limit_message
 from skyphot.jobs.runner import DEFAULT_ENGINE, MeasureFunction, load_engine, run_job
 from skyphot.settings import Settings
@@ -271,6 +271,8 @@ class Sweeper:
         while not self._stop.is_set():
             try:
                 self.sweep()
+                # SkyPortal pushes queued in the photometry rows go out with each sweep.
+                push.run_due_pushes(self._sessions(), self.settings)
             except DATABASE_OUTAGE as err:
                 log.warning("sweep skipped: database unreachable (%s)", type(err).__name__)
             except BROKER_OUTAGE as err:

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from skyphot.db.models import utcnow
 from skyphot.db.session import make_engine, make_sessionmaker
 from skyphot.errors import SkyphotError, ToolNotFoundError
-from skyphot.jobs import store
+from skyphot.jobs import push, store
 from skyphot.jobs.limits import DATABASE_OUTAGE, time_limit_message
 from skyphot.jobs.runner import DEFAULT_ENGINE, MeasureFunction, load_engine, run_job
 from skyphot.pipeline.result import PhotometryResult
@@ -88,6 +88,8 @@ def worker_main(
     try:
         while not stop.is_set():
             try:
+                # SkyPortal pushes are short; each round sends those due before the next job.
+                push.run_due_pushes(sessions, settings)
                 with sessions() as session:
                     job_id = store.next_queued(session)
                 if job_id is None:
@@ -128,7 +130,7 @@ class EmbeddedQueue:
         name = f"worker-{os.getpid()}-{self._serial}"
         process = self._ctx.Process(
             target=worker_main,
-            args=(self.settings.model_dump(mode="json"), self.engine_path, name,
+            args=(self.settings.for_process(), self.engine_path, name,
                   self._stop, self._wake),
             name=name,
             daemon=True,
@@ -203,6 +205,10 @@ class EmbeddedQueue:
 
     def submit(self, job_id: int) -> None:
         """Wake idle workers so the job starts without waiting for the next poll."""
+        self._wake.set()
+
+    def wake(self) -> None:
+        """Wake idle workers (e.g. a SkyPortal push was queued)."""
         self._wake.set()
 
     def stop(self, timeout: float = 10.0) -> None:

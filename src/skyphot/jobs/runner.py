@@ -26,7 +26,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from skyphot.db.crud import ensure_instrument, find_upload_point
 from skyphot.db.models import Job, Photometry, Source, utcnow
 from skyphot.errors import HeaderError, SkyphotError
-from skyphot.jobs import store
+from skyphot.jobs import push, store
+from skyphot.jobs.colors import recalibrate_source
 from skyphot.jobs.header import inspect_fits
 from skyphot.jobs.limits import DATABASE_OUTAGE, Heartbeat, is_database_outage, soft_time_limit
 from skyphot.jobs.states import JobState
@@ -128,9 +129,27 @@ def point_from_result(job: Job, result: PhotometryResult, instrument: str | None
             "flags": result.flags,
             "flag_names": result.flag_names,
             "notes": result.notes,
+            "assumptions": list(result.assumptions),
             "job_id": job.id,
+            **color_record(result),
         },
     )
+
+
+def color_record(result: PhotometryResult) -> dict[str, Any]:
+    """What re-applying the zero point with another colour needs (no pixels): the colour
+    used and the magnitude and limit without the colour-term contribution."""
+    term = result.color_term or 0.0
+    used = result.target_color
+    shift = term * used if used is not None else 0.0
+    return {
+        "target_color": used,
+        "color_source": result.color_source,
+        "mag_nocolor": (result.mag - shift if result.detected and result.mag is not None
+                        else None),
+        "magerr_nocolor": result.magerr if result.detected else None,
+        "limit_nocolor": result.limiting_mag - shift,
+    }
 
 
 def _prepare(session: Session, job: Job, stream: TextIO) -> tuple[Source, dict[str, Any]]:
@@ -283,6 +302,8 @@ def _analyse(
     _log(stream, f"result: {result.model_dump_json(exclude={'config'})}")
     progress("saving")
     point = point_from_result(job, result, extra["instrument"])
+    if push.auto_push_wanted(settings.skyportal, source):
+        push.mark_pending(point)
     session.add(point)
     try:
         session.commit()
@@ -295,8 +316,14 @@ def _analyse(
         return (JobState.SUCCEEDED,
                 f"identical upload already measured (point {existing.id}); nothing added",
                 existing.id)
+    if source.light_curve_colors:
+        # The new point may give other points their colour, and take its own from them.
+        recalibrate_source(session, source, window_d=settings.light_curve_color_window_d)
+        session.commit()
+        session.refresh(point)
     when = Time(result.mjd, format="mjd").iso[:19]
-    value = (f"{result.filter} = {result.mag:.3f} ± {result.magerr:.3f}"
-             if result.detected and result.mag is not None and result.magerr is not None
-             else f"{result.filter} > {result.limiting_mag:.2f} ({result.limit_nsigma:g}σ limit)")
+    value = (f"{point.filter} = {point.mag:.3f} ± {point.magerr:.3f}"
+             if point.mag is not None and point.magerr is not None
+             else f"{point.filter} > {point.limiting_mag or 0:.2f} "
+                  f"({result.limit_nsigma:g}σ limit)")
     return JobState.SUCCEEDED, f"{value} at {when} UTC", point.id

@@ -22,6 +22,8 @@ from skyphot.errors import (
     ExternalToolError,
     InputError,
     SkyphotError,
+    SkyPortalError,
+    SkyPortalNotFoundError,
 )
 
 
@@ -46,6 +48,7 @@ STATUS: tuple[tuple[type[SkyphotError], int], ...] = (
     (AuthenticationError, 401),
     (PermissionDeniedError, 403),
     (NotFoundError, 404),
+    (SkyPortalNotFoundError, 404),
     (ConflictError, 409),
     (PayloadTooLargeError, 413),
     (UploadQuotaError, 507),
@@ -53,6 +56,7 @@ STATUS: tuple[tuple[type[SkyphotError], int], ...] = (
     (InputError, 400),
     (AnalysisError, 422),
     (CatalogServiceError, 503),
+    (SkyPortalError, 502),  # the upstream portal failed, not this server
     (ExternalToolError, 500),
     (SkyphotError, 500),
 )

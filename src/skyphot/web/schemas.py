@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 # --- requests ------------------------------------------------------------------------------
 
@@ -16,14 +16,45 @@ class SourceCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    id: str = Field(description="Unique source id, e.g. 'ZTF21aaaaaaa'.", min_length=1,
-                    max_length=64, pattern=r"^[A-Za-z0-9_.+\-]+$")
-    ra: float = Field(description="Right ascension, degrees (ICRS).", ge=0, lt=360)
-    dec: float = Field(description="Declination, degrees (ICRS).", ge=-90, le=90)
+    id: str | None = Field(None, description="Unique source id, e.g. 'ZTF21aaaaaaa' "
+                           "(default with skyportal_id: the SkyPortal id).", min_length=1,
+                           max_length=64, pattern=r"^[A-Za-z0-9_.+\-]+$")
+    ra: float | None = Field(None, description="Right ascension, degrees (ICRS); taken from "
+                             "SkyPortal with skyportal_id.", ge=0, lt=360)
+    dec: float | None = Field(None, description="Declination, degrees (ICRS); taken from "
+                              "SkyPortal with skyportal_id.", ge=-90, le=90)
     name: str | None = Field(None, description="Optional common name.", max_length=200)
     redshift: float | None = Field(None, description="Optional redshift.", ge=0)
     groups: list[str] | None = Field(
         None, description="Groups to share with; default: all of the creator's groups."
+    )
+    skyportal_id: str | None = Field(
+        None, description="Import the source from the configured SkyPortal by this id "
+        "(ra, dec, redshift and aliases come from there).", min_length=1, max_length=64,
+        pattern=r"^[A-Za-z0-9_.+\-]+$",
+    )
+
+    @model_validator(mode="after")
+    def _position_or_skyportal(self) -> SourceCreate:
+        if self.skyportal_id is None:
+            missing = [k for k in ("id", "ra", "dec") if getattr(self, k) is None]
+            if missing:
+                raise ValueError(
+                    f"give {', '.join(missing)} (or skyportal_id to import from SkyPortal)")
+        elif self.ra is not None or self.dec is not None:
+            raise ValueError("give either skyportal_id or ra/dec, not both: an imported "
+                             "source takes its position from SkyPortal")
+        return self
+
+
+class SourceUpdate(BaseModel):
+    """Changes to a source's settings."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    light_curve_colors: bool = Field(
+        description="Use the colour measured on the light curve for the colour term of its "
+        "points (true) or not (false: the form's colour or the calibrators' median)."
     )
 
 
@@ -87,6 +118,19 @@ class SourceOut(BaseModel):
     redshift: float | None = Field(description="Redshift.")
     groups: list[str] = Field(description="Groups the source is shared with.")
     created_at: datetime = Field(description="Creation time (UTC).")
+    skyportal_id: str | None = Field(None, description="SkyPortal id of the source, when "
+                                     "imported from (and pushed to) SkyPortal.")
+    light_curve_colors: bool = Field(True, description="Whether colours measured on the "
+                                     "light curve feed the colour term of its points.")
+
+
+class SkyPortalState(BaseModel):
+    """Where a point stands with SkyPortal."""
+
+    state: str = Field(description="off (not pushed), pending (queued or being retried), "
+                       "pushed, or failed.")
+    id: int | None = Field(description="SkyPortal's photometry id once pushed.")
+    error: str | None = Field(description="Reason of the last failed attempt.")
 
 
 class PhotometryOut(BaseModel):
@@ -114,6 +158,7 @@ class PhotometryOut(BaseModel):
         "flags, flag_names, notes (degradations worked around), job_id..."
     )
     can_delete: bool = Field(description="Whether the requesting user may delete it.")
+    skyportal: SkyPortalState = Field(description="Push state of the point in SkyPortal.")
 
 
 class JobOut(BaseModel):

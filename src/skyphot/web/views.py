@@ -12,11 +12,19 @@ from typing import Any
 from astropy.time import Time
 from sqlalchemy.orm import Session
 
-from skyphot.db.crud import get_instrument
+from skyphot.db.crud import create_source, get_instrument
 from skyphot.db.models import Job, Photometry, Source, User
+from skyphot.jobs.push import client_for
+from skyphot.jobs.skyportal_import import import_source
 from skyphot.settings import Settings
 from skyphot.web.errors import FieldError
-from skyphot.web.schemas import JobOut, PhotometryOut, SourceOut
+from skyphot.web.schemas import (
+    JobOut,
+    PhotometryOut,
+    SkyPortalState,
+    SourceCreate,
+    SourceOut,
+)
 
 CSV_COLUMNS = (
     "id", "mjd", "iso", "mag", "magerr", "limiting_mag", "limit_sigma", "flux", "fluxerr",
@@ -35,6 +43,7 @@ def source_out(source: Source) -> SourceOut:
     return SourceOut(
         id=source.id, ra=source.ra, dec=source.dec, name=source.name, redshift=source.redshift,
         groups=sorted(g.name for g in source.groups), created_at=source.created_at,
+        skyportal_id=source.skyportal_id, light_curve_colors=source.light_curve_colors,
     )
 
 
@@ -48,6 +57,8 @@ def photometry_out(point: Photometry, user: User) -> PhotometryOut:
         origin=point.origin, owner_id=point.owner_id, job_id=point.job_id,
         calibration=point.calibration or {},
         can_delete=user.is_admin or point.owner_id == user.id,
+        skyportal=SkyPortalState(state=point.skyportal_state, id=point.skyportal_id,
+                                 error=point.skyportal_error),
     )
 
 
@@ -78,6 +89,19 @@ def photometry_csv(points: Sequence[PhotometryOut]) -> str:
                                "fwhm_arcsec": cal.get("fwhm_arcsec")}
         writer.writerow(["" if row[c] is None else row[c] for c in CSV_COLUMNS])
     return out.getvalue()
+
+
+def add_source(session: Session, user: User, settings: Settings, body: SourceCreate) -> Source:
+    """Create a source from the API or the page: given, or imported from SkyPortal."""
+    if body.skyportal_id is not None:
+        source = import_source(session, user, client_for(settings.skyportal),
+                               body.skyportal_id, source_id=body.id, groups=body.groups)
+        if body.name:
+            source.name = body.name
+        return source
+    assert body.id is not None and body.ra is not None and body.dec is not None  # validated
+    return create_source(session, user, source_id=body.id, ra=body.ra, dec=body.dec,
+                         name=body.name, redshift=body.redshift, groups=body.groups)
 
 
 def _float(fields: dict[str, str], name: str, *, positive: bool = False) -> float | None:

@@ -18,11 +18,13 @@ from starlette.concurrency import run_in_threadpool
 
 from skyphot import __version__
 from skyphot.db import crud
-from skyphot.db.errors import NotFoundError, PermissionDeniedError
-from skyphot.db.models import Job, User, utcnow
+from skyphot.db.errors import ConflictError, NotFoundError, PermissionDeniedError
+from skyphot.db.models import Job, Source, User, utcnow
 from skyphot.errors import SkyphotError
-from skyphot.jobs import store
+from skyphot.jobs import push, store
+from skyphot.jobs.colors import recalibrate_source
 from skyphot.jobs.header import inspect_fits
+from skyphot.jobs.queue import EmbeddedQueue
 from skyphot.web.deps import (
     QueueDep,
     SessionDep,
@@ -32,6 +34,12 @@ from skyphot.web.deps import (
     image_analysis_enabled,
 )
 from skyphot.web.errors import FieldError
+from skyphot.web.exports import (
+    photometry_ecsv,
+    photometry_skyportal,
+    photometry_tom,
+    photometry_votable,
+)
 from skyphot.web.schemas import (
     ErrorOut,
     FitsInfoOut,
@@ -44,11 +52,13 @@ from skyphot.web.schemas import (
     PhotometryOut,
     SourceCreate,
     SourceOut,
+    SourceUpdate,
     UserCreate,
     UserOut,
 )
 from skyphot.web.uploads import FITS_SUFFIXES, Upload, receive_multipart
 from skyphot.web.views import (
+    add_source,
     analysis_params,
     job_out,
     parse_obstime,
@@ -107,12 +117,23 @@ def info(session: SessionDep, settings: SettingsDep) -> InfoOut:
 
 
 @router.post("/sources", status_code=201, response_model=SourceOut, tags=["sources"])
-def create_source(body: SourceCreate, session: SessionDep, user: UserDep) -> SourceOut:
-    """Create a source (ra/dec in degrees)."""
-    source = crud.create_source(
-        session, user, source_id=body.id, ra=body.ra, dec=body.dec, name=body.name,
-        redshift=body.redshift, groups=body.groups,
-    )
+def create_source(body: SourceCreate, session: SessionDep, user: UserDep,
+                  settings: SettingsDep) -> SourceOut:
+    """Create a source (ra/dec in degrees), or import it from SkyPortal with
+    ``{"skyportal_id": ...}`` (id defaults to the SkyPortal id)."""
+    source = add_source(session, user, settings, body)
+    session.commit()
+    return source_out(source)
+
+
+@router.patch("/sources/{source_id}", response_model=SourceOut, tags=["sources"])
+def update_source(source_id: str, body: SourceUpdate, session: SessionDep, user: UserDep,
+                  settings: SettingsDep) -> SourceOut:
+    """Change a source's settings: ``light_curve_colors`` on or off (points re-calibrated)."""
+    source = crud.get_source(session, user, source_id)
+    source.light_curve_colors = body.light_curve_colors
+    session.flush()
+    recalibrate_source(session, source, window_d=settings.light_curve_color_window_d)
     session.commit()
     return source_out(source)
 
@@ -135,27 +156,85 @@ def get_source(source_id: str, session: SessionDep, user: UserDep) -> SourceOut:
 @router.get("/sources/{source_id}/photometry", response_model=list[PhotometryOut],
             tags=["photometry"])
 def get_photometry(
-    source_id: str, session: SessionDep, user: UserDep,
-    format: Annotated[str, Query(pattern="^(json|csv)$",
-                                 description="json (default) or csv.")] = "json",
+    source_id: str, session: SessionDep, user: UserDep, settings: SettingsDep,
+    format: Annotated[str | None, Query(
+        pattern="^(json|csv|ecsv|votable|tom)$",
+        description="None: the JSON list of points; csv; ecsv or votable (astropy tables "
+        "with units and magsys per point); json (SkyPortal-style records); tom (TOM "
+        "Toolkit photometry CSV).")] = None,
+    download: Annotated[bool, Query(description="Send as an attachment (file name "
+                                    "<source>_photometry.<ext>).")] = False,
 ) -> Any:
     """Light curve: magnitudes and fluxes (µJy), upper limits with mag null."""
-    crud.get_source(session, user, source_id)
+    source = crud.get_source(session, user, source_id)
     points = [photometry_out(p, user) for p in crud.list_photometry(session, source_id)]
+    if format is None:
+        return points
+    name = f"{source_id}_photometry"
+    body: str | bytes
     if format == "csv":
-        return Response(
-            photometry_csv(points), media_type="text/csv",
-            headers={"Content-Disposition": f'attachment; filename="{source_id}_photometry.csv"'},
-        )
-    return points
+        body, media, ext = photometry_csv(points), "text/csv", "csv"
+    elif format == "ecsv":
+        body, media, ext = photometry_ecsv(points, source_id), "text/plain", "ecsv"
+    elif format == "votable":
+        body, media, ext = photometry_votable(points, source_id), "application/x-votable+xml", "xml"
+    elif format == "tom":
+        body, media, ext, name = photometry_tom(points), "text/csv", "csv", f"{source_id}_tom"
+    else:
+        records = photometry_skyportal(points, source.skyportal_id or source.id,
+                                       settings.skyportal.filters)
+        body, media, ext = json.dumps(records, indent=1), "application/json", "json"
+        if not download:
+            return Response(body, media_type=media)
+    return Response(body, media_type=media,
+                    headers={"Content-Disposition": f'attachment; filename="{name}.{ext}"'})
 
 
 @router.delete("/photometry/{photometry_id}", tags=["photometry"])
-def delete_photometry(photometry_id: int, session: SessionDep, user: UserDep) -> dict[str, int]:
-    """Delete a point (its owner or an admin)."""
+def delete_photometry(
+    photometry_id: int, session: SessionDep, user: UserDep, settings: SettingsDep,
+    skyportal: Annotated[bool, Query(description="Also delete the point's copy in "
+                                     "SkyPortal (when it was pushed).")] = False,
+) -> dict[str, Any]:
+    """Delete a point (its owner or an admin); with ``skyportal=true`` in SkyPortal too."""
+    point = crud.get_photometry(session, user, photometry_id)
+    remote = point.skyportal_id if skyportal else None
+    source_id = point.source_id
+    if remote is not None:
+        # SkyPortal first: if it refuses, nothing is deleted here and the user can retry.
+        push.delete_remote(settings, point)
     crud.delete_photometry(session, user, photometry_id)
+    source = session.get(Source, source_id)
+    if source is not None:
+        recalibrate_source(session, source, window_d=settings.light_curve_color_window_d)
     session.commit()
+    if skyportal:
+        return {"deleted": photometry_id, "skyportal_deleted": remote}
     return {"deleted": photometry_id}
+
+
+@router.post("/photometry/{photometry_id}/push", status_code=202,
+             response_model=PhotometryOut, tags=["photometry"])
+def push_photometry(photometry_id: int, session: SessionDep, user: UserDep,
+                    settings: SettingsDep, queue: QueueDep) -> PhotometryOut:
+    """Push (or re-push: SkyPortal's copy is updated) one point to SkyPortal; the push is
+    queued and retried, its state shows in ``skyportal`` of the point."""
+    if settings.skyportal.push == "off":
+        raise ConflictError("pushing to SkyPortal is off on this server (skyportal.push: off)")
+    if not settings.skyportal.configured:
+        raise ConflictError("SkyPortal is not configured on this server: set skyportal.url "
+                            "and skyportal.token")
+    point = crud.get_photometry(session, user, photometry_id)
+    source = crud.get_source(session, user, point.source_id)
+    if source.skyportal_id is None:
+        raise ConflictError(
+            f"source {source.id!r} is not linked to a SkyPortal source; import it from "
+            "SkyPortal to push its points")
+    push.mark_pending(point)
+    session.commit()
+    if isinstance(queue, EmbeddedQueue):
+        queue.wake()
+    return photometry_out(point, user)
 
 
 # --- image analysis ------------------------------------------------------------------------

@@ -14,8 +14,10 @@ from pydantic import ValidationError
 from skyphot.db import crud
 from skyphot.db.errors import ConflictError, NotFoundError, PermissionDeniedError
 from skyphot.db.models import User
+from skyphot.errors import SkyPortalError
 from skyphot.web.deps import SessionDep, SettingsDep, optional_user
 from skyphot.web.schemas import InstrumentCreate, SourceCreate
+from skyphot.web.views import add_source
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=str(Path(__file__).resolve().parents[1] / "templates"))
@@ -101,15 +103,16 @@ async def create_source(request: Request, session: SessionDep) -> Response:
     errors: dict[str, str] = {}
     try:
         body = SourceCreate.model_validate({k: v for k, v in form.items() if v != ""})
-        crud.create_source(session, user, source_id=body.id, ra=body.ra, dec=body.dec,
-                           name=body.name, redshift=body.redshift)
+        source = add_source(session, user, request.app.state.settings, body)
         session.commit()
-        return RedirectResponse(f"/source/{body.id}", status_code=303)
+        return RedirectResponse(f"/source/{source.id}", status_code=303)
     except ValidationError as err:
         for item in err.errors():
             errors[str(item["loc"][0]) if item["loc"] else "id"] = item["msg"]
     except (ConflictError, PermissionDeniedError) as err:
         errors["id"] = str(err)
+    except SkyPortalError as err:
+        errors["skyportal_id"] = str(err)
     sources = crud.list_sources(session, user)
     return _render(request, "sources.html", user, status=422, sources=sources, q="",
                    errors=errors, form=form)

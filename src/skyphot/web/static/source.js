@@ -3,6 +3,7 @@
 (function () {
   const root = document.getElementById("source");
   const sourceId = root.dataset.sourceId;
+  const skyportal = root.dataset.skyportal === "true";
   const esc = window.skyphot.escapeHtml;
   const COLORS = {u: "#6a3d9a", g: "#1b9e3e", r: "#d62728", i: "#ff7f0e", z: "#8c564b", y: "#444444",
     U: "#6a3d9a", B: "#1f5fd1", V: "#2ca02c", R: "#e41a1c", I: "#b15928", J: "#17becf", H: "#7f7f7f", K: "#bcbd22"};
@@ -78,6 +79,33 @@
     }));
   }
 
+  function colourText(cal) {
+    if (cal.color_term === null || cal.color_term === undefined || !cal.color_bands) return "";
+    const name = `${esc(cal.color_bands[0])}−${esc(cal.color_bands[1])}`;
+    const where = cal.color_source === "light_curve"
+      ? `from the light curve (points ${(cal.color_points || []).join(", ")})`
+      : cal.color_source === "calibrators_median" ? "assumed: calibrators' median" : esc(cal.color_source || "");
+    return `, colour <span class="colour-used" data-source="${esc(cal.color_source || "")}">${name} = ${fmt(cal.target_color, 3)}</span> ${where}`;
+  }
+
+  function pushText(p) {
+    const s = p.skyportal;
+    let text = esc(s.state);
+    if (s.state === "pushed") text += ` (id ${s.id})`;
+    if (s.error) text += ` <span class="muted" title="${esc(s.error)}">${esc(s.error)}</span>`;
+    if (skyportal && s.state !== "pending") text += ` <button class="small push" data-id="${p.id}">${s.state === "pushed" ? "Re-push" : "Push"}</button>`;
+    return text;
+  }
+
+  const colourSwitch = document.getElementById("light-curve-colors");
+  if (colourSwitch) colourSwitch.addEventListener("change", async () => {
+    const response = await fetch(`/api/sources/${encodeURIComponent(sourceId)}`, {
+      method: "PATCH", headers: {"Content-Type": "application/json"},
+      body: JSON.stringify({light_curve_colors: colourSwitch.checked})});
+    if (!response.ok) { const e = await response.json(); window.skyphot.notify({failure: true, html: esc(e.error.message)}); }
+    loadPhotometry();
+  });
+
   function drawTable() {
     const body = document.querySelector("#photometry-table tbody");
     const rows = [...points].sort((a, b) => {
@@ -91,16 +119,24 @@
         ? `catalog ${esc(cal.catalog)}, ZP ${fmt(cal.zero_point, 3)}, colour term ${cal.color_term === null || cal.color_term === undefined ? "–" : fmt(cal.color_term, 3)}, FWHM ${fmt(cal.fwhm_arcsec, 2)}″` +
           ((cal.flag_names || []).length ? ` · flags ${esc(cal.flag_names.join(", "))}` : "") +
           ((cal.notes || []).length ? `<ul class="notes">${cal.notes.map((n) => `<li>${esc(n)}</li>`).join("")}</ul>` : "") +
+          colourText(cal) +
           (p.job_id ? ` · <a href="/api/jobs/${p.job_id}/diagnostics.png" target="_blank">diagnostics</a> · <a href="/api/jobs/${p.job_id}/log" target="_blank">log</a>` : "")
         : "";
       return `<tr data-id="${p.id}"><td>${fmt(p.mjd, 5)}</td><td>${p.iso}</td><td>${fmt(p.mag, 3)}</td><td>${fmt(p.magerr, 3)}</td>` +
         `<td>${fmt(p.limiting_mag, 2)}</td><td>${esc(p.filter)}</td><td>${esc(p.instrument || "")}</td><td>${esc(p.magsys)}</td>` +
         `<td>${esc(p.origin)}</td><td>${fmt(p.snr, 1)}</td><td class="muted">${details}</td>` +
-        `<td>${p.can_delete ? `<button class="small delete" data-id="${p.id}">Delete</button>` : ""}</td></tr>`;
-    }).join("") || `<tr><td colspan="12" class="muted">No photometry yet.</td></tr>`;
+        `<td class="skyportal-state" data-state="${esc(p.skyportal.state)}">${pushText(p)}</td>` +
+        `<td>${p.can_delete ? `<button class="small delete" data-id="${p.id}" data-remote="${p.skyportal.id ?? ""}">Delete</button>` : ""}</td></tr>`;
+    }).join("") || `<tr><td colspan="13" class="muted">No photometry yet.</td></tr>`;
+    body.querySelectorAll("button.push").forEach((b) => b.addEventListener("click", async () => {
+      const response = await fetch(`/api/photometry/${b.dataset.id}/push`, {method: "POST"});
+      if (!response.ok) { const e = await response.json(); window.skyphot.notify({failure: true, html: esc(e.error.message)}); }
+      loadPhotometry();
+    }));
     body.querySelectorAll("button.delete").forEach((b) => b.addEventListener("click", async () => {
       if (!window.confirm("Delete this photometry point?")) return;
-      const response = await fetch(`/api/photometry/${b.dataset.id}`, {method: "DELETE"});
+      const remote = b.dataset.remote && window.confirm(`Also delete it in SkyPortal (photometry ${b.dataset.remote})?`);
+      const response = await fetch(`/api/photometry/${b.dataset.id}${remote ? "?skyportal=true" : ""}`, {method: "DELETE"});
       if (!response.ok) { const e = await response.json(); window.skyphot.notify({failure: true, html: esc(e.error.message)}); }
       loadPhotometry();
     }));
