@@ -91,6 +91,11 @@ class Settings(BaseModel):
         3, description="Runs a job gets when its workers keep dying (crash, out of memory) "
         "before it is marked failed.", ge=1
     )
+    shutdown_grace_s: float = Field(
+        30.0, description="On SIGTERM or SIGINT, seconds running jobs get to finish before "
+        "their workers are stopped and the jobs handed back to the queue; the server exits "
+        "within this time. Give Docker/systemd a longer stop timeout.", ge=1,
+    )
     upload_quota_mb: float | None = Field(
         None, description="Most space the kept uploads may take, MB (10^6 bytes); an upload "
         "that would exceed it gets HTTP 507. None: unlimited.", gt=0

@@ -164,6 +164,25 @@ def release(session: Session, job_id: int, worker: str) -> bool:
     return bool(getattr(result, "rowcount", 0) == 1)
 
 
+def release_worker(session: Session, worker: str) -> list[int]:
+    """Hand every running job of ``worker`` back to the queue because the server is shutting
+    down (not the job's fault: the attempt does not count). Returns their ids."""
+    ids = [int(i) for i in session.scalars(
+        select(Job.id).where(Job.state == JobState.RUNNING.value, Job.worker == worker))]
+    released = []
+    for job_id in ids:
+        result = session.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.state == JobState.RUNNING.value, Job.worker == worker)
+            .values(state=JobState.QUEUED.value, stage=None, worker=None, updated_at=utcnow(),
+                    attempts=Job.attempts - 1)
+        )
+        if getattr(result, "rowcount", 0) == 1:
+            released.append(job_id)
+    session.commit()
+    return released
+
+
 def lost_message(attempts: int) -> str:
     """Why a job whose workers kept dying was given up."""
     return (
