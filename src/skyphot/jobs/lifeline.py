@@ -49,12 +49,16 @@ def _watch(parent_pid: int, interval_s: float) -> None:
     os._exit(70)
 
 
-def die_with_parent(parent_pid: int, *, interval_s: float = PARENT_CHECK_INTERVAL_S) -> None:
+def die_with_parent(parent_pid: int, *, interval_s: float = PARENT_CHECK_INTERVAL_S,
+                    kernel: bool = True) -> None:
     """End this process as soon as ``parent_pid`` (its parent) is gone.
 
     Call first thing in a child. If the parent died before the call, exits at once.
+    ``kernel=False`` skips the kernel guard, which fires when the parent *thread* that
+    started the child ends: only safe when that thread lives as long as the parent.
     """
-    set_parent_death_signal()
+    if kernel:
+        set_parent_death_signal()
     if os.getppid() != parent_pid:  # the parent died before the kernel guard was set
         os._exit(70)
     threading.Thread(target=_watch, args=(parent_pid, interval_s), name="parent-watch",

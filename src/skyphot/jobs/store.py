@@ -164,16 +164,18 @@ def release(session: Session, job_id: int, worker: str) -> bool:
     return bool(getattr(result, "rowcount", 0) == 1)
 
 
-def release_worker(session: Session, worker: str) -> list[int]:
-    """Hand every running job of ``worker`` back to the queue because the server is shutting
-    down (not the job's fault: the attempt does not count). Returns their ids."""
-    ids = [int(i) for i in session.scalars(
-        select(Job.id).where(Job.state == JobState.RUNNING.value, Job.worker == worker))]
+def release_worker(session: Session, worker: str, *, prefix: bool = False) -> list[int]:
+    """Hand every running job of ``worker`` (of every worker whose name starts with it, with
+    ``prefix``) back to the queue because its server or worker is shutting down (not the
+    job's fault: the attempt does not count). Returns their ids."""
+    match = Job.worker.startswith(worker, autoescape=True) if prefix else Job.worker == worker
+    rows = session.execute(
+        select(Job.id, Job.worker).where(Job.state == JobState.RUNNING.value, match)).all()
     released = []
-    for job_id in ids:
+    for job_id, holder in rows:
         result = session.execute(
             update(Job)
-            .where(Job.id == job_id, Job.state == JobState.RUNNING.value, Job.worker == worker)
+            .where(Job.id == job_id, Job.state == JobState.RUNNING.value, Job.worker == holder)
             .values(state=JobState.QUEUED.value, stage=None, worker=None, updated_at=utcnow(),
                     attempts=Job.attempts - 1)
         )
