@@ -68,13 +68,17 @@ def build_config(
 ) -> MeasureConfig:
     """The engine configuration for a job's parameters (units as in ``MeasureConfig``)."""
     params = job.params
+    # The worker's cache and VizieR mirror are settings, never the job's choice.
+    online = {"cache_dir": None if settings.cache_dir is None else str(settings.cache_dir),
+              "server": settings.vizier_server}
     if params.get("catalog_file"):
-        catalog = CatalogConfig(path=params["catalog_file"])
+        catalog = CatalogConfig(path=params["catalog_file"], **online)
     elif params.get("catalog"):
-        catalog = CatalogConfig(name=params["catalog"])
+        catalog = CatalogConfig(name=params["catalog"], **online)
     else:
         catalog = CatalogConfig(
-            name=settings.catalog.name, path=settings.catalog.path, magsys=settings.catalog.magsys
+            name=settings.catalog.name, path=settings.catalog.path, magsys=settings.catalog.magsys,
+            **online,
         )
     overrides = HeaderOverrides(
         mjd=params.get("mjd"),
@@ -132,11 +136,13 @@ def point_from_result(job: Job, result: PhotometryResult, instrument: str | None
     )
 
 
-def _prepare(session: Session, job: Job, stream: TextIO) -> tuple[Source, dict[str, Any]]:
+def _prepare(session: Session, job: Job, settings: Settings, stream: TextIO
+             ) -> tuple[Source, dict[str, Any]]:
     source = session.get(Source, job.source_id)
     if source is None:
         raise SkyphotError(f"source {job.source_id!r} was deleted before the analysis ran")
-    info = inspect_fits(job.upload_path, display_name=job.filename)
+    info = inspect_fits(job.upload_path, display_name=job.filename,
+                        max_pixels=settings.max_image_pixels)
     _log(stream, f"header: {info.as_dict()}")
     if job.params.get("mjd") is None and info.mjd_mid is None:
         raise HeaderError(
@@ -268,7 +274,7 @@ def _analyse(
     # The soft time limit covers the slow part; saving the point is never interrupted.
     with soft_time_limit(settings.job_time_limit_s):
         progress("reading header")
-        source, extra = _prepare(session, job, stream)
+        source, extra = _prepare(session, job, settings, stream)
         existing = find_upload_point(session, job.source_id, job.file_hash, job.settings_hash)
         if existing is not None:
             return (JobState.SUCCEEDED,

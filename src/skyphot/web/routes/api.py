@@ -215,7 +215,8 @@ async def inspect(request: Request, settings: SettingsDep) -> FitsInfoOut:
         image = upload.files.get("file")
         if image is None:
             raise FieldError("file", "choose a FITS file to upload (.fits, .fits.fz, .fits.gz)")
-        info = await run_in_threadpool(inspect_fits, image.path, display_name=image.filename)
+        info = await run_in_threadpool(inspect_fits, image.path, display_name=image.filename,
+                                      max_pixels=settings.max_image_pixels)
     finally:
         upload.discard()
     return FitsInfoOut.model_validate(info.as_dict())
