@@ -243,7 +243,9 @@ def _run_claimed(
             state, message, point_id = _analyse(session, job, settings, measure, stream,
                                                 directory, progress)
         except SkyphotError as err:
-            state, message, point_id = JobState.FAILED, str(err), None
+            # Users know the file by the name they uploaded, not by where the server keeps it.
+            message = str(err).replace(str(job.upload_path), repr(job.filename))
+            state, point_id = JobState.FAILED, None
             _log(stream, f"failed: {err}")
         except DATABASE_OUTAGE:
             _log(stream, "the database connection was lost; handing the job back to the queue")
