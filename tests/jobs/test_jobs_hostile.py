@@ -23,7 +23,7 @@ from skyphot.jobs.queue import EmbeddedQueue
 from skyphot.web.app import create_app
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "io"))
-from test_fits_limits import fz_bomb  # noqa: E402
+from test_fits_limits import fz_bomb
 
 REAL_ENGINE = "skyphot.pipeline.api:measure"
 

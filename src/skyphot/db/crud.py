@@ -197,9 +197,10 @@ def find_upload_point(
 def delete_photometry(session: Session, user: User, photometry_id: int) -> None:
     """Delete one point; only its owner or an admin may."""
     point = session.get(Photometry, photometry_id)
-    if point is None:
+    source = None if point is None else session.get(Source, point.source_id)
+    if point is None or source is None or not can_see(user, source):
+        # The same answer whether the point is missing or hidden: never name its source.
         raise NotFoundError(f"photometry point {photometry_id} not found")
-    get_source(session, user, point.source_id)
     if not (user.is_admin or point.owner_id == user.id):
         raise PermissionDeniedError(
             "only the owner of a photometry point or an admin may delete it"

@@ -305,6 +305,9 @@ def retry(session: Session, job: Job, changes: dict[str, Any] | None = None) -> 
     job.stage = None
     job.message = None
     job.finished_at = None
+    # A retry starts a new series of runs: job_max_attempts and the give-up message count
+    # the worker deaths of this series, not the runs before it.
+    job.attempts = 0
     job.updated_at = utcnow()
     session.flush()
     return job

@@ -21,7 +21,8 @@ class SourceCreate(BaseModel):
     ra: float = Field(description="Right ascension, degrees (ICRS).", ge=0, lt=360)
     dec: float = Field(description="Declination, degrees (ICRS).", ge=-90, le=90)
     name: str | None = Field(None, description="Optional common name.", max_length=200)
-    redshift: float | None = Field(None, description="Optional redshift.", ge=0)
+    redshift: float | None = Field(None, description="Optional redshift (finite, >= 0).", ge=0,
+                                   allow_inf_nan=False)
     groups: list[str] | None = Field(
         None, description="Groups to share with; default: all of the creator's groups."
     )

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
+from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, PlainTextResponse, Response, StreamingResponse
 from sqlalchemy import text
 from sqlalchemy.orm import Session
@@ -51,11 +52,15 @@ from skyphot.web.uploads import FITS_SUFFIXES, Upload, receive_multipart
 from skyphot.web.views import (
     analysis_params,
     job_out,
-    parse_obstime,
     photometry_csv,
     photometry_out,
+    retry_changes,
     source_out,
 )
+
+# Database ids are signed 64-bit: a larger one in a path is a validation error (422), never
+# an overflow inside the database driver (500).
+RowId = Annotated[int, PathParam(ge=0, le=2**63 - 1, description="Row id.")]
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorOut} for code in (400, 401, 403, 404, 409, 413, 422, 507)
@@ -151,7 +156,7 @@ def get_photometry(
 
 
 @router.delete("/photometry/{photometry_id}", tags=["photometry"])
-def delete_photometry(photometry_id: int, session: SessionDep, user: UserDep) -> dict[str, int]:
+def delete_photometry(photometry_id: RowId, session: SessionDep, user: UserDep) -> dict[str, int]:
     """Delete a point (its owner or an admin)."""
     crud.delete_photometry(session, user, photometry_id)
     session.commit()
@@ -226,7 +231,7 @@ async def inspect(request: Request, settings: SettingsDep) -> FitsInfoOut:
 
 
 @router.get("/jobs/{job_id}", response_model=JobOut, tags=["jobs"])
-def get_job(job_id: int, session: SessionDep, user: UserDep, settings: SettingsDep) -> JobOut:
+def get_job(job_id: RowId, session: SessionDep, user: UserDep, settings: SettingsDep) -> JobOut:
     """State of a job: queued, running (with stage), succeeded or failed (with reason)."""
     return job_out(store.get_job(session, user, job_id), settings)
 
@@ -241,7 +246,7 @@ def source_jobs(source_id: str, session: SessionDep, user: UserDep,
 
 @router.post("/jobs/{job_id}/retry", response_model=JobOut, tags=["jobs"],
              dependencies=[Depends(image_analysis_enabled)])
-def retry_job(job_id: int, session: SessionDep, user: UserDep, settings: SettingsDep,
+def retry_job(job_id: RowId, session: SessionDep, user: UserDep, settings: SettingsDep,
               queue: QueueDep, body: JobRetry | None = None) -> JobOut:
     """Run a failed job again on its kept upload, optionally with changed parameters."""
     job = store.get_job(session, user, job_id)
@@ -249,9 +254,7 @@ def retry_job(job_id: int, session: SessionDep, user: UserDep, settings: Setting
         raise PermissionDeniedError("only the owner of a job or an admin may retry it")
     changes: dict[str, Any] = {}
     if body is not None:
-        changes = body.model_dump(exclude_none=True)
-        if "obstime" in changes:
-            changes["mjd"] = parse_obstime(changes.pop("obstime"))
+        changes = retry_changes(session, job.params, body.model_dump(exclude_none=True))
     store.retry(session, job, changes)
     session.commit()
     queue.submit(job.id)
@@ -259,7 +262,7 @@ def retry_job(job_id: int, session: SessionDep, user: UserDep, settings: Setting
 
 
 @router.get("/jobs/{job_id}/log", response_class=PlainTextResponse, tags=["jobs"])
-def job_log(job_id: int, session: SessionDep, user: UserDep, settings: SettingsDep) -> str:
+def job_log(job_id: RowId, session: SessionDep, user: UserDep, settings: SettingsDep) -> str:
     """The job's log (text)."""
     store.get_job(session, user, job_id)
     path = settings.jobs_path / str(job_id) / "job.log"
@@ -267,7 +270,7 @@ def job_log(job_id: int, session: SessionDep, user: UserDep, settings: SettingsD
 
 
 @router.get("/jobs/{job_id}/diagnostics.png", response_class=FileResponse, tags=["jobs"])
-def job_diagnostics(job_id: int, session: SessionDep, user: UserDep,
+def job_diagnostics(job_id: RowId, session: SessionDep, user: UserDep,
                     settings: SettingsDep) -> FileResponse:
     """The diagnostic image of a job."""
     store.get_job(session, user, job_id)
