@@ -108,7 +108,7 @@ def test_deleting_a_hidden_point_does_not_name_its_source(live: Live) -> None:
 
 @pytest.mark.parametrize("value", ["Infinity", "-Infinity", "NaN"])
 def test_infinite_redshift_is_refused(live: Live, value: str) -> None:
-    body = '{"id": "s2", "ra": 1.0, "dec": 2.0, "redshift": %s}' % value
+    body = f'{{"id": "s2", "ra": 1.0, "dec": 2.0, "redshift": {value}}}'
     r = live.http.post("/api/sources", content=body,
                        headers={**live.alice, "Content-Type": "application/json"})
     error = _error(r, 422)
