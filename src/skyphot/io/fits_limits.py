@@ -145,6 +145,10 @@ def check_fits_size(path: str | Path, *, max_pixels: int, name: str | None = Non
     largest = declared = hdus = 0
     try:
         with _open(file) as (stream, compressed):
+            if not stream.read(9).startswith(b"SIMPLE  ="):
+                # Not FITS at all: the reader names what it is instead.
+                return FitsSize(largest_image_pixels=0, declared_bytes=0, hdus=0)
+            stream.seek(0)
             while hdus < MAX_HDUS:
                 cards = _read_header(stream, where)
                 if cards is None:
