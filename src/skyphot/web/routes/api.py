@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
@@ -24,6 +25,7 @@ from skyphot.db.models import Job, User, utcnow
 from skyphot.errors import SkyphotError
 from skyphot.jobs import store
 from skyphot.jobs.header import inspect_fits
+from skyphot.jobs.limits import DATABASE_OUTAGE
 from skyphot.web.deps import (
     QueueDep,
     SessionDep,
@@ -61,6 +63,10 @@ from skyphot.web.views import (
 # Database ids are signed 64-bit: a larger one in a path is a validation error (422), never
 # an overflow inside the database driver (500).
 RowId = Annotated[int, PathParam(ge=0, le=2**63 - 1, description="Row id.")]
+
+log = logging.getLogger(__name__)
+# What a poll of the live-notification stream survives (logged, tried again next tick).
+EVENT_POLL_ERRORS: tuple[type[BaseException], ...] = (SkyphotError, *DATABASE_OUTAGE)
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorOut} for code in (400, 401, 403, 404, 409, 413, 422, 507)
@@ -352,7 +358,10 @@ async def events(
                 break
             try:
                 changes = await run_in_threadpool(_poll, request, user_id, since)
-            except SkyphotError:
+            except EVENT_POLL_ERRORS as err:
+                # The stream outlives a database blip; the next poll catches up.
+                log.warning("live notifications of user %s: cannot read job changes (%s: %s);"
+                            " trying again", user_id, type(err).__name__, err)
                 changes = []
             for change in changes:
                 key = (change["state"], change["stage"])
