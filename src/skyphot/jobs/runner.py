@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import random
 import time
 import traceback
 from collections.abc import Callable
@@ -20,15 +21,22 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from astropy.time import Time
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from skyphot.db.crud import ensure_instrument, find_upload_point
-from skyphot.db.models import Job, Photometry, Source, utcnow
+from skyphot.db.models import Instrument, Job, Photometry, Source, utcnow
 from skyphot.errors import HeaderError, SkyphotError
 from skyphot.jobs import store
 from skyphot.jobs.header import inspect_fits
-from skyphot.jobs.limits import DATABASE_OUTAGE, Heartbeat, is_database_outage, soft_time_limit
+from skyphot.jobs.limits import (
+    DATABASE_OUTAGE,
+    Heartbeat,
+    describe_database_error,
+    is_database_outage,
+    is_lock_conflict,
+    soft_time_limit,
+)
 from skyphot.jobs.states import JobState
 from skyphot.pipeline.config import (
     AstrometryConfig,
@@ -136,6 +144,27 @@ def point_from_result(job: Job, result: PhotometryResult, instrument: str | None
     )
 
 
+LOCK_RETRIES = 8  # fresh transactions tried when SQLite reports a lock conflict
+
+
+def _ensure_instrument(session: Session, name: str, filter_name: str | None) -> Instrument:
+    """Get-or-create the instrument and commit, tolerating the race of two jobs meeting a
+    new instrument at once: on SQLite that race is a lock conflict ("database is locked",
+    not a lost connection), settled by starting a fresh transaction."""
+    for attempt in range(LOCK_RETRIES):
+        try:
+            instrument = ensure_instrument(session, name, filter_name)
+            session.commit()
+            return instrument
+        except OperationalError as err:
+            if not is_lock_conflict(err) or attempt == LOCK_RETRIES - 1:
+                raise
+            session.rollback()
+            log.info("instrument %r: %s; trying again", name, describe_database_error(err))
+            time.sleep(0.05 * (attempt + 1) * (1 + random.random()))
+    raise AssertionError("unreachable")  # the loop returns or raises
+
+
 def _prepare(session: Session, job: Job, settings: Settings, stream: TextIO
              ) -> tuple[Source, dict[str, Any]]:
     source = session.get(Source, job.source_id)
@@ -152,14 +181,12 @@ def _prepare(session: Session, job: Job, settings: Settings, stream: TextIO
     instrument_name = job.params.get("instrument") or info.instrument
     gain, saturation = job.params.get("gain"), job.params.get("saturation")
     if instrument_name:
-        instrument = ensure_instrument(
-            session, instrument_name, job.params.get("filter") or info.filter
-        )
+        instrument = _ensure_instrument(session, instrument_name,
+                                        job.params.get("filter") or info.filter)
         # Instrument defaults only fill what neither the form nor the header gives.
         gain = gain if gain is not None else (None if info.gain else instrument.gain)
         if saturation is None and not info.saturation:
             saturation = instrument.saturation
-        session.commit()
     return source, {"instrument": instrument_name, "gain": gain, "saturation": saturation,
                     "header_mjd": info.mjd_mid}
 
@@ -186,13 +213,14 @@ def run_job(
                      worker=worker)
     except DBAPIError as err:
         if is_database_outage(err):
-            _hand_back(sessions, job_id, worker, patience_s=settings.job_stale_after_s)
+            _hand_back(sessions, job_id, worker, patience_s=settings.job_stale_after_s,
+                       reason=describe_database_error(err))
         raise
     return True
 
 
 def _hand_back(sessions: sessionmaker[Session], job_id: int, worker: str, *,
-               patience_s: float) -> None:
+               patience_s: float, reason: str) -> None:
     """Re-queue a job interrupted by a database outage, waiting up to ``patience_s`` s for
     the database; if it stays away, the sweep re-queues the job once its stamp is stale."""
     deadline = time.monotonic() + patience_s
@@ -207,8 +235,7 @@ def _hand_back(sessions: sessionmaker[Session], job_id: int, worker: str, *,
                 return
             time.sleep(1.0)
             continue
-        log.warning("job %s was handed back to the queue: the database connection was lost",
-                    job_id)
+        log.warning("job %s was handed back to the queue: %s", job_id, reason)
         return
 
 
@@ -247,8 +274,8 @@ def _run_claimed(
             message = str(err).replace(str(job.upload_path), repr(job.filename))
             state, point_id = JobState.FAILED, None
             _log(stream, f"failed: {err}")
-        except DATABASE_OUTAGE:
-            _log(stream, "the database connection was lost; handing the job back to the queue")
+        except DATABASE_OUTAGE as err:
+            _log(stream, f"{describe_database_error(err)}; handing the job back to the queue")
             raise
         except Exception as err:  # any engine bug must end the job as failed, and is logged
             state, point_id = JobState.FAILED, None
