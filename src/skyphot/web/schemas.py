@@ -127,7 +127,8 @@ class JobOut(BaseModel):
     filename: str = Field(description="Uploaded file name.")
     params: dict[str, Any] = Field(description="Analysis parameters.")
     photometry_id: int | None = Field(description="Point produced (when succeeded).")
-    attempts: int = Field(description="How many times it was started.")
+    attempts: int = Field(description="How many times it was started since it was queued "
+                          "(a retry starts again from 0).")
     created_at: datetime = Field(description="Submission time (UTC).")
     started_at: datetime | None = Field(description="Start of the last attempt (UTC).")
     finished_at: datetime | None = Field(description="End time (UTC).")
