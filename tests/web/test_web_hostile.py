@@ -126,3 +126,27 @@ def test_long_file_names_keep_their_type(live: Live) -> None:
     job = live.http.get(f"/api/jobs/{r.json()['job_id']}", headers=live.alice).json()
     assert job["filename"] == "z" * 195 + ".fits"
     assert json.dumps(job)  # plain JSON all the way
+
+
+def test_identical_uploads_are_kept_once(live: Live, tmp_path: Path) -> None:
+    content = fits_bytes(seed=42)
+    ids = []
+    for name in ("a.fits", "b.fits", "a.fits"):
+        r = live.http.post("/api/sources/s1/image_analysis", headers=live.alice,
+                           files={"file": (name, content)})
+        assert r.status_code == 202, r.text
+        ids.append(r.json()["job_id"])
+    r = live.http.post("/api/sources/s1/image_analysis", headers=live.alice,
+                       files={"file": ("c.fits", fits_bytes(seed=43))})
+    assert r.status_code == 202, r.text
+    with live.app.state.sessions() as session:  # type: ignore[attr-defined]
+        paths = [session.get(Job, i).upload_path for i in ids]
+        other = session.get(Job, r.json()["job_id"]).upload_path
+    assert len(set(paths)) == 1 and other != paths[0]
+    uploads = live.app.state.settings.upload_path  # type: ignore[attr-defined]
+    stored = sorted(p for p in uploads.rglob("*.fits") if "inspect" not in p.parts)
+    assert stored == sorted({Path(paths[0]), Path(other)})
+    assert [d for d in uploads.iterdir() if d.is_dir() and not any(d.iterdir())] == []
+    names = [live.http.get(f"/api/jobs/{i}", headers=live.alice).json()["filename"]
+             for i in ids]
+    assert names == ["a.fits", "b.fits", "a.fits"]  # each job keeps the name it was given

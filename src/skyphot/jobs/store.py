@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select, update
@@ -57,6 +58,16 @@ def create_job(
     session.add(job)
     session.flush()
     return job
+
+
+def kept_upload(session: Session, file_hash: str) -> Path | None:
+    """The stored file of an earlier job with the same content (SHA-256), if still there."""
+    paths = session.scalars(
+        select(Job.upload_path).where(Job.file_hash == file_hash).order_by(Job.id).limit(5))
+    for path in paths:
+        if Path(path).is_file():
+            return Path(path)
+    return None
 
 
 def get_job(session: Session, user: User, job_id: int) -> Job:

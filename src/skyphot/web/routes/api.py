@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -205,11 +206,19 @@ def _create_job(session: Session, user: User, source_id: str, upload: Upload) ->
     if catalog_file is not None:
         params["catalog_file"] = str(catalog_file.path)
         params["catalog_file_hash"] = catalog_file.sha256
+    kept = store.kept_upload(session, image.sha256)
     job = store.create_job(
-        session, source_id=source_id, owner_id=user.id, upload_path=str(image.path),
+        session, source_id=source_id, owner_id=user.id,
+        upload_path=str(kept if kept is not None else image.path),
         filename=image.filename, file_hash=image.sha256, params=params,
     )
     session.commit()
+    if kept is not None:
+        # One copy per content: the identical file kept for an earlier job serves this one.
+        image.path.unlink()
+        for directory in (image.path.parent, upload.directory):
+            with contextlib.suppress(OSError):  # not empty: a catalog file came along
+                directory.rmdir()
     return job
 
 
