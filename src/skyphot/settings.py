@@ -117,6 +117,10 @@ class Settings(BaseSettings):
         "before anything is decompressed. The default (e.g. 14000x14000) keeps two workers "
         "within 24 GB.", ge=1,
     )
+    upload_retention_days: float | None = Field(
+        None, description="Days the upload of an ended job is kept (for retries) before it "
+        "is deleted; None: kept for ever (see upload_quota_mb).", gt=0,
+    )
     shutdown_grace_s: float = Field(
         30.0, description="On SIGTERM or SIGINT, seconds running jobs get to finish before "
         "their workers are stopped and the jobs handed back to the queue; the server exits "

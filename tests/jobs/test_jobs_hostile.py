@@ -83,3 +83,36 @@ def test_corrupt_tile_compressed_data_is_a_read_error(tmp_path: Path) -> None:
     with pytest.raises(FrameReadError, match=r"corrupt\.fits\.fz: corrupt tile-compressed image "
                        r"data in HDU 1 \(COMPRESSED_IMAGE\) \(CfitsioException: decompression"):
         read_frame(path)
+
+
+def test_old_uploads_are_pruned_and_retry_says_so(tmp_path: Path) -> None:
+    from datetime import timedelta
+
+    from skyphot.db.models import Job, utcnow
+    from skyphot.jobs.queue import prune_old_uploads
+    from skyphot.web.app import create_app as make_app
+
+    settings = make_settings(tmp_path, upload_retention_days=2)
+    app = make_app(settings)
+    _, alice, _ = add_users(app)
+    with TestClient(app) as client:
+        assert client.post("/api/sources", json={"id": "s1", "ra": 1.0, "dec": 2.0},
+                           headers=alice).status_code == 201
+        ids = [client.post("/api/sources/s1/image_analysis", headers=alice,
+                           files={"file": (f"f{i}.fits", fits_bytes(seed=i))}).json()["job_id"]
+               for i in range(3)]
+        now = utcnow()
+        with app.state.sessions() as session:
+            rows = [session.get(Job, i) for i in ids]
+            # 0: failed 3 days ago (pruned); 1: failed 1 day ago (kept); 2: still queued.
+            for row, age in zip(rows[:2], (3, 1)):
+                row.state, row.finished_at = "failed", now - timedelta(days=age)
+            session.commit()
+            paths = [Path(r.upload_path) for r in rows]
+            assert prune_old_uploads(session, settings) == 1
+        assert [p.is_file() for p in paths] == [False, True, True]
+        assert not paths[0].parent.parent.exists()  # its directory went too
+        r = client.post(f"/api/jobs/{ids[0]}/retry", headers=alice)
+        assert r.status_code == 409
+        assert "upload is no longer kept" in r.json()["error"]["message"]
+        assert client.post(f"/api/jobs/{ids[1]}/retry", headers=alice).status_code == 200

@@ -37,6 +37,19 @@ from skyphot.settings import Settings
 log = logging.getLogger(__name__)
 
 SUPERVISE_INTERVAL_S = 1.0  # how often the embedded pool checks workers and time limits
+PRUNE_INTERVAL_S = 3600.0  # how often old uploads are looked for (upload_retention_days)
+
+
+def prune_old_uploads(session: Session, settings: Settings) -> int:
+    """Apply ``upload_retention_days`` once; returns how many files were deleted."""
+    if settings.upload_retention_days is None:
+        return 0
+    cutoff = utcnow() - timedelta(days=settings.upload_retention_days)
+    deleted = store.prune_uploads(session, older_than=cutoff, root=settings.upload_path)
+    if deleted:
+        log.info("deleted %d upload(s) of jobs ended over %g day(s) ago "
+                 "(upload_retention_days)", len(deleted), settings.upload_retention_days)
+    return len(deleted)
 
 
 class JobQueue(Protocol):
@@ -195,12 +208,17 @@ class EmbeddedQueue:
     def _supervise(self) -> None:
         engine = make_engine(self.settings.db_url)
         sessions = make_sessionmaker(engine)
+        next_prune = time.monotonic()
         try:
             while not self._halt.wait(SUPERVISE_INTERVAL_S):
                 try:
                     with sessions() as session, self._lock:
                         self._enforce_time_limit(session)
                         self._replace_dead(session)
+                    if time.monotonic() >= next_prune:
+                        next_prune = time.monotonic() + PRUNE_INTERVAL_S
+                        with sessions() as session:
+                            prune_old_uploads(session, self.settings)
                 except DATABASE_OUTAGE as err:
                     # The supervisor must outlive a database restart; next round retries.
                     log.warning("queue supervisor: database unreachable (%s)",

@@ -6,6 +6,7 @@ given up on (and whose job another worker took over) can no longer overwrite the
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from datetime import datetime, timedelta
@@ -68,6 +69,37 @@ def kept_upload(session: Session, file_hash: str) -> Path | None:
         if Path(path).is_file():
             return Path(path)
     return None
+
+
+ENDED = (JobState.SUCCEEDED.value, JobState.FAILED.value)
+
+
+def prune_uploads(session: Session, *, older_than: datetime, root: Path) -> list[Path]:
+    """Delete kept uploads whose jobs all ended before ``older_than`` (and the catalog
+    files that came with them); returns the files deleted. Only files under ``root`` (the
+    upload directory) are touched; emptied directories are removed too."""
+    rows = session.execute(select(Job.upload_path, Job.state, Job.finished_at, Job.params)).all()
+    by_path: dict[str, list[tuple[str, datetime | None, dict[str, Any]]]] = {}
+    for path, state, finished, params in rows:
+        by_path.setdefault(path, []).append((state, finished, params or {}))
+    deleted: list[Path] = []
+    base = root.resolve()
+    for path, jobs in by_path.items():
+        if not all(state in ENDED and finished is not None and finished < older_than
+                   for state, finished, _ in jobs):
+            continue
+        extra = [str(p["catalog_file"]) for _, _, p in jobs if p.get("catalog_file")]
+        for name in [path, *extra]:
+            file = Path(name)
+            if not file.resolve().is_relative_to(base) or not file.is_file():
+                continue
+            file.unlink()
+            deleted.append(file)
+            for directory in (file.parent, file.parent.parent):
+                if directory.resolve() != base and directory.resolve().is_relative_to(base):
+                    with contextlib.suppress(OSError):  # not empty yet
+                        directory.rmdir()
+    return deleted
 
 
 def get_job(session: Session, user: User, job_id: int) -> Job:
@@ -308,6 +340,11 @@ def retry(session: Session, job: Job, changes: dict[str, Any] | None = None) -> 
     """Queue a failed job again on its kept upload, optionally with changed parameters."""
     if job.state != JobState.FAILED.value:
         raise ConflictError(f"job {job.id} is {job.state}; only failed jobs can be retried")
+    if not Path(job.upload_path).is_file():
+        raise ConflictError(
+            f"job {job.id}'s upload is no longer kept (uploads of ended jobs are deleted after "
+            "upload_retention_days); upload the frame again"
+        )
     if changes:
         params = {**job.params, **{k: v for k, v in changes.items() if v is not None}}
         job.params = params
