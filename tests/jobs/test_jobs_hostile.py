@@ -105,7 +105,7 @@ def test_old_uploads_are_pruned_and_retry_says_so(tmp_path: Path) -> None:
         with app.state.sessions() as session:
             rows = [session.get(Job, i) for i in ids]
             # 0: failed 3 days ago (pruned); 1: failed 1 day ago (kept); 2: still queued.
-            for row, age in zip(rows[:2], (3, 1)):
+            for row, age in zip(rows[:2], (3, 1), strict=True):
                 row.state, row.finished_at = "failed", now - timedelta(days=age)
             session.commit()
             paths = [Path(r.upload_path) for r in rows]
