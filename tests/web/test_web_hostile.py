@@ -150,3 +150,25 @@ def test_identical_uploads_are_kept_once(live: Live, tmp_path: Path) -> None:
     names = [live.http.get(f"/api/jobs/{i}", headers=live.alice).json()["filename"]
              for i in ids]
     assert names == ["a.fits", "b.fits", "a.fits"]  # each job keeps the name it was given
+
+
+def test_inspect_refuses_an_oversized_header_quickly(live: Live) -> None:
+    import io
+    import time
+
+    from astropy.io import fits
+
+    from skyphot.io.fits_limits import MAX_HEADER_CARDS
+
+    header = fits.Header([("SIMPLE", True), ("BITPIX", 8), ("NAXIS", 0)])
+    for i in range(MAX_HEADER_CARDS + 5000):
+        header.append(("HISTORY", f"step {i}"), end=True)
+    out = io.BytesIO()
+    fits.PrimaryHDU(header=header).writeto(out)
+    start = time.monotonic()
+    r = live.http.post("/api/fits/inspect", headers=live.alice,
+                       files={"file": ("long.fits", out.getvalue())})
+    elapsed = time.monotonic() - start
+    assert r.status_code in (400, 422), r.text
+    assert f"more than {MAX_HEADER_CARDS} cards" in r.json()["error"]["message"]
+    assert elapsed < 5, elapsed  # refused before astropy parses it
