@@ -366,7 +366,7 @@ def _read_plane(hdu: Any, index: int, file: Path) -> np.ndarray:
             f"but the file ends before them ({_one_line(exc)})"
         ) from exc
     except Exception as exc:
-        if not isinstance(hdu, fits.CompImageHDU):
+        if not isinstance(hdu, fits.CompImageHDU) or isinstance(exc, MemoryError):
             raise
         # The tile decompressor raises its own classes (CfitsioException, IndexError) on
         # damaged compressed data: that is a bad file, not a bug.
