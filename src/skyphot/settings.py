@@ -1,12 +1,19 @@
-"""Settings of the web application, workers and commands.
+"""Settings of the web application, workers and commands (pydantic-settings).
 
 Three layers, later ones win: the packaged ``config/defaults.yaml``, a user ``config.yaml``
 (``--config``, ``$SKYPHOT_CONFIG`` or ``<data_dir>/config.yaml``) and ``SKYPHOT_*``
-environment variables (nested keys joined by ``__``, e.g. ``SKYPHOT_CATALOG__NAME=ps1``).
+environment variables (nested keys joined by ``__``, e.g. ``SKYPHOT_CATALOG__NAME=ps1``),
+read by pydantic-settings' environment source. An unknown key in a file or an unknown
+``SKYPHOT_*`` variable is a start-up error naming it (a typo must not be ignored silently).
+
+A nested section is a pydantic ``BaseModel`` field of ``Settings`` (like ``catalog``): its
+keys are written nested in ``config.yaml`` and as ``SKYPHOT_<SECTION>__<KEY>`` in the
+environment, and ``ENV_NAMES`` learns them by itself.
 """
 
 from __future__ import annotations
 
+import difflib
 import os
 from collections.abc import Mapping
 from importlib import resources
@@ -23,10 +30,16 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
 
 from skyphot.errors import ConfigError
 
 ENV_PREFIX = "SKYPHOT_"
+NESTED_DELIMITER = "__"
+# SKYPHOT_* variables that are not settings: the file to read, the `skyphot` API client's
+# server and token, and the test suite's service URLs (SKYPHOT_TEST_*).
+OTHER_ENV_NAMES = frozenset({"SKYPHOT_CONFIG", "SKYPHOT_URL", "SKYPHOT_TOKEN"})
+TEST_ENV_PREFIX = "SKYPHOT_TEST_"
 
 
 class CatalogSettings(BaseModel):
@@ -110,10 +123,17 @@ class SkyPortalSettings(BaseModel):
         return self.url is not None and self.token is not None
 
 
-class Settings(BaseModel):
-    """Everything `skyphot serve`, its workers and `skyphot admin-token` need."""
+class Settings(BaseSettings):
+    """Everything `skyphot serve`, its workers and `skyphot admin-token` need.
 
-    model_config = ConfigDict(extra="forbid")
+    Build it with ``load_settings`` (all layers); ``Settings()`` alone reads the defaults
+    and the environment only.
+    """
+
+    model_config = SettingsConfigDict(
+        extra="forbid", env_prefix=ENV_PREFIX, env_nested_delimiter=NESTED_DELIMITER,
+        env_parse_none_str="null", case_sensitive=False,
+    )
 
     image_analysis: bool = Field(
         True, description="Feature flag: when false the Image Analysis button, page and "
@@ -166,6 +186,21 @@ class Settings(BaseModel):
         3, description="Runs a job gets when its workers keep dying (crash, out of memory) "
         "before it is marked failed.", ge=1
     )
+    max_image_pixels: int = Field(
+        200_000_000, description="Largest image (pixels, NAXIS1 x NAXIS2 or ZNAXISn of a "
+        "tile-compressed image) a job or the header check accepts; checked on the headers "
+        "before anything is decompressed. The default (e.g. 14000x14000) keeps two workers "
+        "within 24 GB.", ge=1,
+    )
+    upload_retention_days: float | None = Field(
+        None, description="Days the upload of an ended job is kept (for retries) before it "
+        "is deleted; None: kept for ever (see upload_quota_mb).", gt=0,
+    )
+    shutdown_grace_s: float = Field(
+        30.0, description="On SIGTERM or SIGINT, seconds running jobs get to finish before "
+        "their workers are stopped and the jobs handed back to the queue; the server exits "
+        "within this time. Give Docker/systemd a longer stop timeout.", ge=1,
+    )
     upload_quota_mb: float | None = Field(
         None, description="Most space the kept uploads may take, MB (10^6 bytes); an upload "
         "that would exceed it gets HTTP 507. None: unlimited.", gt=0
@@ -188,6 +223,14 @@ class Settings(BaseModel):
     light_curve_color_window_d: float = Field(
         1.0, description="Colours from the light curve: points within this many days of a "
         "frame's epoch give its colour (interpolated at the epoch).", gt=0
+    )
+    cache_dir: Path | None = Field(
+        None, description="Directory of the online catalog cache used by the workers; None: "
+        "~/.cache/skyphot/catalogs."
+    )
+    vizier_server: str | None = Field(
+        None, description="VizieR server (mirror host or URL) the workers query; None: "
+        "astroquery's default."
     )
 
     @property
@@ -268,24 +311,91 @@ def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
     return merged
 
 
+def _sections() -> dict[str, type[BaseModel]]:
+    """Nested sections of ``Settings``: field name -> model."""
+    found = {}
+    for name, field in Settings.model_fields.items():
+        kind = field.annotation
+        if isinstance(kind, type) and issubclass(kind, BaseModel):
+            found[name] = kind
+    return found
+
+
+def env_names() -> frozenset[str]:
+    """Every ``SKYPHOT_*`` variable that sets something (upper case)."""
+    names = {f"{ENV_PREFIX}{name.upper()}" for name in Settings.model_fields}
+    for section, model in _sections().items():
+        names |= {f"{ENV_PREFIX}{section.upper()}{NESTED_DELIMITER}{key.upper()}"
+                  for key in model.model_fields}
+    return frozenset(names)
+
+
+def _documented_spellings(env: Mapping[str, str]) -> dict[str, str]:
+    """The environment with the documented SkyPortal spellings made pydantic-settings' own:
+    ``SKYPHOT_SKYPORTAL_URL`` is ``SKYPHOT_SKYPORTAL__URL``, and a comma-separated
+    ``..._GROUP_IDS`` (``3,7``) is the JSON list pydantic-settings reads for a list."""
+    short = f"{ENV_PREFIX}SKYPORTAL_"
+    out: dict[str, str] = {}
+    for name, value in env.items():
+        upper = name.upper()
+        if upper.startswith(short) and not upper.startswith(short[:-1] + NESTED_DELIMITER):
+            name = short[:-1] + NESTED_DELIMITER + upper[len(short):]
+            upper = name
+        if upper.endswith(f"{NESTED_DELIMITER}GROUP_IDS") and not value.strip().startswith("["):
+            value = "[" + value + "]"
+        out[name] = value
+    return out
+
+
+def _check_env_names(env: Mapping[str, str]) -> None:
+    known = env_names()
+    unknown = sorted(
+        name for name in env
+        if name.upper().startswith(ENV_PREFIX) and name.upper() not in known
+        and name.upper() not in OTHER_ENV_NAMES and not name.upper().startswith(TEST_ENV_PREFIX)
+    )
+    if unknown:
+        hints = []
+        for name in unknown:
+            close = difflib.get_close_matches(name.upper(), known, n=1, cutoff=0.8)
+            hints.append(f"{name} (did you mean {close[0]}?)" if close else name)
+        raise ConfigError(
+            f"unknown environment variable(s) {', '.join(hints)}: not a skyphot setting; "
+            "fix or unset them (settings are listed in docs/web.md)"
+        )
+
+
+def _check_keys(values: Mapping[str, Any], origin: str) -> None:
+    sections = _sections()
+    unknown = [str(k) for k in values if k not in Settings.model_fields]
+    for section, model in sections.items():
+        nested = values.get(section)
+        if isinstance(nested, Mapping):
+            unknown += [f"{section}.{k}" for k in nested if k not in model.model_fields]
+    if unknown:
+        raise ConfigError(
+            f"unknown key(s) {', '.join(repr(k) for k in unknown)} in {origin}; "
+            "settings are listed in docs/web.md"
+        )
+
+
+class _EnvLayer(EnvSettingsSource):
+    """pydantic-settings' environment source reading a given mapping (``os.environ`` by
+    default), so callers and tests can pass their own."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self._environ = environ
+        super().__init__(Settings)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return {name.lower(): (None if value == self.env_parse_none_str else value)
+                for name, value in self._environ.items()}
+
+
 def _env_layer(env: Mapping[str, str]) -> dict[str, Any]:
-    layer: dict[str, Any] = {}
-    for name, raw in env.items():
-        if not name.startswith(ENV_PREFIX) or name == "SKYPHOT_CONFIG":
-            continue
-        keys = name[len(ENV_PREFIX):].lower().split("__")
-        if len(keys) == 1 and keys[0].startswith("skyportal_"):
-            # SKYPHOT_SKYPORTAL_URL is the documented spelling of SKYPHOT_SKYPORTAL__URL.
-            keys = ["skyportal", keys[0].removeprefix("skyportal_")]
-        if keys[0] not in Settings.model_fields:
-            continue
-        # YAML parsing gives "false" -> False, "3" -> 3, "null" -> None, like the file does.
-        value = yaml.safe_load(raw) if raw != "" else None
-        node = layer
-        for key in keys[:-1]:
-            node = node.setdefault(key, {})
-        node[keys[-1]] = value
-    return layer
+    env = _documented_spellings(env)
+    _check_env_names(env)
+    return dict(_EnvLayer(env)())
 
 
 def defaults_file() -> Path:
@@ -307,6 +417,7 @@ def load_settings(
     """
     environ = os.environ if env is None else env
     values = _read_yaml(defaults_file())
+    _check_keys(values, str(defaults_file()))
     env_values = _env_layer(environ)
     chosen_dir = data_dir or env_values.get("data_dir") or values.get("data_dir")
     user_file: Path | None = None
@@ -318,7 +429,9 @@ def load_settings(
         candidate = Path(str(chosen_dir)).expanduser() / "config.yaml"
         user_file = candidate if candidate.is_file() else None
     if user_file is not None:
-        values = _merge(values, _read_yaml(user_file))
+        user_values = _read_yaml(user_file)
+        _check_keys(user_values, f"configuration file {user_file}")
+        values = _merge(values, user_values)
     values = _merge(values, env_values)
     if overrides:
         values = _merge(values, {k: v for k, v in overrides.items() if v is not None})

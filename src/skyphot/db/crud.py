@@ -6,6 +6,8 @@ it; photometry may be deleted by its owner or an admin.
 
 from __future__ import annotations
 
+import functools
+import secrets
 from collections.abc import Sequence
 
 from sqlalchemy import Select, delete, exists, func, or_, select
@@ -74,9 +76,17 @@ def set_password(user: User, password: str) -> None:
 def authenticate(session: Session, username: str, password: str) -> User | None:
     """The user whose password matches, or None."""
     user = get_user(session, username)
-    if user is None or not verify_password(password, user.password_hash):
+    # An unknown user costs one hash check too: the answer time must not tell which
+    # account names exist.
+    stored = user.password_hash if user is not None else _decoy_hash()
+    if not verify_password(password, stored) or user is None:
         return None
     return user
+
+
+@functools.cache
+def _decoy_hash() -> str:
+    return hash_password(secrets.token_urlsafe(16))
 
 
 def create_token(session: Session, user: User, name: str = "api") -> str:
@@ -206,9 +216,10 @@ def get_photometry(session: Session, user: User, photometry_id: int) -> Photomet
 def delete_photometry(session: Session, user: User, photometry_id: int) -> None:
     """Delete one point; only its owner or an admin may."""
     point = session.get(Photometry, photometry_id)
-    if point is None:
+    source = None if point is None else session.get(Source, point.source_id)
+    if point is None or source is None or not can_see(user, source):
+        # The same answer whether the point is missing or hidden: never name its source.
         raise NotFoundError(f"photometry point {photometry_id} not found")
-    get_source(session, user, point.source_id)
     if not (user.is_admin or point.owner_id == user.id):
         raise PermissionDeniedError(
             "only the owner of a photometry point or an admin may delete it"

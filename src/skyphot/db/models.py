@@ -161,7 +161,7 @@ class Job(Base):
     message: Mapped[str | None] = mapped_column(Text, nullable=True)
     upload_path: Mapped[str] = mapped_column(String(1000))
     filename: Mapped[str] = mapped_column(String(300))
-    file_hash: Mapped[str] = mapped_column(String(64))
+    file_hash: Mapped[str] = mapped_column(String(64), index=True)  # one copy per content
     params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     settings_hash: Mapped[str] = mapped_column(String(64))
     photometry_id: Mapped[int | None] = mapped_column(Integer, nullable=True)

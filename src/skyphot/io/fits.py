@@ -365,6 +365,15 @@ def _read_plane(hdu: Any, index: int, file: Path) -> np.ndarray:
             f"{file}: truncated FITS file: {label} should hold {nbytes} bytes of image data "
             f"but the file ends before them ({_one_line(exc)})"
         ) from exc
+    except Exception as exc:
+        if not isinstance(hdu, fits.CompImageHDU) or isinstance(exc, MemoryError):
+            raise
+        # The tile decompressor raises its own classes (CfitsioException, IndexError) on
+        # damaged compressed data: that is a bad file, not a bug.
+        raise FrameReadError(
+            f"{file}: corrupt tile-compressed image data in {label} "
+            f"({type(exc).__name__}: {_one_line(exc)}); re-create the .fz file"
+        ) from exc
     data = _scale(data, hdu.header, invalid, file, label)
     return data if data.ndim == 2 else data.reshape(_squeezed(data.shape))
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -268,11 +269,18 @@ class Sweeper:
         return resend
 
     def _loop(self) -> None:
+        from skyphot.jobs.queue import PRUNE_INTERVAL_S, prune_old_uploads
+
+        next_prune = 0.0
         while not self._stop.is_set():
             try:
                 self.sweep()
                 # SkyPortal pushes queued in the photometry rows go out with each sweep.
                 push.run_due_pushes(self._sessions(), self.settings)
+                if time.monotonic() >= next_prune:
+                    next_prune = time.monotonic() + PRUNE_INTERVAL_S
+                    with self._sessions()() as session:
+                        prune_old_uploads(session, self.settings)
             except DATABASE_OUTAGE as err:
                 log.warning("sweep skipped: database unreachable (%s)", type(err).__name__)
             except BROKER_OUTAGE as err:

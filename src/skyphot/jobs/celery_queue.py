@@ -50,11 +50,22 @@ class CeleryQueue:
                 log.warning("cannot send job %s to the broker %s (%s); it stays queued and a "
                             "worker's sweep sends it later", job_id, self.settings.broker_url,
                             err)
+            except Exception:  # the sender must survive anything; the job stays queued
+                log.exception("unexpected error sending job %s to the broker; it stays "
+                              "queued and a worker's sweep sends it later", job_id)
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """Send what is pending (for up to ``timeout`` s), then stop."""
+    def request_stop(self, deadline: float | None = None) -> None:
+        """Nothing runs here: jobs go on in the workers, which have their own shutdown."""
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Send what is pending (for up to ``timeout`` s, default 10), then stop."""
         if self._sender is not None:
             self._pending.put(None)
-            self._sender.join(timeout)
+            self._sender.join(10.0 if timeout is None else timeout)
             self._sender = None
         self.app.close()
+
+    def abort(self) -> list[int]:
+        """Stop sending now; unsent jobs stay queued in the database (a sweep sends them)."""
+        self._pending.put(None)
+        return []

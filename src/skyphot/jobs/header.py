@@ -14,6 +14,7 @@ from astropy.time import Time
 
 from skyphot.errors import FrameReadError
 from skyphot.io.fits import read_header
+from skyphot.io.fits_limits import check_fits_size
 from skyphot.io.header import describe_header
 
 
@@ -41,9 +42,14 @@ class FitsInfo:
         return asdict(self)
 
 
-def inspect_fits(path: str | Path, *, display_name: str | None = None) -> FitsInfo:
-    """Header summary of the image HDU. ``FrameReadError`` (naming the upload) when unreadable."""
+def inspect_fits(path: str | Path, *, display_name: str | None = None,
+                 max_pixels: int | None = None) -> FitsInfo:
+    """Header summary of the image HDU. ``FrameReadError`` (naming the upload) when unreadable
+    or, with ``max_pixels``, when it declares more pixels than that (checked on the headers
+    before anything is decompressed: see ``skyphot.io.fits_limits``)."""
     name = display_name or Path(path).name
+    if max_pixels is not None:
+        check_fits_size(path, max_pixels=max_pixels, name=repr(name))
     try:
         found = read_header(path)
     except FrameReadError as err:

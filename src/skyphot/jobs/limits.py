@@ -35,6 +35,20 @@ def is_database_outage(error: BaseException) -> bool:
     return isinstance(error, DBAPIError) and bool(error.connection_invalidated)
 
 
+def is_lock_conflict(error: BaseException) -> bool:
+    """True for SQLite's "database is locked": two writers met (e.g. a read transaction that
+    must become a write one after another process wrote); retrying in a fresh transaction
+    helps, the connection is fine."""
+    return isinstance(error, OperationalError) and "is locked" in str(error.orig or error)
+
+
+def describe_database_error(error: BaseException) -> str:
+    """One line for logs: a lock conflict or a lost connection, with the driver's words."""
+    kind = "a lock conflict" if is_lock_conflict(error) else "the database connection was lost"
+    detail = str(getattr(error, "orig", None) or error).strip().splitlines()
+    return f"{kind} ({type(error).__name__}: {detail[0] if detail else ''})"
+
+
 class JobTimeLimitError(SkyphotError):
     """A job ran longer than ``job_time_limit_s``."""
 

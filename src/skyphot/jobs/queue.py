@@ -13,10 +13,13 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import signal
 import threading
+import time
 from datetime import timedelta
 from multiprocessing.context import SpawnProcess
 from multiprocessing.synchronize import Event
+from types import FrameType
 from typing import Any, Protocol
 
 from sqlalchemy.orm import Session
@@ -25,6 +28,7 @@ from skyphot.db.models import utcnow
 from skyphot.db.session import make_engine, make_sessionmaker
 from skyphot.errors import SkyphotError, ToolNotFoundError
 from skyphot.jobs import push, store
+from skyphot.jobs.lifeline import die_with_parent
 from skyphot.jobs.limits import DATABASE_OUTAGE, time_limit_message
 from skyphot.jobs.runner import DEFAULT_ENGINE, MeasureFunction, load_engine, run_job
 from skyphot.pipeline.result import PhotometryResult
@@ -33,6 +37,19 @@ from skyphot.settings import Settings
 log = logging.getLogger(__name__)
 
 SUPERVISE_INTERVAL_S = 1.0  # how often the embedded pool checks workers and time limits
+PRUNE_INTERVAL_S = 3600.0  # how often old uploads are looked for (upload_retention_days)
+
+
+def prune_old_uploads(session: Session, settings: Settings) -> int:
+    """Apply ``upload_retention_days`` once; returns how many files were deleted."""
+    if settings.upload_retention_days is None:
+        return 0
+    cutoff = utcnow() - timedelta(days=settings.upload_retention_days)
+    deleted = store.prune_uploads(session, older_than=cutoff, root=settings.upload_path)
+    if deleted:
+        log.info("deleted %d upload(s) of jobs ended over %g day(s) ago "
+                 "(upload_retention_days)", len(deleted), settings.upload_retention_days)
+    return len(deleted)
 
 
 class JobQueue(Protocol):
@@ -44,8 +61,15 @@ class JobQueue(Protocol):
     def submit(self, job_id: int) -> None:
         """Tell the backend a committed job row is ready to run."""
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """Stop consuming; running jobs are re-queued on the next start."""
+    def request_stop(self, deadline: float | None = None) -> None:
+        """Take no new jobs; running ones may go on until ``deadline`` (monotonic clock)."""
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop consuming, letting running jobs finish up to ``timeout`` s (default: the
+        grace period); unfinished ones go back to the queue."""
+
+    def abort(self) -> list[int]:
+        """Stop at once; running jobs go back to the queue. Returns their ids when known."""
 
 
 class NullQueue:
@@ -57,8 +81,15 @@ class NullQueue:
     def submit(self, job_id: int) -> None:
         """Nothing to tell."""
 
-    def stop(self, timeout: float = 10.0) -> None:
+    def request_stop(self, deadline: float | None = None) -> None:
         """Nothing to stop."""
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Nothing to stop."""
+
+    def abort(self) -> list[int]:
+        """Nothing to stop."""
+        return []
 
 
 def _unavailable(engine_path: str, error: BaseException) -> MeasureFunction:
@@ -72,9 +103,24 @@ def _unavailable(engine_path: str, error: BaseException) -> MeasureFunction:
 
 
 def worker_main(
-    settings_data: dict[str, Any], engine_path: str, name: str, stop: Event, wake: Event
+    settings_data: dict[str, Any], engine_path: str, name: str, stop: Event, wake: Event,
+    parent_pid: int | None = None,
 ) -> None:
-    """Entry point of one worker process: run queued jobs until ``stop`` is set."""
+    """Entry point of one worker process: run queued jobs until ``stop`` is set.
+
+    The worker dies with its parent (``parent_pid``). SIGTERM and SIGINT (sent to the whole
+    process group by Docker, systemd or Ctrl-C) do not interrupt the running job: the
+    server decides, finishing it within the grace period or killing and re-queueing it.
+    """
+    if parent_pid is not None:
+        die_with_parent(parent_pid)
+    asked_to_stop = threading.Event()
+
+    def on_signal(_signum: int, _frame: FrameType | None) -> None:
+        asked_to_stop.set()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, on_signal)
     settings = Settings.model_validate(settings_data)
     if settings.worker_nice:
         os.nice(settings.worker_nice)
@@ -86,7 +132,7 @@ def worker_main(
         log.exception("cannot load the analysis engine %s", engine_path)
         measure = _unavailable(engine_path, err)
     try:
-        while not stop.is_set():
+        while not (stop.is_set() or asked_to_stop.is_set()):
             try:
                 # SkyPortal pushes are short; each round sends those due before the next job.
                 push.run_due_pushes(sessions, settings)
@@ -103,8 +149,6 @@ def worker_main(
                 log.warning("worker %s: database unreachable (%s); retrying", name,
                             type(err).__name__)
                 stop.wait(max(1.0, settings.job_poll_interval))
-    except KeyboardInterrupt:
-        pass  # the server is shutting down; the running job is re-queued on next start
     finally:
         engine.dispose()
 
@@ -121,8 +165,11 @@ class EmbeddedQueue:
         self._stop = self._ctx.Event()
         self._wake = self._ctx.Event()
         self._processes: dict[str, SpawnProcess] = {}
+        self._names: set[str] = set()  # every worker ever started: their jobs are ours
         self._supervisor: threading.Thread | None = None
         self._halt = threading.Event()
+        self._lock = threading.Lock()
+        self._deadline: float | None = None
         self._serial = 0
 
     def _spawn(self) -> None:
@@ -131,12 +178,13 @@ class EmbeddedQueue:
         process = self._ctx.Process(
             target=worker_main,
             args=(self.settings.for_process(), self.engine_path, name,
-                  self._stop, self._wake),
+                  self._stop, self._wake, os.getpid()),
             name=name,
             daemon=True,
         )
         process.start()
         self._processes[name] = process
+        self._names.add(name)
 
     def start(self) -> None:
         """Re-queue jobs a previous server left running, then start the workers."""
@@ -146,9 +194,11 @@ class EmbeddedQueue:
         engine.dispose()
         if count:
             log.info("re-queued %d job(s) left running by a previous server", count)
-        for _ in range(self.n_workers):
-            self._spawn()
-        self._supervisor = threading.Thread(target=self._supervise, daemon=True)
+        with self._lock:
+            for _ in range(self.n_workers):
+                self._spawn()
+        self._supervisor = threading.Thread(target=self._supervise, name="queue-supervisor",
+                                            daemon=True)
         self._supervisor.start()
 
     def _requeue(self, session: Session, worker: str | None = None) -> list[int]:
@@ -160,16 +210,23 @@ class EmbeddedQueue:
     def _supervise(self) -> None:
         engine = make_engine(self.settings.db_url)
         sessions = make_sessionmaker(engine)
+        next_prune = time.monotonic()
         try:
             while not self._halt.wait(SUPERVISE_INTERVAL_S):
                 try:
-                    with sessions() as session:
+                    with sessions() as session, self._lock:
                         self._enforce_time_limit(session)
                         self._replace_dead(session)
+                    if time.monotonic() >= next_prune:
+                        next_prune = time.monotonic() + PRUNE_INTERVAL_S
+                        with sessions() as session:
+                            prune_old_uploads(session, self.settings)
                 except DATABASE_OUTAGE as err:
                     # The supervisor must outlive a database restart; next round retries.
                     log.warning("queue supervisor: database unreachable (%s)",
                                 type(err).__name__)
+                except Exception:  # a dead supervisor would leave the pool unwatched
+                    log.exception("queue supervisor: unexpected error; going on")
         finally:
             engine.dispose()
 
@@ -211,18 +268,57 @@ class EmbeddedQueue:
         """Wake idle workers (e.g. a SkyPortal push was queued)."""
         self._wake.set()
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """Ask workers to finish; terminate those still busy after ``timeout`` seconds."""
-        self._halt.set()
+    def request_stop(self, deadline: float | None = None) -> None:
+        """Take no new jobs from now on; running ones may go on until ``deadline``
+        (``time.monotonic()`` value) when ``stop`` is called. Safe from any thread."""
+        if deadline is not None:
+            self._deadline = deadline if self._deadline is None else min(self._deadline,
+                                                                         deadline)
         self._stop.set()
         self._wake.set()
-        for process in self._processes.values():
-            process.join(timeout)
-        for process in self._processes.values():
-            if process.is_alive():
-                process.terminate()
-                process.join(5)
-        self._processes.clear()
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Let running jobs finish, up to ``timeout`` s (default ``shutdown_grace_s``) or the
+        deadline given to ``request_stop``; then kill the workers still busy and hand their
+        jobs back to the queue (the attempt does not count). Joins the supervisor."""
+        wait_s = self.settings.shutdown_grace_s if timeout is None else timeout
+        self.request_stop(time.monotonic() + wait_s)
+        assert self._deadline is not None
+        for process in list(self._processes.values()):
+            process.join(max(0.0, self._deadline - time.monotonic()))
+        self.abort()
+
+    def abort(self) -> list[int]:
+        """Kill every worker now and hand their running jobs back to the queue; returns the
+        ids handed back. Safe from any thread (the last resort of a shutdown)."""
+        self.request_stop()
+        busy = [name for name, p in list(self._processes.items()) if p.is_alive()]
+        for name in busy:
+            log.warning("worker %s is still busy at the end of the grace period; stopping it",
+                        name)
+            self._processes[name].kill()
+        for process in list(self._processes.values()):
+            process.join(5)
+        released: list[int] = []
+        engine = make_engine(self.settings.db_url)
+        try:
+            with make_sessionmaker(engine)() as session:
+                for name in sorted(self._names):
+                    released += store.release_worker(session, name)
+        except DATABASE_OUTAGE as err:
+            # The next start re-queues jobs left running; nothing is lost.
+            log.error("cannot hand running jobs back to the queue (%s); the next start "
+                      "re-queues them", type(err).__name__)
+        finally:
+            engine.dispose()
+        if released:
+            log.warning("handed job(s) %s back to the queue: the server is shutting down",
+                        ", ".join(map(str, released)))
+        self._halt.set()
+        supervisor = self._supervisor
+        if supervisor is not None and supervisor is not threading.current_thread():
+            supervisor.join(SUPERVISE_INTERVAL_S + 5)
+        return released
 
 
 def make_queue(settings: Settings, *, engine: str = DEFAULT_ENGINE) -> JobQueue:

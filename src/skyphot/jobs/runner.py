@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import random
 import time
 import traceback
 from collections.abc import Callable
@@ -20,16 +21,23 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from astropy.time import Time
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from skyphot.db.crud import ensure_instrument, find_upload_point
-from skyphot.db.models import Job, Photometry, Source, utcnow
+from skyphot.db.models import Instrument, Job, Photometry, Source, utcnow
 from skyphot.errors import HeaderError, SkyphotError
 from skyphot.jobs import push, store
 from skyphot.jobs.colors import recalibrate_source
 from skyphot.jobs.header import inspect_fits
-from skyphot.jobs.limits import DATABASE_OUTAGE, Heartbeat, is_database_outage, soft_time_limit
+from skyphot.jobs.limits import (
+    DATABASE_OUTAGE,
+    Heartbeat,
+    describe_database_error,
+    is_database_outage,
+    is_lock_conflict,
+    soft_time_limit,
+)
 from skyphot.jobs.states import JobState
 from skyphot.pipeline.config import (
     AstrometryConfig,
@@ -69,13 +77,17 @@ def build_config(
 ) -> MeasureConfig:
     """The engine configuration for a job's parameters (units as in ``MeasureConfig``)."""
     params = job.params
+    # The worker's cache and VizieR mirror are settings, never the job's choice.
+    online = {"cache_dir": None if settings.cache_dir is None else str(settings.cache_dir),
+              "server": settings.vizier_server}
     if params.get("catalog_file"):
-        catalog = CatalogConfig(path=params["catalog_file"])
+        catalog = CatalogConfig(path=params["catalog_file"], **online)
     elif params.get("catalog"):
-        catalog = CatalogConfig(name=params["catalog"])
+        catalog = CatalogConfig(name=params["catalog"], **online)
     else:
         catalog = CatalogConfig(
-            name=settings.catalog.name, path=settings.catalog.path, magsys=settings.catalog.magsys
+            name=settings.catalog.name, path=settings.catalog.path, magsys=settings.catalog.magsys,
+            **online,
         )
     overrides = HeaderOverrides(
         mjd=params.get("mjd"),
@@ -152,11 +164,34 @@ def color_record(result: PhotometryResult) -> dict[str, Any]:
     }
 
 
-def _prepare(session: Session, job: Job, stream: TextIO) -> tuple[Source, dict[str, Any]]:
+LOCK_RETRIES = 8  # fresh transactions tried when SQLite reports a lock conflict
+
+
+def _ensure_instrument(session: Session, name: str, filter_name: str | None) -> Instrument:
+    """Get-or-create the instrument and commit, tolerating the race of two jobs meeting a
+    new instrument at once: on SQLite that race is a lock conflict ("database is locked",
+    not a lost connection), settled by starting a fresh transaction."""
+    for attempt in range(LOCK_RETRIES):
+        try:
+            instrument = ensure_instrument(session, name, filter_name)
+            session.commit()
+            return instrument
+        except OperationalError as err:
+            if not is_lock_conflict(err) or attempt == LOCK_RETRIES - 1:
+                raise
+            session.rollback()
+            log.info("instrument %r: %s; trying again", name, describe_database_error(err))
+            time.sleep(0.05 * (attempt + 1) * (1 + random.random()))
+    raise AssertionError("unreachable")  # the loop returns or raises
+
+
+def _prepare(session: Session, job: Job, settings: Settings, stream: TextIO
+             ) -> tuple[Source, dict[str, Any]]:
     source = session.get(Source, job.source_id)
     if source is None:
         raise SkyphotError(f"source {job.source_id!r} was deleted before the analysis ran")
-    info = inspect_fits(job.upload_path, display_name=job.filename)
+    info = inspect_fits(job.upload_path, display_name=job.filename,
+                        max_pixels=settings.max_image_pixels)
     _log(stream, f"header: {info.as_dict()}")
     if job.params.get("mjd") is None and info.mjd_mid is None:
         raise HeaderError(
@@ -166,14 +201,12 @@ def _prepare(session: Session, job: Job, stream: TextIO) -> tuple[Source, dict[s
     instrument_name = job.params.get("instrument") or info.instrument
     gain, saturation = job.params.get("gain"), job.params.get("saturation")
     if instrument_name:
-        instrument = ensure_instrument(
-            session, instrument_name, job.params.get("filter") or info.filter
-        )
+        instrument = _ensure_instrument(session, instrument_name,
+                                        job.params.get("filter") or info.filter)
         # Instrument defaults only fill what neither the form nor the header gives.
         gain = gain if gain is not None else (None if info.gain else instrument.gain)
         if saturation is None and not info.saturation:
             saturation = instrument.saturation
-        session.commit()
     return source, {"instrument": instrument_name, "gain": gain, "saturation": saturation,
                     "header_mjd": info.mjd_mid}
 
@@ -200,13 +233,14 @@ def run_job(
                      worker=worker)
     except DBAPIError as err:
         if is_database_outage(err):
-            _hand_back(sessions, job_id, worker, patience_s=settings.job_stale_after_s)
+            _hand_back(sessions, job_id, worker, patience_s=settings.job_stale_after_s,
+                       reason=describe_database_error(err))
         raise
     return True
 
 
 def _hand_back(sessions: sessionmaker[Session], job_id: int, worker: str, *,
-               patience_s: float) -> None:
+               patience_s: float, reason: str) -> None:
     """Re-queue a job interrupted by a database outage, waiting up to ``patience_s`` s for
     the database; if it stays away, the sweep re-queues the job once its stamp is stale."""
     deadline = time.monotonic() + patience_s
@@ -221,8 +255,7 @@ def _hand_back(sessions: sessionmaker[Session], job_id: int, worker: str, *,
                 return
             time.sleep(1.0)
             continue
-        log.warning("job %s was handed back to the queue: the database connection was lost",
-                    job_id)
+        log.warning("job %s was handed back to the queue: %s", job_id, reason)
         return
 
 
@@ -257,10 +290,12 @@ def _run_claimed(
             state, message, point_id = _analyse(session, job, settings, measure, stream,
                                                 directory, progress)
         except SkyphotError as err:
-            state, message, point_id = JobState.FAILED, str(err), None
+            # Users know the file by the name they uploaded, not by where the server keeps it.
+            message = str(err).replace(str(job.upload_path), repr(job.filename))
+            state, point_id = JobState.FAILED, None
             _log(stream, f"failed: {err}")
-        except DATABASE_OUTAGE:
-            _log(stream, "the database connection was lost; handing the job back to the queue")
+        except DATABASE_OUTAGE as err:
+            _log(stream, f"{describe_database_error(err)}; handing the job back to the queue")
             raise
         except Exception as err:  # any engine bug must end the job as failed, and is logged
             state, point_id = JobState.FAILED, None
@@ -288,7 +323,7 @@ def _analyse(
     # The soft time limit covers the slow part; saving the point is never interrupted.
     with soft_time_limit(settings.job_time_limit_s):
         progress("reading header")
-        source, extra = _prepare(session, job, stream)
+        source, extra = _prepare(session, job, settings, stream)
         existing = find_upload_point(session, job.source_id, job.file_hash, job.settings_hash)
         if existing is not None:
             return (JobState.SUCCEEDED,

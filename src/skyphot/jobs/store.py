@@ -6,9 +6,11 @@ given up on (and whose job another worker took over) can no longer overwrite the
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select, update
@@ -57,6 +59,47 @@ def create_job(
     session.add(job)
     session.flush()
     return job
+
+
+def kept_upload(session: Session, file_hash: str) -> Path | None:
+    """The stored file of an earlier job with the same content (SHA-256), if still there."""
+    paths = session.scalars(
+        select(Job.upload_path).where(Job.file_hash == file_hash).order_by(Job.id).limit(5))
+    for path in paths:
+        if Path(path).is_file():
+            return Path(path)
+    return None
+
+
+ENDED = (JobState.SUCCEEDED.value, JobState.FAILED.value)
+
+
+def prune_uploads(session: Session, *, older_than: datetime, root: Path) -> list[Path]:
+    """Delete kept uploads whose jobs all ended before ``older_than`` (and the catalog
+    files that came with them); returns the files deleted. Only files under ``root`` (the
+    upload directory) are touched; emptied directories are removed too."""
+    rows = session.execute(select(Job.upload_path, Job.state, Job.finished_at, Job.params)).all()
+    by_path: dict[str, list[tuple[str, datetime | None, dict[str, Any]]]] = {}
+    for path, state, finished, params in rows:
+        by_path.setdefault(path, []).append((state, finished, params or {}))
+    deleted: list[Path] = []
+    base = root.resolve()
+    for path, jobs in by_path.items():
+        if not all(state in ENDED and finished is not None and finished < older_than
+                   for state, finished, _ in jobs):
+            continue
+        extra = [str(p["catalog_file"]) for _, _, p in jobs if p.get("catalog_file")]
+        for name in [path, *extra]:
+            file = Path(name)
+            if not file.resolve().is_relative_to(base) or not file.is_file():
+                continue
+            file.unlink()
+            deleted.append(file)
+            for directory in (file.parent, file.parent.parent):
+                if directory.resolve() != base and directory.resolve().is_relative_to(base):
+                    with contextlib.suppress(OSError):  # not empty yet
+                        directory.rmdir()
+    return deleted
 
 
 def get_job(session: Session, user: User, job_id: int) -> Job:
@@ -162,6 +205,27 @@ def release(session: Session, job_id: int, worker: str) -> bool:
     )
     session.commit()
     return bool(getattr(result, "rowcount", 0) == 1)
+
+
+def release_worker(session: Session, worker: str, *, prefix: bool = False) -> list[int]:
+    """Hand every running job of ``worker`` (of every worker whose name starts with it, with
+    ``prefix``) back to the queue because its server or worker is shutting down (not the
+    job's fault: the attempt does not count). Returns their ids."""
+    match = Job.worker.startswith(worker, autoescape=True) if prefix else Job.worker == worker
+    rows = session.execute(
+        select(Job.id, Job.worker).where(Job.state == JobState.RUNNING.value, match)).all()
+    released = []
+    for job_id, holder in rows:
+        result = session.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.state == JobState.RUNNING.value, Job.worker == holder)
+            .values(state=JobState.QUEUED.value, stage=None, worker=None, updated_at=utcnow(),
+                    attempts=Job.attempts - 1)
+        )
+        if getattr(result, "rowcount", 0) == 1:
+            released.append(job_id)
+    session.commit()
+    return released
 
 
 def lost_message(attempts: int) -> str:
@@ -276,6 +340,11 @@ def retry(session: Session, job: Job, changes: dict[str, Any] | None = None) -> 
     """Queue a failed job again on its kept upload, optionally with changed parameters."""
     if job.state != JobState.FAILED.value:
         raise ConflictError(f"job {job.id} is {job.state}; only failed jobs can be retried")
+    if not Path(job.upload_path).is_file():
+        raise ConflictError(
+            f"job {job.id}'s upload is no longer kept (uploads of ended jobs are deleted after "
+            "upload_retention_days); upload the frame again"
+        )
     if changes:
         params = {**job.params, **{k: v for k, v in changes.items() if v is not None}}
         job.params = params
@@ -284,6 +353,9 @@ def retry(session: Session, job: Job, changes: dict[str, Any] | None = None) -> 
     job.stage = None
     job.message = None
     job.finished_at = None
+    # A retry starts a new series of runs: job_max_attempts and the give-up message count
+    # the worker deaths of this series, not the runs before it.
+    job.attempts = 0
     job.updated_at = utcnow()
     session.flush()
     return job

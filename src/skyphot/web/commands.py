@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from skyphot.db import crud
 from skyphot.db.models import Source, User
 from skyphot.db.session import make_engine, make_sessionmaker, migrate
+from skyphot.jobs.runner import DEFAULT_ENGINE
 from skyphot.settings import Settings, load_settings
 
 ADMIN = "admin"
@@ -121,9 +122,13 @@ def run_serve(args: argparse.Namespace) -> int:
 
     from skyphot.jobs.queue import make_queue
     from skyphot.web.app import create_app
+    from skyphot.web.shutdown import GracefulShutdown, deadlines
 
     settings = _settings(args)
-    queue = make_queue(settings)
+    # First: a signal during start-up must already stop cleanly.
+    shutdown = GracefulShutdown(settings.shutdown_grace_s)
+    shutdown.install()
+    queue = make_queue(settings, engine=args.engine)
     app = create_app(settings, queue=queue)
     with app.state.sessions() as session:
         admin, password = ensure_admin(session, settings)
@@ -146,9 +151,14 @@ def run_serve(args: argparse.Namespace) -> int:
             lines.append(f"  demo catalog: {demo.catalog}")
         lines.append(f"  ({demo.note})")
     print("\n".join(lines), flush=True)
-    # Open live-notification streams never end by themselves: bound the shutdown wait.
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info",
-                timeout_graceful_shutdown=3)
+    # Open live-notification streams never end by themselves: bound the wait for requests
+    # (jobs get the rest of the grace period).
+    requests_s = min(3, max(1, int(deadlines(settings.shutdown_grace_s, 0.0)[0])))
+    server = uvicorn.Server(uvicorn.Config(
+        app, host=settings.host, port=settings.port, log_level="info",
+        timeout_graceful_shutdown=requests_s))
+    shutdown.attach(server, queue)
+    server.run()
     return 0
 
 
@@ -163,6 +173,7 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     serve.add_argument("--data-dir", default=None, help="instance directory (database, uploads)")
     serve.add_argument("--config", default=None, help="config.yaml to use")
     serve.add_argument("--workers", type=int, default=None, help="analysis worker processes")
+    serve.add_argument("--engine", default=DEFAULT_ENGINE, help=argparse.SUPPRESS)
     serve.add_argument("--demo", action="store_true",
                        help="create a demo source and a simulated frame ready to upload")
     serve.set_defaults(handler=run_serve, func=run_serve)

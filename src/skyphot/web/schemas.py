@@ -24,7 +24,8 @@ class SourceCreate(BaseModel):
     dec: float | None = Field(None, description="Declination, degrees (ICRS); taken from "
                               "SkyPortal with skyportal_id.", ge=-90, le=90)
     name: str | None = Field(None, description="Optional common name.", max_length=200)
-    redshift: float | None = Field(None, description="Optional redshift.", ge=0)
+    redshift: float | None = Field(None, description="Optional redshift (finite, >= 0).", ge=0,
+                                   allow_inf_nan=False)
     groups: list[str] | None = Field(
         None, description="Groups to share with; default: all of the creator's groups."
     )
@@ -172,7 +173,8 @@ class JobOut(BaseModel):
     filename: str = Field(description="Uploaded file name.")
     params: dict[str, Any] = Field(description="Analysis parameters.")
     photometry_id: int | None = Field(description="Point produced (when succeeded).")
-    attempts: int = Field(description="How many times it was started.")
+    attempts: int = Field(description="How many times it was started since it was queued "
+                          "(a retry starts again from 0).")
     created_at: datetime = Field(description="Submission time (UTC).")
     started_at: datetime | None = Field(description="Start of the last attempt (UTC).")
     finished_at: datetime | None = Field(description="End time (UTC).")

@@ -49,11 +49,19 @@ class Upload:
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
+MAX_FILENAME = 200  # characters kept of a client's file name
+
+
 def safe_filename(name: str) -> str:
     """A file name safe to store: no directories, only harmless characters."""
     base = re.split(r"[\\/]", name)[-1]
     cleaned = re.sub(r"[^A-Za-z0-9._+-]", "_", base).lstrip(".")
-    return cleaned[:200] or "upload"
+    if len(cleaned) > MAX_FILENAME:
+        # Shorten the stem, never the type (".fits.fz" decides how the file is read).
+        found = re.search(r"(\.[A-Za-z0-9]{1,8}){1,2}$", cleaned)
+        suffix = found.group(0) if found else ""
+        cleaned = cleaned[:MAX_FILENAME - len(suffix)] + suffix
+    return cleaned or "upload"
 
 
 def is_fits_name(name: str) -> bool:

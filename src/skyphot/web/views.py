@@ -148,9 +148,7 @@ def analysis_params(session: Session, fields: dict[str, str]) -> dict[str, Any]:
     params["instrument"] = fields.get("instrument", "").strip() or None
     catalog = fields.get("catalog", "").strip()
     params["catalog"] = None if catalog.lower() in ("", "auto", "automatic") else catalog
-    nsigma = _float(fields, "nsigma")
-    if nsigma is not None and nsigma not in (3.0, 5.0):
-        raise FieldError("nsigma", "detection threshold must be 3 or 5 (sigma)")
+    nsigma = _nsigma(fields)
     params["nsigma"] = nsigma if nsigma is not None else 5.0
     params["target_color"] = _float(fields, "target_color")
     engine = fields.get("engine", "").strip().lower() or "skyphot"
@@ -162,13 +160,40 @@ def analysis_params(session: Session, fields: dict[str, str]) -> dict[str, Any]:
     params["gain"] = _float(fields, "gain", positive=True)
     params["saturation"] = _float(fields, "saturation", positive=True)
     params["pixel_scale"] = _float(fields, "pixel_scale", positive=True)
-    if params["instrument"] and params["filter"]:
-        instrument = get_instrument(session, params["instrument"])
-        if instrument is not None and instrument.filters and (
-            params["filter"] not in instrument.filters
-        ):
+    _check_filter(session, params["instrument"], params["filter"])
+    return params
+
+
+def _nsigma(fields: dict[str, str]) -> float | None:
+    nsigma = _float(fields, "nsigma")
+    if nsigma is not None and nsigma not in (3.0, 5.0):
+        raise FieldError("nsigma", "detection threshold must be 3 or 5 (sigma)")
+    return nsigma
+
+
+def _check_filter(session: Session, instrument_name: str | None, filt: str | None) -> None:
+    if instrument_name and filt:
+        instrument = get_instrument(session, instrument_name)
+        if instrument is not None and instrument.filters and filt not in instrument.filters:
             raise FieldError(
-                "filter", f"filter {params['filter']!r} is not one of {instrument.name}'s "
+                "filter", f"filter {filt!r} is not one of {instrument.name}'s "
                 f"filters ({', '.join(instrument.filters)}); add it on the Instruments page",
             )
-    return params
+
+
+def retry_changes(session: Session, params: dict[str, Any], changes: dict[str, Any]
+                  ) -> dict[str, Any]:
+    """Validated parameter changes of a retry, by the same rules as a new upload
+    (``params``: the job's current parameters; ``changes``: the request's, None = keep)."""
+    fields = {k: str(v) for k, v in changes.items() if v is not None}
+    valid: dict[str, Any] = {}
+    if "nsigma" in fields:
+        valid["nsigma"] = _nsigma(fields)
+    if "obstime" in fields:
+        valid["mjd"] = parse_obstime(fields["obstime"])
+    for key in ("filter", "instrument"):
+        if key in fields:
+            valid[key] = fields[key].strip() or None
+    _check_filter(session, valid.get("instrument", params.get("instrument")),
+                  valid.get("filter", params.get("filter")))
+    return valid

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import logging
 import time
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
@@ -11,6 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
+from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, PlainTextResponse, Response, StreamingResponse
 from sqlalchemy import text
 from sqlalchemy.orm import Session
@@ -24,6 +27,7 @@ from skyphot.errors import SkyphotError
 from skyphot.jobs import push, store
 from skyphot.jobs.colors import recalibrate_source
 from skyphot.jobs.header import inspect_fits
+from skyphot.jobs.limits import DATABASE_OUTAGE
 from skyphot.jobs.queue import EmbeddedQueue
 from skyphot.web.deps import (
     QueueDep,
@@ -61,11 +65,19 @@ from skyphot.web.views import (
     add_source,
     analysis_params,
     job_out,
-    parse_obstime,
     photometry_csv,
     photometry_out,
+    retry_changes,
     source_out,
 )
+
+# Database ids are signed 64-bit: a larger one in a path is a validation error (422), never
+# an overflow inside the database driver (500).
+RowId = Annotated[int, PathParam(ge=0, le=2**63 - 1, description="Row id.")]
+
+log = logging.getLogger(__name__)
+# What a poll of the live-notification stream survives (logged, tried again next tick).
+EVENT_POLL_ERRORS: tuple[type[BaseException], ...] = (SkyphotError, *DATABASE_OUTAGE)
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorOut} for code in (400, 401, 403, 404, 409, 413, 422, 507)
@@ -192,7 +204,7 @@ def get_photometry(
 
 @router.delete("/photometry/{photometry_id}", tags=["photometry"])
 def delete_photometry(
-    photometry_id: int, session: SessionDep, user: UserDep, settings: SettingsDep,
+    photometry_id: RowId, session: SessionDep, user: UserDep, settings: SettingsDep,
     skyportal: Annotated[bool, Query(description="Also delete the point's copy in "
                                      "SkyPortal (when it was pushed).")] = False,
 ) -> dict[str, Any]:
@@ -273,11 +285,19 @@ def _create_job(session: Session, user: User, source_id: str, upload: Upload) ->
     if catalog_file is not None:
         params["catalog_file"] = str(catalog_file.path)
         params["catalog_file_hash"] = catalog_file.sha256
+    kept = store.kept_upload(session, image.sha256)
     job = store.create_job(
-        session, source_id=source_id, owner_id=user.id, upload_path=str(image.path),
+        session, source_id=source_id, owner_id=user.id,
+        upload_path=str(kept if kept is not None else image.path),
         filename=image.filename, file_hash=image.sha256, params=params,
     )
     session.commit()
+    if kept is not None:
+        # One copy per content: the identical file kept for an earlier job serves this one.
+        image.path.unlink()
+        for directory in (image.path.parent, upload.directory):
+            with contextlib.suppress(OSError):  # not empty: a catalog file came along
+                directory.rmdir()
     return job
 
 
@@ -294,7 +314,8 @@ async def inspect(request: Request, settings: SettingsDep) -> FitsInfoOut:
         image = upload.files.get("file")
         if image is None:
             raise FieldError("file", "choose a FITS file to upload (.fits, .fits.fz, .fits.gz)")
-        info = await run_in_threadpool(inspect_fits, image.path, display_name=image.filename)
+        info = await run_in_threadpool(inspect_fits, image.path, display_name=image.filename,
+                                      max_pixels=settings.max_image_pixels)
     finally:
         upload.discard()
     return FitsInfoOut.model_validate(info.as_dict())
@@ -304,7 +325,7 @@ async def inspect(request: Request, settings: SettingsDep) -> FitsInfoOut:
 
 
 @router.get("/jobs/{job_id}", response_model=JobOut, tags=["jobs"])
-def get_job(job_id: int, session: SessionDep, user: UserDep, settings: SettingsDep) -> JobOut:
+def get_job(job_id: RowId, session: SessionDep, user: UserDep, settings: SettingsDep) -> JobOut:
     """State of a job: queued, running (with stage), succeeded or failed (with reason)."""
     return job_out(store.get_job(session, user, job_id), settings)
 
@@ -319,7 +340,7 @@ def source_jobs(source_id: str, session: SessionDep, user: UserDep,
 
 @router.post("/jobs/{job_id}/retry", response_model=JobOut, tags=["jobs"],
              dependencies=[Depends(image_analysis_enabled)])
-def retry_job(job_id: int, session: SessionDep, user: UserDep, settings: SettingsDep,
+def retry_job(job_id: RowId, session: SessionDep, user: UserDep, settings: SettingsDep,
               queue: QueueDep, body: JobRetry | None = None) -> JobOut:
     """Run a failed job again on its kept upload, optionally with changed parameters."""
     job = store.get_job(session, user, job_id)
@@ -327,9 +348,7 @@ def retry_job(job_id: int, session: SessionDep, user: UserDep, settings: Setting
         raise PermissionDeniedError("only the owner of a job or an admin may retry it")
     changes: dict[str, Any] = {}
     if body is not None:
-        changes = body.model_dump(exclude_none=True)
-        if "obstime" in changes:
-            changes["mjd"] = parse_obstime(changes.pop("obstime"))
+        changes = retry_changes(session, job.params, body.model_dump(exclude_none=True))
     store.retry(session, job, changes)
     session.commit()
     queue.submit(job.id)
@@ -337,7 +356,7 @@ def retry_job(job_id: int, session: SessionDep, user: UserDep, settings: Setting
 
 
 @router.get("/jobs/{job_id}/log", response_class=PlainTextResponse, tags=["jobs"])
-def job_log(job_id: int, session: SessionDep, user: UserDep, settings: SettingsDep) -> str:
+def job_log(job_id: RowId, session: SessionDep, user: UserDep, settings: SettingsDep) -> str:
     """The job's log (text)."""
     store.get_job(session, user, job_id)
     path = settings.jobs_path / str(job_id) / "job.log"
@@ -345,7 +364,7 @@ def job_log(job_id: int, session: SessionDep, user: UserDep, settings: SettingsD
 
 
 @router.get("/jobs/{job_id}/diagnostics.png", response_class=FileResponse, tags=["jobs"])
-def job_diagnostics(job_id: int, session: SessionDep, user: UserDep,
+def job_diagnostics(job_id: RowId, session: SessionDep, user: UserDep,
                     settings: SettingsDep) -> FileResponse:
     """The diagnostic image of a job."""
     store.get_job(session, user, job_id)
@@ -427,7 +446,10 @@ async def events(
                 break
             try:
                 changes = await run_in_threadpool(_poll, request, user_id, since)
-            except SkyphotError:
+            except EVENT_POLL_ERRORS as err:
+                # The stream outlives a database blip; the next poll catches up.
+                log.warning("live notifications of user %s: cannot read job changes (%s: %s);"
+                            " trying again", user_id, type(err).__name__, err)
                 changes = []
             for change in changes:
                 key = (change["state"], change["stage"])

@@ -10,6 +10,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from skyphot.db import crud
 from skyphot.db.errors import ConflictError, NotFoundError, PermissionDeniedError
@@ -67,7 +69,8 @@ async def login(request: Request, session: SessionDep) -> Response:
     target = str(form.get("next") or "/sources")
     if not target.startswith("/") or target.startswith("//"):
         target = "/sources"  # only local redirects
-    user = crud.authenticate(session, username, password)
+    # Password hashing and the database lookup block: never on the event loop.
+    user = await run_in_threadpool(crud.authenticate, session, username, password)
     if user is None:
         return _render(request, "login.html", None, status=401, next=target,
                        error="wrong user name or password")
@@ -96,10 +99,15 @@ def sources_page(request: Request, session: SessionDep, q: str | None = None) ->
 @router.post("/sources", response_model=None)
 async def create_source(request: Request, session: SessionDep) -> Response:
     """Create a source from the form; errors are shown next to their field."""
+    form = {k: str(v).strip() for k, v in (await request.form()).items()}
+    # The database work blocks: it runs in the thread pool, not on the event loop.
+    return await run_in_threadpool(_create_source, request, session, form)
+
+
+def _create_source(request: Request, session: Session, form: dict[str, str]) -> Response:
     user = optional_user(request, session)
     if user is None:
         return _login_redirect(request)
-    form = {k: str(v).strip() for k, v in (await request.form()).items()}
     errors: dict[str, str] = {}
     try:
         body = SourceCreate.model_validate({k: v for k, v in form.items() if v != ""})
@@ -163,10 +171,14 @@ def instruments_page(request: Request, session: SessionDep) -> Response:
 @router.post("/instruments", response_model=None)
 async def add_instrument(request: Request, session: SessionDep) -> Response:
     """Add an instrument from the form."""
+    form = {k: str(v).strip() for k, v in (await request.form()).items()}
+    return await run_in_threadpool(_add_instrument, request, session, form)
+
+
+def _add_instrument(request: Request, session: Session, form: dict[str, str]) -> Response:
     user = optional_user(request, session)
     if user is None:
         return _login_redirect(request)
-    form = {k: str(v).strip() for k, v in (await request.form()).items()}
     errors: dict[str, str] = {}
     try:
         values: dict[str, Any] = {k: v for k, v in form.items() if v != ""}
