@@ -207,9 +207,10 @@ def find_upload_point(
 def get_photometry(session: Session, user: User, photometry_id: int) -> Photometry:
     """A point of a source the user may see; NotFoundError otherwise."""
     point = session.get(Photometry, photometry_id)
-    if point is None:
+    source = None if point is None else session.get(Source, point.source_id)
+    if point is None or source is None or not can_see(user, source):
+        # The same answer whether the point is missing or hidden: never name its source.
         raise NotFoundError(f"photometry point {photometry_id} not found")
-    get_source(session, user, point.source_id)
     return point
 
 
