@@ -134,6 +134,7 @@ class Photometry(Base):
     file_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
     settings_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
     calibration: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    comment: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
@@ -153,6 +154,8 @@ class Job(Base):
     params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     settings_hash: Mapped[str] = mapped_column(String(64))
     photometry_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # False when a retry cannot help (the file is not FITS or is damaged).
+    retryable: Mapped[bool] = mapped_column(Boolean, default=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     worker: Mapped[str | None] = mapped_column(String(100), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)

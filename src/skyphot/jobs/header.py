@@ -6,13 +6,15 @@ engine's own header normalisation, so the time shown is the time a measurement w
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from astropy.io import fits
 from astropy.time import Time
 
-from skyphot.errors import FrameReadError
+from skyphot.errors import FrameReadError, InputError
 from skyphot.io.fits import read_header
 from skyphot.io.header import describe_header
 
@@ -67,3 +69,36 @@ def inspect_fits(path: str | Path, *, display_name: str | None = None) -> FitsIn
         saturation=summary.saturation,
         problems=summary.problems,
     )
+
+
+class UploadRejectedError(InputError):
+    """An upload that cannot be analysed whatever the settings (HTTP 400, no job made)."""
+
+
+def check_upload(path: str | Path, *, display_name: str) -> FitsInfo:
+    """Reject, before any job exists, a file no analysis can use: not FITS, no image, or
+    cut short (its data end before the header says they should). Returns the header
+    summary. Compressed (.gz) files are checked only as far as their header."""
+    file = Path(path)
+    try:
+        info = inspect_fits(file, display_name=display_name)
+    except FrameReadError as err:
+        raise UploadRejectedError(str(err)) from err
+    with file.open("rb") as raw:
+        if raw.read(2) == b"\x1f\x8b":
+            return info  # sizes inside a gzip stream are only known after decompressing it
+    size = file.stat().st_size
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # astropy warns "may have been truncated": we say it
+        with fits.open(file, memmap=False, lazy_load_hdus=False,
+                       disable_image_compression=True) as hdul:
+            for index, hdu in enumerate(hdul):
+                start = int(hdul.fileinfo(index)["datLoc"])
+                # Unpadded data size (astropy has no public name for it).
+                needed = start + int(getattr(hdu, "_data_size", 0) or 0)
+                if needed > size:
+                    raise UploadRejectedError(
+                        f"{display_name!r} is incomplete: its header announces {needed} bytes "
+                        f"but the file has only {size}; upload the complete file"
+                    )
+    return info

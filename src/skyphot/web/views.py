@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -16,7 +17,7 @@ from skyphot.db.crud import get_instrument
 from skyphot.db.models import Job, Photometry, Source, User
 from skyphot.settings import Settings
 from skyphot.web.errors import FieldError
-from skyphot.web.schemas import JobOut, PhotometryOut, SourceOut
+from skyphot.web.schemas import JobOut, JobRetry, PhotometryOut, SourceOut
 
 CSV_COLUMNS = (
     "id", "mjd", "iso", "mag", "magerr", "limiting_mag", "limit_sigma", "flux", "fluxerr",
@@ -46,19 +47,21 @@ def photometry_out(point: Photometry, user: User) -> PhotometryOut:
         limit_sigma=point.limit_sigma, flux=point.flux, fluxerr=point.fluxerr, snr=point.snr,
         filter=point.filter, instrument=point.instrument, magsys=point.magsys,
         origin=point.origin, owner_id=point.owner_id, job_id=point.job_id,
-        calibration=point.calibration or {},
+        calibration=point.calibration or {}, comment=point.comment,
         can_delete=user.is_admin or point.owner_id == user.id,
     )
 
 
-def job_out(job: Job, settings: Settings) -> JobOut:
-    """Response model of a job."""
+def job_out(job: Job, settings: Settings, owner: str | None = None) -> JobOut:
+    """Response model of a job (``owner``: the submitter's login name, when known)."""
     png = settings.jobs_path / str(job.id) / "diagnostics.png"
     return JobOut(
         id=job.id, source_id=job.source_id, state=job.state, stage=job.stage,
         message=job.message, filename=job.filename,
         params={k: v for k, v in job.params.items() if k != "catalog_file"},
         photometry_id=job.photometry_id, attempts=job.attempts, created_at=job.created_at,
+        retryable=job.state == "failed" and bool(job.retryable),
+        owner=owner,
         started_at=job.started_at, finished_at=job.finished_at,
         log_url=f"/api/jobs/{job.id}/log",
         diagnostics_url=f"/api/jobs/{job.id}/diagnostics.png" if png.is_file() else None,
@@ -111,6 +114,31 @@ def parse_obstime(raw: str) -> float:
     return value
 
 
+_COLOR = re.compile(
+    r"^\s*([A-Za-z][\w']*)\s*-\s*([A-Za-z][\w']*)\s*=\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$"
+)
+
+
+def parse_target_color(raw: str) -> tuple[float, tuple[str, str] | None]:
+    """A target colour as typed: ``g-r=0.3`` (value and the colour's bands) or ``0.3`` (in
+    the catalog's default colour). FieldError explains the accepted forms."""
+    text = raw.strip().replace("\u2212", "-")  # a typographic minus from a copied text
+    match = _COLOR.match(text)
+    if match is not None:
+        value, bands = float(match.group(3)), (match.group(1), match.group(2))
+    else:
+        try:
+            value, bands = float(text), None
+        except ValueError:
+            raise FieldError(
+                "target_color", f"target colour {raw.strip()!r} is neither BAND1-BAND2=VALUE "
+                "(e.g. g-r=0.3) nor a number (the catalog's default colour)",
+            ) from None
+    if not math.isfinite(value) or abs(value) > 10:
+        raise FieldError("target_color", f"target colour {value} is implausible (|c| > 10 mag)")
+    return value, bands
+
+
 ENGINES = ("skyphot", "stdpipe")
 """Measurement engines a job may ask for (``MeasureConfig.engine``)."""
 
@@ -128,7 +156,13 @@ def analysis_params(session: Session, fields: dict[str, str]) -> dict[str, Any]:
     if nsigma is not None and nsigma not in (3.0, 5.0):
         raise FieldError("nsigma", "detection threshold must be 3 or 5 (sigma)")
     params["nsigma"] = nsigma if nsigma is not None else 5.0
-    params["target_color"] = _float(fields, "target_color")
+    color = fields.get("target_color", "").strip()
+    params["target_color"], bands = parse_target_color(color) if color else (None, None)
+    params["color_bands"] = list(bands) if bands else None
+    reference = fields.get("obstime_ref", "").strip().lower() or "mid"
+    if reference not in ("start", "mid"):
+        raise FieldError("obstime_ref", "say whether the time is the exposure 'start' or 'mid'")
+    params["obstime_ref"] = reference if params["mjd"] is not None else None
     engine = fields.get("engine", "").strip().lower() or "skyphot"
     if engine not in ENGINES:
         raise FieldError(
@@ -138,13 +172,49 @@ def analysis_params(session: Session, fields: dict[str, str]) -> dict[str, Any]:
     params["gain"] = _float(fields, "gain", positive=True)
     params["saturation"] = _float(fields, "saturation", positive=True)
     params["pixel_scale"] = _float(fields, "pixel_scale", positive=True)
-    if params["instrument"] and params["filter"]:
-        instrument = get_instrument(session, params["instrument"])
-        if instrument is not None and instrument.filters and (
-            params["filter"] not in instrument.filters
-        ):
-            raise FieldError(
-                "filter", f"filter {params['filter']!r} is not one of {instrument.name}'s "
-                f"filters ({', '.join(instrument.filters)}); add it on the Instruments page",
-            )
+    check_filter(session, params["instrument"], params["filter"])
     return params
+
+
+def retry_changes(session: Session, body: JobRetry, params: dict[str, Any]) -> dict[str, Any]:
+    """Validated parameter changes of a retry (only what the body sets)."""
+    fields = {k: str(v) for k, v in body.model_dump(exclude_none=True).items()}
+    changes: dict[str, Any] = {}
+    if "obstime" in fields:
+        changes["mjd"] = parse_obstime(fields["obstime"])
+        reference = fields.get("obstime_ref", "mid").strip().lower()
+        if reference not in ("start", "mid"):
+            raise FieldError("obstime_ref", "say whether the time is the exposure 'start' or "
+                             "'mid'")
+        changes["obstime_ref"] = reference
+    for key in ("filter", "instrument"):
+        if fields.get(key, "").strip():
+            changes[key] = fields[key].strip()
+    if "catalog" in fields:
+        catalog = fields["catalog"].strip()
+        changes["catalog"] = None if catalog.lower() in ("", "auto", "automatic") else catalog
+    if body.nsigma is not None:
+        if body.nsigma not in (3.0, 5.0):
+            raise FieldError("nsigma", "detection threshold must be 3 or 5 (sigma)")
+        changes["nsigma"] = float(body.nsigma)
+    if body.pixel_scale is not None:
+        changes["pixel_scale"] = float(body.pixel_scale)
+    if "target_color" in fields:
+        value, bands = parse_target_color(fields["target_color"])
+        changes["target_color"] = value
+        changes["color_bands"] = list(bands) if bands else None
+    merged = {**params, **changes}
+    check_filter(session, merged.get("instrument"), merged.get("filter"))
+    return changes
+
+
+def check_filter(session: Session, instrument_name: str | None, filter_name: str | None) -> None:
+    """FieldError when ``filter_name`` is not one of a known instrument's filters."""
+    if not (instrument_name and filter_name):
+        return
+    instrument = get_instrument(session, instrument_name)
+    if instrument is not None and instrument.filters and filter_name not in instrument.filters:
+        raise FieldError(
+            "filter", f"filter {filter_name!r} is not one of {instrument.name}'s filters "
+            f"({', '.join(instrument.filters)}); add the filter to the instrument first",
+        )
