@@ -469,6 +469,8 @@ def _poll(request: Request, user_id: int, since: Any) -> list[dict[str, Any]]:
         return [
             {"id": j.id, "source_id": j.source_id, "state": j.state, "stage": j.stage,
              "message": j.message, "filename": j.filename, "photometry_id": j.photometry_id,
+             "retryable": j.state == "failed" and bool(j.retryable),
+             "params": {k: v for k, v in j.params.items() if k != "catalog_file"},
              "updated_at": j.updated_at.isoformat()}
             for j in store.changed_since(session, user, since)
         ]
