@@ -179,6 +179,7 @@ def _prepare(session: Session, job: Job, stream: TextIO,
         "filter": params.get("filter") or info.filter,
         "instrument": instrument_name,
         "mjd": round(mid, 7),  # ~10 ms: finer differences are the same time
+        "obstime_ref": None,  # folded into the resolved mid-exposure mjd
         "gain": gain if gain is not None else info.gain,
         "saturation": saturation if saturation is not None else info.saturation,
         "catalog": params.get("catalog") or (
