@@ -65,7 +65,8 @@ def test_upload_to_point_on_the_light_curve(browser: Any, server: str, tmp_path:
     page.fill("#new-source input[name=ra]", "150.1")
     page.fill("#new-source input[name=dec]", "95")
     page.click("#new-source button[type=submit]")
-    assert "must be between -90 and +90 degrees" in page.text_content(".field-error[data-field=dec]")
+    dec_error = page.text_content(".field-error[data-field=dec]")
+    assert "must be between -90 and +90 degrees" in dec_error
     page.fill("#new-source input[name=dec]", "2.2")
     page.click("#new-source button[type=submit]")
     page.wait_for_url(f"{server}/source/SN2024web")
