@@ -17,6 +17,8 @@ _FORM_WORDS: tuple[tuple[str, str], ...] = (
                                                           "the catalog)"),
     (r"`skyphot catalog prefetch`", "a catalog prefetch on the server"),
     (r"\(CLI: --catalog-columns [^)]*\)", ""),
+    (r"\(--pixel-scale ARCSEC\)", "(the form's pixel scale field)"),
+    (r"\((?:or )?--band\)", "(the filter field)"),
     (r"--catalog-columns", "the catalog file's column names"),
     (r"--catalog FILE", "a catalog file (the form's catalog file field)"),
     (r"--pixel-scale ARCSEC", "the pixel scale (the form's pixel scale field)"),
