@@ -175,6 +175,11 @@ def test_narrow_and_dark(browser: Any, server: tuple[str, dict[str, str]],
         assert card == "auto"
         background = page.evaluate("getComputedStyle(document.body).backgroundColor")
         assert (background == "rgb(17, 21, 29)") == (scheme == "dark"), background
+        # a long notification stays inside the window and wraps
+        page.evaluate("window.skyphot.notify({failure: true, html: 'x'.repeat(3000)})")
+        box = page.locator(".notification").bounding_box()
+        assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390
+        assert box["height"] <= 844
         shot(page, tmp_path, f"source_390_{scheme}.png")
         page.goto(f"{url}/jobs")
         assert page.evaluate("document.documentElement.scrollWidth - window.innerWidth") <= 0
@@ -212,3 +217,31 @@ def test_page_of_another_origin_cannot_post(browser: Any, server: tuple[str, dic
         evil.shutdown()
     r = httpx.get(f"{url}/api/sources/planted", headers=alice)
     assert r.status_code == 404
+
+
+def test_upload_form_adds_a_missing_filter_inline(browser: Any,
+                                                  server: tuple[str, dict[str, str]],
+                                                  tmp_path: Path) -> None:
+    url, alice = server
+    httpx.post(f"{url}/api/sources", json={"id": "SN2024g", "ra": 150.1, "dec": 2.2},
+               headers=alice)
+    made = httpx.post(f"{url}/api/instruments", json={"name": "SimCam", "filters": ["r"]},
+                      headers=alice).json()
+    context, _outside = offline_context(browser, url)
+    page = context.new_page()
+    login(page, url)
+    page.goto(f"{url}/source/SN2024g/image_analysis")
+    frame = tmp_path / "g.fits"
+    frame.write_bytes(fits_bytes(filt="g", instrument="SimCam"))
+    page.set_input_files("#file", str(frame))
+    page.wait_for_selector("#header-obstime")
+    page.select_option("#instrument", "SimCam")
+    page.wait_for_selector("#add-filter:not([hidden])")
+    assert page.text_content("#add-filter-button") == "Add filter g to SimCam"
+    page.click("#add-filter-button")
+    page.wait_for_selector("#add-filter", state="hidden")
+    instrument = httpx.get(f"{url}/api/instruments", headers=alice).json()[0]
+    assert instrument["id"] == made["id"] and instrument["filters"] == ["r", "g"]
+    page.click("#submit")
+    page.wait_for_selector(".notification.success", timeout=30000)
+    context.close()
