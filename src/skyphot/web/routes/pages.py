@@ -20,7 +20,7 @@ from skyphot.db import crud
 from skyphot.db.errors import ConflictError, NotFoundError, PermissionDeniedError
 from skyphot.db.models import User
 from skyphot.web.assets import plotly_js
-from skyphot.web.deps import PageUserDep, SessionDep, SettingsDep, optional_user
+from skyphot.web.deps import PageUserDep, SessionDep, SettingsDep
 from skyphot.web.schemas import SourceCreate, instrument_form_values
 from skyphot.web.security import LoginThrottle, TooManyLoginsError
 
@@ -155,14 +155,10 @@ def source_page(request: Request, source_id: str, session: SessionDep,
 
 @router.get("/source/{source_id}/image_analysis", response_model=None)
 def image_analysis_page(request: Request, source_id: str, session: SessionDep,
-                        settings: SettingsDep) -> Response:
+                        settings: SettingsDep, user: PageUserDep) -> Response:
     """The upload form (absent when the image_analysis flag is off)."""
-    user = optional_user(request, session)
     if not settings.image_analysis:
         return _not_found(request, user, "image analysis is not enabled on this server")
-    if user is None:
-        return RedirectResponse(f"/login?next=/source/{source_id}/image_analysis",
-                                status_code=303)
     try:
         source = crud.get_source(session, user, source_id)
     except NotFoundError as err:
