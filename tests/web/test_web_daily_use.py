@@ -366,6 +366,12 @@ def test_cross_site_form_posts_are_refused(instance: Instance) -> None:
     r = instance.client.post("/api/sources", json={"id": "ok2", "ra": 1, "dec": 1},
                              headers={**evil, **instance.alice})
     assert r.status_code == 201
+    # behind a reverse proxy that passes the public host on
+    r = instance.client.post("/sources", data={"id": "ok3", "ra": "1", "dec": "1"},
+                             headers={"Origin": "https://sky.example.org",
+                                      "X-Forwarded-Host": "sky.example.org"},
+                             follow_redirects=False)
+    assert r.status_code == 303
 
 
 def test_failed_logins_are_throttled_and_take_the_same_time(instance: Instance) -> None:

@@ -41,17 +41,19 @@ def cross_site_reason(method: str, headers: dict[str, str]) -> str | None:
         return None
     if "cookie" not in headers:
         return None
-    host = headers.get("host", "").lower()
+    # A reverse proxy may rewrite Host and pass the public one as X-Forwarded-Host (a page in
+    # a browser cannot set that header on a form post).
+    hosts = {headers.get("host", "").lower(), headers.get("x-forwarded-host", "").lower()} - {""}
     origin = headers.get("origin")
     if origin is not None and origin != "null":
-        if _host_of(origin) != host:
+        if _host_of(origin) not in hosts:
             return (f"refused: this request came from a page of another site ({origin}); "
                     "use skyphot's own pages")
         return None
     if origin == "null":
         return "refused: this request came from a page without an origin; use skyphot's pages"
     referer = headers.get("referer")
-    if referer is not None and _host_of(referer) != host:
+    if referer is not None and _host_of(referer) not in hosts:
         return "refused: this request came from a page of another site; use skyphot's pages"
     return None
 
