@@ -13,6 +13,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.middleware.sessions import SessionMiddleware
 
 from skyphot import __version__
+from skyphot.catalogs.names import SESAME_URL
 from skyphot.db.session import make_engine, make_sessionmaker, migrate
 from skyphot.jobs.queue import JobQueue, NullQueue
 from skyphot.settings import Settings
@@ -68,6 +69,7 @@ def create_app(settings: Settings, *, queue: JobQueue | None = None) -> FastAPI:
     app.state.sessions = make_sessionmaker(engine)
     app.state.queue = job_queue
     app.state.login_throttle = LoginThrottle()
+    app.state.name_resolver_url = SESAME_URL  # tests point it at a local stand-in
     app.add_middleware(
         SessionMiddleware, secret_key=secret_key(settings), session_cookie="skyphot_session",
         same_site="lax", max_age=14 * 24 * 3600,

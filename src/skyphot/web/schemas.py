@@ -6,7 +6,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from skyphot.core.coords import parse_dec, parse_ra
 
@@ -20,10 +21,13 @@ class SourceCreate(BaseModel):
 
     id: str = Field(description="Unique source id, e.g. 'ZTF21aaaaaaa'.", min_length=1,
                     max_length=64, pattern=r"^[A-Za-z0-9_.+\-]+$")
-    ra: float = Field(description="Right ascension (ICRS): degrees, or sexagesimal hours "
-                      "as text ('10:00:31.365', '10 00 31.365', '10h00m31.365s').", ge=0, lt=360)
-    dec: float = Field(description="Declination (ICRS): degrees, or sexagesimal degrees as "
-                       "text ('+02:09:42.92', '+02d09m42.92s').", ge=-90, le=90)
+    ra: float | None = Field(
+        None, description="Right ascension (ICRS): degrees, or sexagesimal hours as text "
+        "('10:00:31.365', '10 00 31.365', '10h00m31.365s'). Omit ra and dec to resolve "
+        "`name` through the name service.", ge=0, lt=360)
+    dec: float | None = Field(
+        None, description="Declination (ICRS): degrees, or sexagesimal degrees as text "
+        "('+02:09:42.92', '+02d09m42.92s').", ge=-90, le=90)
     name: str | None = Field(None, description="Optional common name.", max_length=200)
     redshift: float | None = Field(None, description="Optional redshift.", ge=0)
     groups: list[str] | None = Field(
@@ -39,6 +43,16 @@ class SourceCreate(BaseModel):
     @classmethod
     def _dec_text(cls, value: Any) -> Any:
         return parse_dec(value) if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _position_or_name(self) -> SourceCreate:
+        if (self.ra is None) != (self.dec is None):
+            missing = "dec" if self.dec is None else "ra"
+            raise PydanticCustomError("missing", f"give {missing} too (or neither, to "
+                                      "resolve the name)")
+        if self.ra is None and not self.name:
+            raise PydanticCustomError("missing", "give ra and dec, or a name to resolve")
+        return self
 
 
 class SourceShare(BaseModel):

@@ -13,11 +13,12 @@ from typing import Any
 from astropy.time import Time
 from sqlalchemy.orm import Session
 
+from skyphot.catalogs.names import resolve_name
 from skyphot.db.crud import get_instrument
 from skyphot.db.models import Job, Photometry, Source, User
 from skyphot.settings import Settings
 from skyphot.web.errors import FieldError
-from skyphot.web.schemas import JobOut, JobRetry, PhotometryOut, SourceOut
+from skyphot.web.schemas import JobOut, JobRetry, PhotometryOut, SourceCreate, SourceOut
 
 CSV_COLUMNS = (
     "id", "mjd", "iso", "mag", "magerr", "limiting_mag", "limit_sigma", "flux", "fluxerr",
@@ -218,3 +219,11 @@ def check_filter(session: Session, instrument_name: str | None, filter_name: str
             "filter", f"filter {filter_name!r} is not one of {instrument.name}'s filters "
             f"({', '.join(instrument.filters)}); add the filter to the instrument first",
         )
+
+
+def source_position(body: SourceCreate, resolver_url: str) -> tuple[float, float]:
+    """(ra, dec) in degrees: as given, or the name resolved by the name service."""
+    if body.ra is not None and body.dec is not None:
+        return body.ra, body.dec
+    assert body.name  # the model insists on a name when there are no coordinates
+    return resolve_name(body.name, url=resolver_url)

@@ -63,6 +63,7 @@ from skyphot.web.views import (
     photometry_out,
     retry_changes,
     source_out,
+    source_position,
 )
 
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -123,10 +124,13 @@ def info(session: SessionDep, settings: SettingsDep) -> InfoOut:
 
 
 @router.post("/sources", status_code=201, response_model=SourceOut, tags=["sources"])
-def create_source(body: SourceCreate, session: SessionDep, user: UserDep) -> SourceOut:
-    """Create a source (ra/dec in degrees)."""
+def create_source(body: SourceCreate, request: Request, session: SessionDep,
+                  user: UserDep) -> SourceOut:
+    """Create a source: ra/dec in degrees or sexagesimal text, or only a name, resolved
+    through the name service."""
+    ra, dec = source_position(body, request.app.state.name_resolver_url)
     source = crud.create_source(
-        session, user, source_id=body.id, ra=body.ra, dec=body.dec, name=body.name,
+        session, user, source_id=body.id, ra=ra, dec=dec, name=body.name,
         redshift=body.redshift, groups=body.groups,
     )
     session.commit()

@@ -19,10 +19,12 @@ from pydantic import ValidationError
 from skyphot.db import crud
 from skyphot.db.errors import ConflictError, NotFoundError, PermissionDeniedError
 from skyphot.db.models import User
+from skyphot.errors import CatalogServiceError, InputError
 from skyphot.web.assets import plotly_js
 from skyphot.web.deps import PageUserDep, SessionDep, SettingsDep
 from skyphot.web.schemas import SourceCreate, instrument_form_values
 from skyphot.web.security import LoginThrottle, TooManyLoginsError
+from skyphot.web.views import source_position
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=str(Path(__file__).resolve().parents[1] / "templates"))
@@ -127,12 +129,15 @@ def create_source(
     errors: dict[str, str] = {}
     try:
         body = SourceCreate.model_validate({k: v for k, v in form.items() if v != ""})
-        crud.create_source(session, user, source_id=body.id, ra=body.ra, dec=body.dec,
+        ra_deg, dec_deg = source_position(body, request.app.state.name_resolver_url)
+        crud.create_source(session, user, source_id=body.id, ra=ra_deg, dec=dec_deg,
                            name=body.name, redshift=body.redshift)
         session.commit()
         return RedirectResponse(f"/source/{body.id}", status_code=303)
     except ValidationError as err:
-        errors = _field_errors(err, "id")
+        errors = _field_errors(err, "ra")
+    except (InputError, CatalogServiceError) as err:
+        errors["name"] = str(err)
     except (ConflictError, PermissionDeniedError) as err:
         errors["id"] = str(err)
     sources = crud.list_sources(session, user)
