@@ -430,7 +430,7 @@ def test_a_name_alone_is_resolved(instance: Instance) -> None:
     asked: list[str] = []
 
     class Sesame(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
+        def do_GET(self) -> None:
             asked.append(self.path)
             body = SESAME_M31 if "M31" in self.path else "# nothing\n#! *** Nothing found\n"
             self.send_response(200)
