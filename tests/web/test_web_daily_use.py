@@ -469,3 +469,23 @@ def test_a_name_alone_is_resolved(instance: Instance) -> None:
     assert error_of(r)["message"] == "give ra and dec, or a name to resolve"
     r = instance.client.post("/api/sources", json={"id": "z", "ra": 1}, headers=instance.alice)
     assert error_of(r)["message"] == "give dec too (or neither, to resolve the name)"
+
+
+def test_a_failed_job_gets_another_catalog_file(instance: Instance, source: str) -> None:
+    failed = add_job(instance, source, "alice", state=JobState.FAILED, message="2 stars")
+    r = instance.client.put(f"/api/jobs/{failed}/catalog_file", headers=instance.alice,
+                            files={"catalog_file": ("deeper.ecsv", b"# %ECSV 1.0\nra dec\n")})
+    assert r.status_code == 200, r.text
+    params = r.json()["params"]
+    assert "catalog_file" not in params and len(params["catalog_file_hash"]) == 64
+    r = instance.client.post(f"/api/jobs/{failed}/retry", headers=instance.alice)
+    assert r.status_code == 200 and r.json()["state"] == "queued"
+    r = instance.client.put(f"/api/jobs/{failed}/catalog_file", headers=instance.alice,
+                            files={"catalog_file": ("deeper.ecsv", b"x")})
+    assert r.status_code == 409
+    assert error_of(r)["message"] == (f"job {failed} is queued; only a failed job's catalog "
+                                      "file can be replaced")
+    other = add_job(instance, source, "alice", state=JobState.FAILED)
+    r = instance.client.put(f"/api/jobs/{other}/catalog_file", headers=instance.alice,
+                            files={"catalog_file": ("notes.doc", b"x")})
+    assert r.status_code == 422 and error_of(r)["field"] == "catalog_file"

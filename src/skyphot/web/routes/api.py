@@ -18,7 +18,7 @@ from starlette.concurrency import run_in_threadpool
 
 from skyphot import __version__
 from skyphot.db import crud
-from skyphot.db.errors import NotFoundError, PermissionDeniedError
+from skyphot.db.errors import ConflictError, NotFoundError, PermissionDeniedError
 from skyphot.db.models import Job, User, utcnow
 from skyphot.errors import SkyphotError
 from skyphot.jobs import store
@@ -332,6 +332,40 @@ def retry_job(job_id: int, session: SessionDep, user: UserDep, settings: Setting
     store.retry(session, job, changes)
     session.commit()
     queue.submit(job.id)
+    return job_out(job, settings)
+
+
+@router.put("/jobs/{job_id}/catalog_file", response_model=JobOut, tags=["jobs"],
+            dependencies=[Depends(image_analysis_enabled)],
+            openapi_extra={"requestBody": {"required": True, "content": {
+                "multipart/form-data": {"schema": {
+                    "type": "object", "required": ["catalog_file"],
+                    "properties": {"catalog_file": {
+                        "type": "string", "format": "binary",
+                        "description": "Reference catalog table (ECSV/CSV/FITS)."}}}}}}})
+async def replace_catalog_file(job_id: int, request: Request, session: SessionDep,
+                               user: UserDep, settings: SettingsDep) -> JobOut:
+    """Give a failed job another reference catalog file before retrying it."""
+    job = await run_in_threadpool(store.get_job, session, user, job_id)
+    if not (user.is_admin or job.owner_id == user.id):
+        raise PermissionDeniedError("only the owner of a job or an admin may change it")
+    if job.state != "failed":
+        raise ConflictError(f"job {job_id} is {job.state}; only a failed job's catalog file "
+                            "can be replaced")
+    upload = await receive_multipart(
+        request, root=settings.upload_path, max_bytes=settings.max_body_bytes,
+        file_fields={"catalog_file": CATALOG_SUFFIXES}, quota_bytes=settings.upload_quota_bytes,
+    )
+    try:
+        catalog = upload.files.get("catalog_file")
+        if catalog is None:
+            raise FieldError("catalog_file", "choose a catalog file (ECSV, CSV, FITS)")
+        job.params = {**job.params, "catalog_file": str(catalog.path),
+                      "catalog_file_hash": catalog.sha256, "catalog": None}
+        await run_in_threadpool(session.commit)
+    except BaseException:
+        upload.discard()
+        raise
     return job_out(job, settings)
 
 

@@ -36,6 +36,7 @@
           <label class="inline"><input type="radio" name="obstime_ref" value="start"> exposure start</label></fieldset>
         <label>Filter<input name="filter" placeholder="${escapeHtml(p.filter || "unchanged")}"></label>
         <label>Reference catalog<input name="catalog" placeholder="${escapeHtml(p.catalog || "automatic")}"></label>
+        <label>…or a catalog file<input name="catalog_file" type="file" accept=".ecsv,.csv,.fits,.fit,.parquet,.txt,.dat"></label>
         <label>Pixel scale (″/px)<input name="pixel_scale" type="number" step="any" min="0" placeholder="${escapeHtml(p.pixel_scale || "unchanged")}"></label>
         <label>Target colour (g-r=0.3 or 0.3)<input name="target_color" placeholder="unchanged"></label>
         <p class="error wide" id="retry-error"></p>
@@ -47,10 +48,22 @@
       form.addEventListener("submit", async (event) => {
         event.preventDefault();
         const body = {};
+        let catalogFile = null;
         for (const [key, value] of new FormData(form).entries()) {
+          if (value instanceof File) { if (value.size > 0) catalogFile = value; continue; }
           if (String(value).trim() !== "") body[key] = key === "pixel_scale" ? Number(value) : String(value).trim();
         }
         if (!body.obstime) delete body.obstime_ref;
+        if (catalogFile) {
+          const data = new FormData(); data.append("catalog_file", catalogFile);
+          const response = await fetch(`/api/jobs/${job.id}/catalog_file`, {method: "PUT", body: data});
+          if (!response.ok) {
+            let message = `the server answered ${response.status}`;
+            try { message = (await response.json()).error.message; } catch (e) { /* keep the status */ }
+            dialog.querySelector("#retry-error").textContent = message;
+            return;
+          }
+        }
         const result = await api(`/api/jobs/${job.id}/retry`, {method: "POST", json: body, quiet: true});
         if (!result.ok) { dialog.querySelector("#retry-error").textContent = result.error.message; return; }
         dialog.close(); dialog.remove(); resolve(true);
