@@ -34,6 +34,14 @@ def test_admin_token_reports_bad_config(tmp_path: Path,
     assert "skyphot: error: configuration value 'workers' is invalid" in err
 
 
+def test_serve_refuses_an_unknown_setting_by_name(tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "config.yaml").write_text("portt: 5001\n")
+    assert main(["serve", "--data-dir", str(tmp_path)]) == EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert "skyphot: error: configuration value 'portt' is invalid: Extra inputs" in err
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
