@@ -24,6 +24,11 @@ def test_server_paths_become_the_uploaded_name() -> None:
     assert "'0042.parquet'" in user_message(other, stored=STORED, filename="n.fits")
 
 
+def test_units_are_not_taken_for_paths() -> None:
+    err = HeaderError("gain 0 e-/ADU is not positive; pixel scale 0.4 arcsec/px assumed")
+    assert user_message(err, stored=STORED, filename="n.fits") == str(err)
+
+
 def test_library_internals_become_what_is_wrong_with_the_file() -> None:
     err = StageError("reading frame", ValueError("buffer is too small for requested array"))
     text = user_message(err, stored=STORED, filename="night1.fits")

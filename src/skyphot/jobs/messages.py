@@ -43,8 +43,8 @@ _DAMAGED = re.compile(
     r"Header missing END card|Empty or corrupt FITS|not a valid FITS|checksum",
     re.IGNORECASE,
 )
-# Absolute paths (POSIX), with or without quotes.
-_PATH = re.compile(r"'?(/[^\s'\",;:()]+)+'?")
+# Absolute paths (POSIX, two parts or more), with or without quotes; not units like e-/ADU.
+_PATH = re.compile(r"(?<![\w.\-])'?/(?:[^\s'\",;:()/]+/)+[^\s'\",;:()/]*'?")
 
 
 def form_language(text: str) -> str:
