@@ -71,6 +71,19 @@ def inspect_fits(path: str | Path, *, display_name: str | None = None) -> FitsIn
     )
 
 
+def _data_bytes(header: fits.Header) -> int:
+    """Bytes of an HDU's data without the final padding (FITS standard 4.4.1.1): some
+    writers omit the padding, which is harmless."""
+    naxis = int(header.get("NAXIS", 0))
+    if naxis == 0:
+        return 0
+    count = 1
+    for axis in range(1, naxis + 1):
+        count *= int(header.get(f"NAXIS{axis}", 0))
+    bits = abs(int(header.get("BITPIX", 8)))
+    return bits // 8 * int(header.get("GCOUNT", 1)) * (int(header.get("PCOUNT", 0)) + count)
+
+
 class UploadRejectedError(InputError):
     """An upload that cannot be analysed whatever the settings (HTTP 400, no job made)."""
 
@@ -85,20 +98,24 @@ def check_upload(path: str | Path, *, display_name: str) -> FitsInfo:
     except FrameReadError as err:
         raise UploadRejectedError(str(err)) from err
     with file.open("rb") as raw:
-        if raw.read(2) == b"\x1f\x8b":
-            return info  # sizes inside a gzip stream are only known after decompressing it
+        if raw.read(3)[:2] in (b"\x1f\x8b", b"BZ"):
+            return info  # sizes inside a compressed stream are only known after decompressing
     size = file.stat().st_size
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # astropy warns "may have been truncated": we say it
-        with fits.open(file, memmap=False, lazy_load_hdus=False,
-                       disable_image_compression=True) as hdul:
-            for index, hdu in enumerate(hdul):
-                start = int(hdul.fileinfo(index)["datLoc"])
-                # Unpadded data size (astropy has no public name for it).
-                needed = start + int(getattr(hdu, "_data_size", 0) or 0)
-                if needed > size:
-                    raise UploadRejectedError(
-                        f"{display_name!r} is incomplete: its header announces {needed} bytes "
-                        f"but the file has only {size}; upload the complete file"
-                    )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # astropy warns "may have been truncated": we say it
+            with fits.open(file, memmap=False, lazy_load_hdus=False,
+                           disable_image_compression=True) as hdul:
+                needed = max(int(hdul.fileinfo(i)["datLoc"]) + _data_bytes(hdu.header)
+                             for i, hdu in enumerate(hdul))
+    except (OSError, ValueError, EOFError) as err:
+        raise UploadRejectedError(
+            f"{display_name!r} is damaged: a part after its image cannot be read; upload the "
+            "complete file"
+        ) from err
+    if needed > size:
+        raise UploadRejectedError(
+            f"{display_name!r} is incomplete: its header announces {needed} bytes but the "
+            f"file has only {size}; upload the complete file"
+        )
     return info
