@@ -1,12 +1,14 @@
 """Server-rendered pages (Jinja2); they call the JSON API from a little JavaScript.
 
 Every page gets its user from ``PageUserDep`` (a redirect to the login form when there is
-none). Handlers are plain ``def``: FastAPI runs them in its thread pool, so password
-hashing and database calls never block the event loop.
+none). Handlers are plain ``def`` (FastAPI runs them in its thread pool) or, for the login,
+``async`` with the password check in the thread pool: password hashing and database calls
+never block the event loop.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -15,6 +17,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
 
 from skyphot.db import crud
 from skyphot.db.errors import ConflictError, NotFoundError, PermissionDeniedError
@@ -72,13 +75,22 @@ def login_page(request: Request, next: str = "/sources") -> HTMLResponse:
     return _render(request, "login.html", None, next=next, error=None)
 
 
+def _check_password(request: Request, username: str, password: str) -> int | None:
+    """The user id when the password matches (in a worker thread: scrypt and the database
+    never run on the event loop); its own short session, so no pooled connection is held
+    while the answer waits."""
+    with request.app.state.sessions() as session:
+        user = crud.authenticate(session, username, password)
+        return user.id if user is not None else None
+
+
 @router.post("/login", response_model=None)
-def login(
-    request: Request, session: SessionDep,
+async def login(
+    request: Request,
     username: Annotated[str, Form()] = "", password: Annotated[str, Form()] = "",
     next: Annotated[str, Form()] = "/sources",
 ) -> Response:
-    """Check the password and set the session cookie (runs in the thread pool)."""
+    """Check the password and set the session cookie."""
     target = next or "/sources"
     if not target.startswith("/") or target.startswith("//"):
         target = "/sources"  # only local redirects
@@ -89,14 +101,15 @@ def login(
     except TooManyLoginsError as err:
         return _render(request, "login.html", None, status=429, next=target, error=str(err))
     started = time.monotonic()
-    user = crud.authenticate(session, username, password)
-    if user is None:
+    user_id = await run_in_threadpool(_check_password, request, username, password)
+    if user_id is None:
         throttle.failed(client, username)
-        time.sleep(max(0.0, LOGIN_FAILURE_S - (time.monotonic() - started)))
+        # The floor is awaited, not slept in a thread: waiting answers hold no resources.
+        await asyncio.sleep(max(0.0, LOGIN_FAILURE_S - (time.monotonic() - started)))
         return _render(request, "login.html", None, status=401, next=target,
                        error="wrong user name or password")
     throttle.succeeded(client, username)
-    request.session["user_id"] = user.id
+    request.session["user_id"] = user_id
     return RedirectResponse(target, status_code=303)
 
 
