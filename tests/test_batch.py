@@ -156,6 +156,9 @@ def test_mixed_batch_rejects_every_bad_file_and_measures_every_good_one(
         "cut.fits.gz": ("check", "the gzip stream is damaged"),
         "huge.fits": ("upload", "the server refused the upload (HTTP 413): the upload is larger "
                                 "than the limit of 1 MB (max_body_size)"),
+        # the server checks the header as it receives the file: no job for a file no
+        # setting can make usable (issue 10, item 5)
+        "noimage.fits": ("upload", "no image data in any HDU"),
     }
     for name, (stage, reason) in rejected.items():
         outcome = by_name[name]
@@ -163,8 +166,8 @@ def test_mixed_batch_rejects_every_bad_file_and_measures_every_good_one(
                                                                           None), outcome
         assert reason in outcome["reason"], outcome
     assert by_name["huge.fits"]["http_status"] == 413
-    failed = {"noimage.fits": "no image data in any HDU",
-              "calfail.fits": "only 2 reference stars matched (5 needed)"}
+    assert by_name["noimage.fits"]["http_status"] == 400
+    failed = {"calfail.fits": "only 2 reference stars matched (5 needed)"}
     for name, reason in failed.items():
         outcome = by_name[name]
         assert (outcome["state"], outcome["stage"]) == ("failed", "analysis"), outcome
@@ -182,18 +185,18 @@ def test_mixed_batch_rejects_every_bad_file_and_measures_every_good_one(
     assert abs(real["mag"] - truth.mag) < 4 * real["magerr"] + 0.01, (real, truth.mag)
 
     counts = report["counts"]
-    assert (counts["succeeded"], counts["failed"], counts["rejected"]) == (5, 2, 6)
+    assert (counts["succeeded"], counts["failed"], counts["rejected"]) == (5, 1, 7)
     points = httpx.get(f"{server.url}/api/sources/{source}/photometry",
                        headers=server.headers).json()
     succeeded_jobs = {f["job_id"] for f in report["files"] if f["state"] == "succeeded"}
     assert sorted(p["job_id"] for p in points) == sorted(succeeded_jobs)
     jobs = httpx.get(f"{server.url}/api/sources/{source}/jobs", headers=server.headers).json()
-    assert len(jobs) == 7  # nothing rejected became a job
+    assert len(jobs) == 6  # nothing rejected became a job
 
     # Progress: one line per event when stderr is not a terminal.
     assert "] rejected " in err and "notes.fits: not a FITS file" in err
     assert "] succeeded " in err and "] failed " in err and "[13/13]" in err
-    assert err.count("uploaded ") == 7
+    assert err.count("uploaded ") == 6
 
 
 # --- outcomes and output -----------------------------------------------------------------------

@@ -226,7 +226,11 @@ def test_unknown_filter(small_frame, capsys) -> None:  # type: ignore[no-untyped
 
 
 def test_invalid_nsigma(small_frame, capsys) -> None:  # type: ignore[no-untyped-def]
-    _fails(_args(small_frame, "--nsigma", "0.2"), capsys, EXIT_BAD_INPUT, "nsigma")
+    # 3 or 5 only, as in the web form and the API: a usage error (exit 2)
+    with pytest.raises(SystemExit) as done:
+        main(_args(small_frame, "--nsigma", "0.2"))
+    assert done.value.code == 2
+    assert "--nsigma: invalid choice: 0.2 (choose from 3.0, 5.0)" in capsys.readouterr().err
 
 
 def test_malformed_target_color(small_frame, capsys) -> None:  # type: ignore[no-untyped-def]

@@ -245,8 +245,35 @@ def format_result(result: Any) -> str:
     )
 
 
+NSIGMA_CHOICES = (3.0, 5.0)
+"""Detection thresholds offered everywhere (CLI, web form, API)."""
+
+MEASURE_EPILOG = f"""examples:
+  skyphot measure frame.fits --ra 150.1307 --dec 2.1619
+  skyphot measure frame.fits.fz --ra 150.1307 --dec 2.1619 --catalog ref.ecsv --json
+  skyphot measure frame.fits --ra 150.1307 --dec 2.1619 --filter r --mjd 60400.1234 \\
+      --target-color g-r=0.3 --nsigma 3 --plot diag.png
+
+exit codes:
+  {EXIT_OK}   a magnitude or an upper limit was measured
+  {EXIT_USAGE}   bad command line
+  {EXIT_BAD_INPUT}   the file, catalog or options are unusable (the message says which)
+  {EXIT_ANALYSIS}   the frame was read but no trustworthy result could be made
+  {EXIT_ENVIRONMENT}   an external tool or service failed (e.g. the catalog service)
+  {EXIT_FAILURE}   any other error
+  {EXIT_INTERNAL}  a bug: please report it with the command line
+"""
+
+
 def add_measure_parser(sub: Any) -> None:
-    p = sub.add_parser("measure", help="calibrated photometry of a target on a FITS frame")
+    p = sub.add_parser(
+        "measure", help="calibrated photometry of a target on a FITS frame",
+        description="Measure the target at --ra/--dec on one FITS frame: astrometry, "
+        "calibration against a reference catalog, PSF photometry; prints the magnitude with "
+        "its error (magnitude system per band), or an upper limit when the target is not "
+        "detected at --nsigma.",
+        epilog=MEASURE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("image", help="FITS frame (.fits, .fits.fz, .fits.gz)")
     p.add_argument("--ra", type=float, required=True, help="target RA, degrees")
     p.add_argument("--dec", type=float, required=True, help="target Dec, degrees")
@@ -270,7 +297,8 @@ def add_measure_parser(sub: Any) -> None:
     p.add_argument("--target-color", help="target colour, e.g. g-r=0.3")
     p.add_argument("--no-color-term", action="store_true", help="do not fit a colour term")
     p.add_argument("--spatial-order", type=int, help="zero-point polynomial order in x, y")
-    p.add_argument("--nsigma", type=float, help="detection S/N and limit sigma (default 5)")
+    p.add_argument("--nsigma", type=float, choices=NSIGMA_CHOICES,
+                   help="detection S/N and limit sigma: 3 or 5 (default 5; as in the web form)")
     p.add_argument("--hdu", help="HDU index or EXTNAME (default: first image HDU)")
     p.add_argument("--mjd", type=float, help="mid-exposure MJD (overrides the header)")
     p.add_argument("--exptime", type=float, help="exposure time, s")
@@ -334,14 +362,22 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def add_simulate_parser(sub: Any) -> None:
-    p = sub.add_parser("simulate", help="write a simulated frame and its reference catalog")
+    p = sub.add_parser(
+        "simulate", help="write a simulated frame and its reference catalog",
+        description="Write a simulated FITS frame with a transient of known magnitude and its "
+        "reference catalog; prints the truth (position, magnitude, ideal limit) as JSON.",
+    )
     p.add_argument("outdir", help="directory to write into")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--stem", default="frame", help="file name stem")
-    p.add_argument("--shape", type=int, nargs=2, metavar=("NY", "NX"))
-    p.add_argument("--target-mag", type=float)
-    p.add_argument("--dtype", choices=["float32", "uint16"])
-    p.add_argument("--compress", choices=["fz", "gz"])
+    p.add_argument("--seed", type=int, default=0,
+                   help="random seed: the same seed writes the same frame (default 0)")
+    p.add_argument("--stem", default="frame", help="file name stem (default 'frame')")
+    p.add_argument("--shape", type=int, nargs=2, metavar=("NY", "NX"),
+                   help="image size in pixels, rows then columns")
+    p.add_argument("--target-mag", type=float, help="true AB magnitude of the transient")
+    p.add_argument("--dtype", choices=["float32", "uint16"],
+                   help="pixel type: float32 or uint16 with BZERO (like many cameras)")
+    p.add_argument("--compress", choices=["fz", "gz"],
+                   help="write .fits.fz (tile-compressed) or .fits.gz instead of .fits")
     p.add_argument("--no-wcs", action="store_true", help="write no WCS (blind-solve tests)")
     p.add_argument("--json", action="store_true", help="compact JSON")
     p.set_defaults(handler=cmd_simulate)

@@ -92,23 +92,50 @@ def test_job_succeeds_and_adds_one_point(served: tuple[Served, TestClient]) -> N
     assert len(client.get("/api/sources/s1/photometry", headers=s.alice).json()) == 2
 
 
-def test_not_fits_fails_readably_keeps_file_and_retries(
+def test_not_fits_or_truncated_is_refused_before_any_job(
         served: tuple[Served, TestClient]) -> None:
     s, client = served
-    job_id = s.upload(client, b"SIMPLE? no, this is a text file\n" * 10, name="broken.fits")
-    job = wait_for(client, s.alice, job_id)
-    assert job["state"] == "failed"
-    assert job["message"].startswith("'broken.fits': not a FITS file")
-    assert "skyphot reads FITS images (.fits, .fit, .fts, .fits.fz, .fits.gz)" in job["message"]
+    r = client.post("/api/sources/s1/image_analysis", headers=s.alice,
+                    files={"file": ("broken.fits", b"SIMPLE? no, this is a text file\n" * 10)})
+    assert r.status_code == 400, r.text
+    message = r.json()["error"]["message"]
+    assert message.startswith("'broken.fits': not a FITS file")
+    assert "skyphot reads FITS images (.fits, .fit, .fts, .fits.fz, .fits.gz)" in message
+    whole = fits_bytes(shape=(64, 64))
+    r = client.post("/api/sources/s1/image_analysis", headers=s.alice,
+                    files={"file": ("cut.fits", whole[: len(whole) - 5000])})
+    assert r.status_code == 400, r.text
+    assert "'cut.fits' is incomplete" in r.json()["error"]["message"]
+    assert "upload the complete file" in r.json()["error"]["message"]
     with s.app.state.sessions() as session:
-        row = session.get(Job, job_id)
-        assert row is not None and Path(row.upload_path).is_file()
-    r = client.post(f"/api/jobs/{job_id}/retry", headers=s.alice)
-    assert r.status_code == 200 and r.json()["state"] == "queued"
-    job = wait_for(client, s.alice, job_id)
-    assert job["state"] == "failed" and job["attempts"] == 1  # a retry starts a new series
-    r = client.post(f"/api/jobs/{job_id}/retry", headers=s.bob)
-    assert r.status_code == 404
+        assert session.scalar(select(func.count()).select_from(Job)) == 0
+    assert not [p for p in s.settings.upload_path.rglob("*") if p.is_file()]
+
+
+def test_same_file_same_resolved_settings_is_one_point(
+        served: tuple[Served, TestClient]) -> None:
+    s, client = served
+    first = wait_for(client, s.alice, s.upload(client, fits_bytes(mag=17.5)))
+    assert first["state"] == "succeeded", first
+    # the form pre-selects the header's instrument and filter on the second upload: the
+    # resolved settings are the same, so is the measurement
+    again = wait_for(client, s.alice, s.upload(client, fits_bytes(mag=17.5),
+                                               instrument="SIMCAM", filter="r"))
+    assert again["message"].startswith("identical upload already measured"), again
+    start = wait_for(client, s.alice, s.upload(client, fits_bytes(mag=17.5),
+                                               obstime="2024-03-01T02:00:00",
+                                               obstime_ref="start"))
+    # typed as the exposure start, as DATE-OBS is: the same mid-exposure, the same point
+    assert start["message"].startswith("identical upload already measured"), start
+    # engine and pixel scale change the result: new points
+    other_engine = wait_for(client, s.alice, s.upload(client, fits_bytes(mag=17.5),
+                                                      engine="stdpipe"))
+    assert other_engine["state"] == "succeeded"
+    assert not other_engine["message"].startswith("identical"), other_engine
+    scale = wait_for(client, s.alice, s.upload(client, fits_bytes(mag=17.5), pixel_scale="0.6"))
+    assert not scale["message"].startswith("identical"), scale
+    points = client.get("/api/sources/s1/photometry", headers=s.alice).json()
+    assert len(points) == 3
 
 
 def test_engine_failure_and_missing_time(served: tuple[Served, TestClient]) -> None:
@@ -116,19 +143,24 @@ def test_engine_failure_and_missing_time(served: tuple[Served, TestClient]) -> N
     failed = wait_for(client, s.alice, s.upload(client, fits_bytes(fail=True)))
     assert failed["message"] == ("calibration: only 2 reference stars matched (5 needed); "
                                  "use a deeper catalog")
+    assert failed["retryable"] is True
+    log = client.get(failed["log_url"], headers=s.alice).text
+    assert log.count("failed: calibration: only 2 reference stars") == 1  # said once
     no_time = wait_for(client, s.alice, s.upload(client, fits_bytes(date=None)))
     assert no_time["state"] == "failed"
     assert no_time["message"] == (
         "the image header has no observation time (no DATE-OBS or MJD-OBS); enter the "
         "observation time in the form and upload again")
-    # a retry with the time given succeeds
-    r = client.post(f"/api/jobs/{no_time['id']}/retry", json={"obstime": "60370.5"},
+    # a retry with the time given (as the exposure start) succeeds at mid-exposure
+    r = client.post(f"/api/jobs/{no_time['id']}/retry",
+                    json={"obstime": "60370.5", "obstime_ref": "start", "pixel_scale": 0.6},
                     headers=s.alice)
     assert r.status_code == 200
+    assert r.json()["params"]["pixel_scale"] == 0.6
     job = wait_for(client, s.alice, no_time["id"])
     assert job["state"] == "succeeded", job
     points = client.get("/api/sources/s1/photometry", headers=s.alice).json()
-    assert [p["mjd"] for p in points] == [60370.5]
+    assert [p["mjd"] for p in points] == [pytest.approx(60370.5 + 30 / 86400, abs=1e-9)]
 
 
 def test_queued_jobs_survive_a_restart(tmp_path: Path) -> None:

@@ -65,7 +65,8 @@ def test_upload_to_point_on_the_light_curve(browser: Any, server: str, tmp_path:
     page.fill("#new-source input[name=ra]", "150.1")
     page.fill("#new-source input[name=dec]", "95")
     page.click("#new-source button[type=submit]")
-    assert "less than or equal to 90" in page.text_content(".field-error[data-field=dec]")
+    dec_error = page.text_content(".field-error[data-field=dec]")
+    assert "must be between -90 and +90 degrees" in dec_error
     page.fill("#new-source input[name=dec]", "2.2")
     page.click("#new-source button[type=submit]")
     page.wait_for_url(f"{server}/source/SN2024web")
@@ -130,16 +131,32 @@ def test_corrupt_file_gives_a_reason_and_a_retry(browser: Any, server: str,
     page.set_input_files("#file", str(broken))
     page.wait_for_selector(".field-error[data-field=file]:not(:empty)")
     assert "not a FITS file" in page.text_content(".field-error[data-field=file]")
-    page.fill("#obstime", "2024-03-01T02:00:00")  # the header could not give it
+    page.fill("#obstime", "2024-03-01T02:00:00")
+    page.click("#submit")
+    # defect 4: the first, true reason stays after submit (not "no observation time")
+    page.wait_for_timeout(300)
+    assert "not a FITS file" in page.text_content(".field-error[data-field=file]")
+    assert "observation time" not in page.text_content("#analysis-form")
+    assert page.text_content("#job-status") == ""
+    # a failure a retry can help: offered Retry, which may change the settings
+    failing = tmp_path / "few_stars.fits"
+    failing.write_bytes(fits_bytes(fail=True))
+    page.set_input_files("#file", str(failing))
+    page.wait_for_selector("#header-obstime")
+    page.fill("#obstime", "")
     page.click("#submit")
     note = page.wait_for_selector(".notification.failure", timeout=30000)
     assert "Analysis failed" in note.text_content()
-    assert "'broken.fits': not a FITS file" in note.text_content()
+    assert "only 2 reference stars matched" in note.text_content()
+    assert "/" not in note.text_content().split("):", 1)[1]  # no server path
     page.goto(f"{server}/source/SN2024bad")
     page.wait_for_selector("#jobs-table .state-failed")
-    assert "not a FITS file" in page.text_content("#jobs-table tbody")
+    assert page.locator("#jobs-table tbody tr").count() == 1  # the non-FITS file made no job
     page.click("#jobs-table button.retry")
-    # the retried job runs on the kept file and fails again with the same reason
+    page.wait_for_selector("#retry-dialog[open]")
+    page.fill("#retry-dialog input[name=pixel_scale]", "0.6")
+    page.click("#retry-go")
+    # the retried job runs on the kept file with the new setting and fails again
     page.wait_for_selector(".notification.failure", timeout=30000)
     page.wait_for_function(
         "document.querySelector('#jobs-table .state-failed') !== null", timeout=30000)

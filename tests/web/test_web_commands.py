@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 
 from skyphot.cli import EXIT_BAD_INPUT, main
@@ -31,6 +32,14 @@ def test_admin_token_reports_bad_config(tmp_path: Path,
     assert main(["admin-token", "--data-dir", str(tmp_path)]) == EXIT_BAD_INPUT
     err = capsys.readouterr().err
     assert "skyphot: error: configuration value 'workers' is invalid" in err
+
+
+def test_serve_refuses_an_unknown_setting_by_name(tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "config.yaml").write_text("portt: 5001\n")
+    assert main(["serve", "--data-dir", str(tmp_path)]) == EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert "skyphot: error: configuration value 'portt' is invalid: Extra inputs" in err
 
 
 def free_port() -> int:
@@ -67,6 +76,19 @@ def test_serve_demo_starts_and_prints_credentials(tmp_path: Path) -> None:
                 assert time.monotonic() < deadline
                 time.sleep(0.2)
         assert r.status_code == 200, r.text
+        # the demo source starts with a light curve: two filters and upper limits (AB)
+        points = httpx.get(f"http://127.0.0.1:{port}/api/sources/demo-transient/photometry",
+                           headers={"Authorization": f"token {token}"}).json()
+        assert {p["filter"] for p in points} == {"g", "r"}
+        limits = [p for p in points if p["mag"] is None]
+        assert limits and all(p["limiting_mag"] and p["limit_sigma"] == 5 for p in limits)
+        assert all(p["magsys"] == "AB" for p in points)
+        for p in points:  # fluxes in µJy follow AB: 23.9 mag = 1 µJy
+            if p["mag"] is not None:
+                assert p["flux"] == pytest.approx(10 ** (-0.4 * (p["mag"] - 23.9)), rel=1e-9)
+            else:  # the limit is 5 sigma of the flux error
+                assert 23.9 - 2.5 * np.log10(5 * p["fluxerr"]) == pytest.approx(
+                    p["limiting_mag"], abs=1e-9)
         with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
             login = client.post("/login", data={"username": "admin", "password": password})
             assert login.status_code == 303

@@ -10,7 +10,7 @@ import functools
 import secrets
 from collections.abc import Sequence
 
-from sqlalchemy import Select, delete, exists, func, or_, select
+from sqlalchemy import Select, delete, exists, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -18,6 +18,7 @@ from skyphot.db.errors import ConflictError, NotFoundError, PermissionDeniedErro
 from skyphot.db.models import (
     Group,
     Instrument,
+    Job,
     Photometry,
     Source,
     Token,
@@ -68,18 +69,23 @@ def get_user(session: Session, username: str) -> User | None:
     return session.scalar(select(User).where(User.username == username))
 
 
+def list_users(session: Session) -> list[User]:
+    """All accounts by name."""
+    return list(session.scalars(select(User).order_by(User.username)))
+
+
 def set_password(user: User, password: str) -> None:
     """Replace the user's password."""
     user.password_hash = hash_password(password)
 
 
 def authenticate(session: Session, username: str, password: str) -> User | None:
-    """The user whose password matches, or None."""
+    """The user whose password matches, or None (same work for unknown users)."""
     user = get_user(session, username)
-    # An unknown user costs one hash check too: the answer time must not tell which
-    # account names exist.
-    stored = user.password_hash if user is not None else _decoy_hash()
-    if not verify_password(password, stored) or user is None:
+    # An unknown user (or one without a password) costs one hash check too: the answer time
+    # must not tell which account names exist.
+    stored = user.password_hash if user is not None else None
+    if not verify_password(password, stored or _decoy_hash()) or not stored:
         return None
     return user
 
@@ -276,3 +282,174 @@ def ensure_instrument(session: Session, name: str, filter_name: str | None) -> I
     if filter_name and filter_name not in instrument.filters:
         instrument.filters = [*instrument.filters, filter_name]
     return instrument
+
+
+def update_instrument(
+    session: Session,
+    instrument_id: int,
+    *,
+    name: str | None = None,
+    filters: Sequence[str] | None = None,
+    gain: float | None = None,
+    saturation: float | None = None,
+) -> Instrument:
+    """Change an instrument; None leaves a value as it is. A rename also renames the
+    instrument on its photometry points (they name it by text)."""
+    instrument = session.get(Instrument, instrument_id)
+    if instrument is None:
+        raise NotFoundError(f"instrument {instrument_id} not found")
+    if name is not None and name != instrument.name:
+        other = get_instrument(session, name)
+        if other is not None and other.id != instrument.id:
+            raise ConflictError(f"instrument {name!r} already exists")
+        session.execute(
+            update(Photometry).where(Photometry.instrument == instrument.name)
+            .values(instrument=name)
+        )
+        instrument.name = name
+    if filters is not None:
+        instrument.filters = list(dict.fromkeys(f.strip() for f in filters if f.strip()))
+    if gain is not None:
+        instrument.gain = gain
+    if saturation is not None:
+        instrument.saturation = saturation
+    session.flush()
+    return instrument
+
+
+def delete_instrument(session: Session, instrument_id: int) -> None:
+    """Delete an instrument no photometry point uses (ConflictError otherwise)."""
+    instrument = session.get(Instrument, instrument_id)
+    if instrument is None:
+        raise NotFoundError(f"instrument {instrument_id} not found")
+    used = session.scalar(
+        select(func.count()).select_from(Photometry)
+        .where(func.lower(Photometry.instrument) == instrument.name.lower())
+    ) or 0
+    if used:
+        raise ConflictError(
+            f"instrument {instrument.name!r} is used by {used} photometry point(s); "
+            "it can only be deleted when unused"
+        )
+    session.delete(instrument)
+    session.flush()
+
+
+# --- editing and sharing ------------------------------------------------------------------
+
+
+def editable_point(session: Session, user: User, photometry_id: int) -> Photometry:
+    """A point the user may change: its owner or an admin, on a source they see."""
+    point = session.get(Photometry, photometry_id)
+    if point is None:
+        raise NotFoundError(f"photometry point {photometry_id} not found")
+    get_source(session, user, point.source_id)
+    if not (user.is_admin or point.owner_id == user.id):
+        raise PermissionDeniedError("only the owner of a photometry point or an admin may "
+                                    "change it")
+    return point
+
+
+def update_photometry(
+    session: Session,
+    user: User,
+    photometry_id: int,
+    *,
+    filter_name: str | None = None,
+    instrument: str | None = None,
+    mjd: float | None = None,
+    comment: str | None = None,
+) -> Photometry:
+    """Change a point's metadata (None leaves a value; an empty comment clears it)."""
+    point = editable_point(session, user, photometry_id)
+    if filter_name is not None:
+        point.filter = filter_name.strip()
+    if instrument is not None:
+        point.instrument = instrument.strip() or None
+    if mjd is not None:
+        point.mjd = mjd
+    if comment is not None:
+        point.comment = comment.strip() or None
+    session.flush()
+    return point
+
+
+def delete_source(session: Session, user: User, source_id: str) -> None:
+    """Delete a source with its photometry and jobs: its creator or an admin."""
+    source = get_source(session, user, source_id)
+    if not (user.is_admin or source.created_by == user.id):
+        raise PermissionDeniedError("only the creator of a source or an admin may delete it")
+    # Explicit, not left to ON DELETE CASCADE: SQLite enforces it only with a pragma.
+    session.execute(delete(Photometry).where(Photometry.source_id == source_id))
+    session.execute(delete(Job).where(Job.source_id == source_id))
+    session.delete(source)
+    session.flush()
+
+
+def share_source(session: Session, user: User, source_id: str, groups: Sequence[str]) -> Source:
+    """Share a source with exactly ``groups`` (its creator or an admin; own groups only,
+    unless admin)."""
+    source = get_source(session, user, source_id)
+    if not (user.is_admin or source.created_by == user.id):
+        raise PermissionDeniedError("only the creator of a source or an admin may share it")
+    own = {g.name: g for g in user.groups}
+    unknown = [g for g in groups if g not in own and not user.is_admin]
+    if unknown:
+        raise PermissionDeniedError(f"you are not a member of group(s) {', '.join(unknown)}")
+    source.groups = [own.get(g) or get_or_create_group(session, g) for g in dict.fromkeys(groups)]
+    session.flush()
+    return source
+
+
+def list_groups(session: Session, user: User) -> list[Group]:
+    """Groups the user belongs to (all groups for an admin)."""
+    if user.is_admin:
+        return list(session.scalars(select(Group).order_by(Group.name)))
+    return sorted(user.groups, key=lambda g: g.name)
+
+
+def group_members(session: Session, group: Group) -> list[str]:
+    """Login names of a group's members."""
+    query = (select(User.username).join(user_groups, user_groups.c.user_id == User.id)
+             .where(user_groups.c.group_id == group.id).order_by(User.username))
+    return list(session.scalars(query))
+
+
+def change_membership(
+    session: Session, user: User, group_name: str, username: str, *, add: bool
+) -> Group:
+    """Add or remove a member: admins, or members of the group (never personal groups)."""
+    group = session.scalar(select(Group).where(Group.name == group_name))
+    if group is None:
+        if not (add and user.is_admin):
+            raise NotFoundError(f"group {group_name!r} not found")
+        group = get_or_create_group(session, group_name)
+    if group.name.startswith("user:"):
+        raise PermissionDeniedError("personal groups (user:NAME) have exactly one member")
+    if not user.is_admin and group.id not in {g.id for g in user.groups}:
+        raise PermissionDeniedError(f"only members of {group_name!r} or an admin may change it")
+    member = get_user(session, username)
+    if member is None:
+        raise NotFoundError(f"user {username!r} not found")
+    ids = {g.id for g in member.groups}
+    if add and group.id not in ids:
+        member.groups = [*member.groups, group]
+    elif not add:
+        member.groups = [g for g in member.groups if g.id != group.id]
+    session.flush()
+    return group
+
+
+def list_tokens(session: Session, user: User) -> list[Token]:
+    """The user's API tokens, newest first (values are not stored)."""
+    query = select(Token).where(Token.user_id == user.id).order_by(Token.id.desc())
+    return list(session.scalars(query))
+
+
+def revoke_token(session: Session, user: User, token_id: int) -> None:
+    """Delete one of the user's tokens (an admin may delete anyone's)."""
+    token = session.get(Token, token_id)
+    if token is None or not (user.is_admin or token.user_id == user.id):
+        raise NotFoundError(f"token {token_id} not found")
+    session.delete(token)
+    session.flush()

@@ -136,6 +136,7 @@ class Photometry(Base):
     file_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
     settings_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
     calibration: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    comment: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     # SkyPortal push: state off | pending | pushed | failed, SkyPortal's id once known (a
     # retry then updates instead of posting again), the last failure, skyphot's own id of
@@ -165,6 +166,8 @@ class Job(Base):
     params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     settings_hash: Mapped[str] = mapped_column(String(64))
     photometry_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # False when a retry cannot help (the file is not FITS or is damaged).
+    retryable: Mapped[bool] = mapped_column(Boolean, default=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     worker: Mapped[str | None] = mapped_column(String(100), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)

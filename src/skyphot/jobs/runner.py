@@ -38,9 +38,11 @@ from skyphot.jobs.limits import (
     is_lock_conflict,
     soft_time_limit,
 )
+from skyphot.jobs.messages import is_retryable, user_message
 from skyphot.jobs.states import JobState
 from skyphot.pipeline.config import (
     AstrometryConfig,
+    CalibrationConfig,
     CatalogConfig,
     HeaderOverrides,
     MeasureConfig,
@@ -73,9 +75,11 @@ def _log(stream: TextIO, text: str) -> None:
 
 
 def build_config(
-    job: Job, source: Source, settings: Settings, *, gain: float | None, saturation: float | None
+    job: Job, source: Source, settings: Settings, *, gain: float | None, saturation: float | None,
+    mjd: float | None = None,
 ) -> MeasureConfig:
-    """The engine configuration for a job's parameters (units as in ``MeasureConfig``)."""
+    """The engine configuration for a job's parameters (units as in ``MeasureConfig``);
+    ``mjd``: the resolved mid-exposure time when the form gave one."""
     params = job.params
     # The worker's cache and VizieR mirror are settings, never the job's choice.
     online = {"cache_dir": None if settings.cache_dir is None else str(settings.cache_dir),
@@ -90,7 +94,7 @@ def build_config(
             **online,
         )
     overrides = HeaderOverrides(
-        mjd=params.get("mjd"),
+        mjd=mjd if mjd is not None else params.get("mjd"),
         filter=params.get("filter"),
         instrument=params.get("instrument"),
         gain=gain,
@@ -104,6 +108,8 @@ def build_config(
         target_color=params.get("target_color"),
         engine=params.get("engine") or "skyphot",
         astrometry=AstrometryConfig(pixel_scale_arcsec=params.get("pixel_scale")),
+        calibration=CalibrationConfig(color_bands=tuple(params["color_bands"]))
+        if params.get("color_bands") else CalibrationConfig(),
     )
 
 
@@ -193,22 +199,49 @@ def _prepare(session: Session, job: Job, settings: Settings, stream: TextIO
     info = inspect_fits(job.upload_path, display_name=job.filename,
                         max_pixels=settings.max_image_pixels)
     _log(stream, f"header: {info.as_dict()}")
-    if job.params.get("mjd") is None and info.mjd_mid is None:
+    params = job.params
+    mjd = params.get("mjd")
+    if mjd is not None and params.get("obstime_ref") == "start":
+        if not info.exptime:
+            raise HeaderError(
+                "the observation time was given as the exposure start, but the header has no "
+                "exposure time; give the mid-exposure time instead and retry"
+            )
+        mjd = float(mjd) + info.exptime / 2.0 / 86400.0
+    if mjd is None and info.mjd_mid is None:
         raise HeaderError(
             "the image header has no observation time (no DATE-OBS or MJD-OBS); "
             "enter the observation time in the form and upload again"
         )
-    instrument_name = job.params.get("instrument") or info.instrument
-    gain, saturation = job.params.get("gain"), job.params.get("saturation")
+    mid = float(mjd) if mjd is not None else info.mjd_mid
+    assert mid is not None  # checked just above
+    instrument_name = params.get("instrument") or info.instrument
+    gain, saturation = params.get("gain"), params.get("saturation")
     if instrument_name:
         instrument = _ensure_instrument(session, instrument_name,
                                         job.params.get("filter") or info.filter)
+        instrument_name = instrument.name  # the stored spelling, whatever the header's case
         # Instrument defaults only fill what neither the form nor the header gives.
         gain = gain if gain is not None else (None if info.gain else instrument.gain)
         if saturation is None and not info.saturation:
             saturation = instrument.saturation
+    resolved = {
+        **params,
+        "filter": params.get("filter") or info.filter,
+        "instrument": instrument_name,
+        "mjd": round(mid, 7),  # ~10 ms: finer differences are the same time
+        "obstime_ref": None,  # folded into the resolved mid-exposure mjd
+        "gain": gain if gain is not None else info.gain,
+        "saturation": saturation if saturation is not None else info.saturation,
+        "catalog": params.get("catalog") or (
+            None if params.get("catalog_file_hash") else
+            f"{settings.catalog.name or ''}|{settings.catalog.path or ''}"),
+        "nsigma": float(params.get("nsigma") or 5.0),
+        "engine": params.get("engine") or "skyphot",
+    }
     return source, {"instrument": instrument_name, "gain": gain, "saturation": saturation,
-                    "header_mjd": info.mjd_mid}
+                    "header_mjd": info.mjd_mid, "mjd": mjd,
+                    "settings_hash": store.settings_hash(resolved)}
 
 
 def run_job(
@@ -286,25 +319,28 @@ def _run_claimed(
                 log.warning("job %s: cannot record stage %r (%s)", job_id, stage,
                             type(err).__name__)
 
+        retryable = True
         try:
             state, message, point_id = _analyse(session, job, settings, measure, stream,
                                                 directory, progress)
         except SkyphotError as err:
-            # Users know the file by the name they uploaded, not by where the server keeps it.
-            message = str(err).replace(str(job.upload_path), repr(job.filename))
             state, point_id = JobState.FAILED, None
-            _log(stream, f"failed: {err}")
+            message = user_message(err, stored=job.upload_path, filename=job.filename)
+            retryable = is_retryable(err)
+            if message != str(err):  # the log keeps the engine's own words for experts
+                _log(stream, f"engine's message: {err}")
         except DATABASE_OUTAGE as err:
             _log(stream, f"{describe_database_error(err)}; handing the job back to the queue")
             raise
         except Exception as err:  # any engine bug must end the job as failed, and is logged
             state, point_id = JobState.FAILED, None
-            message = f"internal error in the analysis ({type(err).__name__}: {err})"
-            _log(stream, f"failed with an internal error:\n{traceback.format_exc()}")
+            message = user_message(err, stored=job.upload_path, filename=job.filename)
+            retryable = is_retryable(err)
+            _log(stream, f"internal error:\n{traceback.format_exc()}")
             log.exception("job %s failed with an internal error", job_id)
         session.rollback()
         if store.finish(session, job_id, state, message=message, photometry_id=point_id,
-                        worker=worker):
+                        worker=worker, retryable=retryable):
             _log(stream, f"{state.value}: {message}")
         else:
             _log(stream, f"{state.value}: {message} (not recorded: the job was ended or "
@@ -324,13 +360,17 @@ def _analyse(
     with soft_time_limit(settings.job_time_limit_s):
         progress("reading header")
         source, extra = _prepare(session, job, settings, stream)
+        # Identity of a measurement: the same file with the same *resolved* settings (the
+        # header's instrument picked explicitly in the form is the same measurement).
+        job.settings_hash = extra["settings_hash"]
+        session.commit()
         existing = find_upload_point(session, job.source_id, job.file_hash, job.settings_hash)
         if existing is not None:
             return (JobState.SUCCEEDED,
                     f"identical upload already measured (point {existing.id}); nothing added",
                     existing.id)
         config = build_config(job, source, settings, gain=extra["gain"],
-                              saturation=extra["saturation"])
+                              saturation=extra["saturation"], mjd=extra["mjd"])
         _log(stream, f"config: {config.model_dump_json()}")
         result = measure(job.upload_path, config, diagnostics=directory / "diagnostics.png",
                          progress=progress)

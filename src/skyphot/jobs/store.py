@@ -13,19 +13,19 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import exists, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from skyphot.db.crud import get_source
-from skyphot.db.errors import ConflictError, NotFoundError
-from skyphot.db.models import Job, User, utcnow
+from skyphot.db.errors import ConflictError, NotFoundError, PermissionDeniedError
+from skyphot.db.models import Job, Source, User, source_groups, user_groups, utcnow
 from skyphot.jobs.limits import time_limit_message
 from skyphot.jobs.states import JobState
 
 # Parameters that change the measurement; their hash identifies "same settings".
 HASHED_PARAMS = (
-    "filter", "mjd", "instrument", "catalog", "catalog_file_hash", "nsigma", "target_color",
-    "gain", "saturation",
+    "filter", "mjd", "obstime_ref", "instrument", "catalog", "catalog_file_hash", "nsigma",
+    "target_color", "color_bands", "gain", "saturation", "engine", "pixel_scale",
 )
 
 
@@ -161,8 +161,10 @@ def finish(
     message: str | None,
     photometry_id: int | None = None,
     worker: str | None = None,
+    retryable: bool = True,
 ) -> bool:
-    """Move a job to an end state with a message for the user.
+    """Move a job to an end state with a message for the user; ``retryable``: whether a
+    retry (possibly with changed settings) can help a failed job.
 
     With ``worker``, only if the job is still running on that worker (it may have been
     ended by its time limit, or re-queued and taken by another worker, meanwhile).
@@ -176,7 +178,7 @@ def finish(
         .where(*condition)
         .values(
             state=state.value, stage=None, message=message, photometry_id=photometry_id,
-            finished_at=now, updated_at=now,
+            finished_at=now, updated_at=now, retryable=retryable,
         )
     )
     session.commit()
@@ -340,6 +342,9 @@ def retry(session: Session, job: Job, changes: dict[str, Any] | None = None) -> 
     """Queue a failed job again on its kept upload, optionally with changed parameters."""
     if job.state != JobState.FAILED.value:
         raise ConflictError(f"job {job.id} is {job.state}; only failed jobs can be retried")
+    if not job.retryable:
+        raise ConflictError(f"job {job.id} failed for a reason a retry cannot change "
+                            f"({job.message}); upload a corrected file instead")
     if not Path(job.upload_path).is_file():
         raise ConflictError(
             f"job {job.id}'s upload is no longer kept (uploads of ended jobs are deleted after "
@@ -352,6 +357,7 @@ def retry(session: Session, job: Job, changes: dict[str, Any] | None = None) -> 
     job.state = JobState.QUEUED.value
     job.stage = None
     job.message = None
+    job.retryable = True
     job.finished_at = None
     # A retry starts a new series of runs: job_max_attempts and the give-up message count
     # the worker deaths of this series, not the runs before it.
@@ -365,3 +371,49 @@ def changed_since(session: Session, user: User, since: datetime) -> list[Job]:
     """Jobs of ``user`` updated after ``since`` (for live notifications)."""
     query = select(Job).where(Job.updated_at > since, Job.owner_id == user.id)
     return list(session.scalars(query.order_by(Job.updated_at)))
+
+
+def search_jobs(
+    session: Session,
+    user: User,
+    *,
+    state: str | None = None,
+    source_id: str | None = None,
+    text: str | None = None,
+    offset: int = 0,
+    limit: int = 50,
+) -> tuple[list[tuple[Job, str | None]], int]:
+    """Jobs the user may see (own, or of sources shared with them; all for an admin),
+    newest first, with their owner's name; and how many match in all."""
+    condition: list[Any] = []
+    if not user.is_admin:
+        visible = select(Source.id).where(exists().where(
+            source_groups.c.source_id == Source.id,
+            source_groups.c.group_id == user_groups.c.group_id,
+            user_groups.c.user_id == user.id,
+        ))
+        condition.append(or_(Job.owner_id == user.id, Job.source_id.in_(visible)))
+    if state:
+        condition.append(Job.state == state)
+    if source_id:
+        condition.append(Job.source_id == source_id)
+    if text:
+        pattern = f"%{text.lower()}%"
+        condition.append(or_(func.lower(Job.filename).like(pattern),
+                             func.lower(func.coalesce(Job.message, "")).like(pattern)))
+    total = session.scalar(select(func.count()).select_from(Job).where(*condition)) or 0
+    query = (select(Job, User.username).outerjoin(User, User.id == Job.owner_id)
+             .where(*condition).order_by(Job.id.desc()).offset(offset).limit(limit))
+    return [(job, name) for job, name in session.execute(query).all()], int(total)
+
+
+def delete_failed(session: Session, user: User, job: Job) -> str:
+    """Delete a failed job (its owner or an admin); returns its upload path to remove."""
+    if not (user.is_admin or job.owner_id == user.id):
+        raise PermissionDeniedError("only the owner of a job or an admin may delete it")
+    if job.state != JobState.FAILED.value:
+        raise ConflictError(f"job {job.id} is {job.state}; only failed jobs can be deleted")
+    path = job.upload_path
+    session.delete(job)
+    session.flush()
+    return path

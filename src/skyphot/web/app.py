@@ -2,33 +2,25 @@
 
 from __future__ import annotations
 
-import importlib.util
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 
 from fastapi import FastAPI
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.middleware.sessions import SessionMiddleware
 
 from skyphot import __version__
+from skyphot.catalogs.names import SESAME_URL
 from skyphot.db.session import make_engine, make_sessionmaker, migrate
-from skyphot.errors import ToolNotFoundError
 from skyphot.jobs.queue import JobQueue, NullQueue
 from skyphot.settings import Settings
 from skyphot.web import errors
+from skyphot.web.assets import WEB_DIR, docs_assets
 from skyphot.web.routes import api, pages
-
-WEB_DIR = Path(__file__).resolve().parent
-
-
-def plotly_js() -> Path:
-    """``plotly.min.js`` as shipped in the installed ``plotly`` package (no CDN)."""
-    spec = importlib.util.find_spec("plotly")
-    if spec is None or spec.origin is None:
-        raise ToolNotFoundError("the plotly package is not installed: pip install 'plotly>=5.20'")
-    return Path(spec.origin).resolve().parent / "package_data" / "plotly.min.js"
+from skyphot.web.security import CrossSiteGuard, LoginThrottle
 
 
 def secret_key(settings: Settings) -> str:
@@ -68,17 +60,51 @@ def create_app(settings: Settings, *, queue: JobQueue | None = None) -> FastAPI:
         description="Sources, light curves and image analysis. API authentication: "
         "`Authorization: token <TOKEN>` (see `skyphot admin-token`).",
         lifespan=lifespan,
+        # Served below from the installed package's assets: the CDN defaults are blank offline.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessions = make_sessionmaker(engine)
     app.state.queue = job_queue
+    app.state.login_throttle = LoginThrottle()
+    app.state.name_resolver_url = SESAME_URL  # tests point it at a local stand-in
     app.add_middleware(
         SessionMiddleware, secret_key=secret_key(settings), session_cookie="skyphot_session",
         same_site="lax", max_age=14 * 24 * 3600,
     )
+    app.add_middleware(CrossSiteGuard)
     errors.install(app)
     app.include_router(api.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=WEB_DIR / "static"), name="static")
+    app.mount("/static-docs", StaticFiles(directory=docs_assets()), name="static-docs")
+    _add_docs(app)
     return app
+
+
+def _add_docs(app: FastAPI) -> None:
+    """/docs (Swagger UI), /redoc and /favicon.ico from local files."""
+
+    @app.get("/docs", include_in_schema=False)
+    def swagger_ui() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json", title="skyphot API",
+            swagger_js_url="/static-docs/swagger-ui-bundle.js",
+            swagger_css_url="/static-docs/swagger-ui.css",
+            swagger_favicon_url="/favicon.ico",
+        )
+
+    @app.get("/redoc", include_in_schema=False)
+    def redoc() -> HTMLResponse:
+        return get_redoc_html(
+            openapi_url="/openapi.json", title="skyphot API",
+            redoc_js_url="/static-docs/redoc.standalone.js", redoc_favicon_url="/favicon.ico",
+            with_google_fonts=False,
+        )
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon() -> FileResponse:
+        return FileResponse(WEB_DIR / "static" / "favicon.svg", media_type="image/svg+xml",
+                            headers={"Cache-Control": "public, max-age=86400"})

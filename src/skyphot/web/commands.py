@@ -14,7 +14,7 @@ from pathlib import Path
 from sqlalchemy.orm import Session
 
 from skyphot.db import crud
-from skyphot.db.models import Source, User
+from skyphot.db.models import Photometry, Source, User
 from skyphot.db.session import make_engine, make_sessionmaker, migrate
 from skyphot.jobs.runner import DEFAULT_ENGINE
 from skyphot.settings import Settings, load_settings
@@ -92,8 +92,45 @@ def prepare_demo(session: Session, settings: Settings, admin: User) -> DemoFiles
     if session.get(Source, DEMO_SOURCE) is None:
         crud.create_source(session, admin, source_id=DEMO_SOURCE, ra=ra, dec=dec,
                            name="Simulated transient")
+        for point in demo_points(admin.id):
+            session.add(point)
         session.commit()
     return DemoFiles(DEMO_SOURCE, image, catalog, note)
+
+
+# (days after the first point, filter, AB magnitude or None for a limit, error or 5σ limit)
+_DEMO_CURVE = (
+    (0.0, "g", None, 21.3), (0.0, "r", None, 21.1),
+    (3.0, "g", 19.42, 0.04), (3.1, "r", 19.61, 0.05),
+    (7.0, "g", 18.35, 0.03), (7.1, "r", 18.48, 0.03),
+    (12.0, "g", 18.62, 0.03), (12.1, "r", 18.41, 0.03),
+)
+DEMO_MJD0 = 60360.0
+
+
+def demo_points(owner_id: int) -> list[Photometry]:
+    """An illustrative rising and fading light curve in g and r (AB), starting with upper
+    limits, so a new user sees what a light curve looks like before uploading."""
+    points = []
+    for days, band, mag, err in _DEMO_CURVE:
+        if mag is None:
+            sigma = 5.0
+            fluxerr = 10 ** (-0.4 * (err - 23.9)) / sigma  # µJy: the limit is 5σ
+            points.append(Photometry(
+                source_id=DEMO_SOURCE, mjd=DEMO_MJD0 + days, mag=None, magerr=None,
+                limiting_mag=err, limit_sigma=sigma, flux=0.0, fluxerr=fluxerr, snr=0.0,
+                filter=band, instrument="DemoCam", magsys="AB", origin="demo",
+                owner_id=owner_id, calibration={"catalog": "demo"},
+                comment="illustrative demo point"))
+            continue
+        flux = 10 ** (-0.4 * (mag - 23.9))
+        points.append(Photometry(
+            source_id=DEMO_SOURCE, mjd=DEMO_MJD0 + days, mag=mag, magerr=err,
+            limiting_mag=21.2, limit_sigma=5.0, flux=flux, fluxerr=flux * err / 1.0857,
+            snr=1.0857 / err, filter=band, instrument="DemoCam", magsys="AB", origin="demo",
+            owner_id=owner_id, calibration={"catalog": "demo"},
+            comment="illustrative demo point"))
+    return points
 
 
 def _settings(args: argparse.Namespace) -> Settings:

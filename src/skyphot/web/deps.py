@@ -68,6 +68,25 @@ def current_user(
     return user
 
 
+class LoginRequiredError(AuthenticationError):
+    """A page was asked for without a login; answered with a redirect to the login form."""
+
+    def __init__(self, target: str) -> None:
+        super().__init__("log in to see this page")
+        self.target = target
+
+
+def page_user(
+    request: Request, session: Annotated[Session, Depends(get_session)]
+) -> User:
+    """The logged-in user of a page; ``LoginRequiredError`` (a redirect to /login) when none."""
+    user = optional_user(request, session)
+    if user is None:
+        query = f"?{request.url.query}" if request.url.query else ""
+        raise LoginRequiredError(request.url.path + query)
+    return user
+
+
 def image_analysis_enabled(settings: Annotated[Settings, Depends(get_settings)]) -> None:
     """404 when the image_analysis feature flag is off: the endpoint does not exist."""
     if not settings.image_analysis:
@@ -76,5 +95,6 @@ def image_analysis_enabled(settings: Annotated[Settings, Depends(get_settings)])
 
 SessionDep = Annotated[Session, Depends(get_session)]
 UserDep = Annotated[User, Depends(current_user)]
+PageUserDep = Annotated[User, Depends(page_user)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 QueueDep = Annotated[JobQueue, Depends(get_queue)]

@@ -4,10 +4,11 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, RedirectResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from skyphot.db.errors import (
@@ -25,6 +26,8 @@ from skyphot.errors import (
     SkyPortalError,
     SkyPortalNotFoundError,
 )
+from skyphot.web.deps import LoginRequiredError
+from skyphot.web.security import CrossSiteRequestError, TooManyLoginsError
 
 
 class PayloadTooLargeError(InputError):
@@ -46,6 +49,8 @@ class FieldError(InputError):
 # Most specific first: the first class an error is an instance of decides.
 STATUS: tuple[tuple[type[SkyphotError], int], ...] = (
     (AuthenticationError, 401),
+    (CrossSiteRequestError, 403),
+    (TooManyLoginsError, 429),
     (PermissionDeniedError, 403),
     (NotFoundError, 404),
     (SkyPortalNotFoundError, 404),
@@ -107,6 +112,11 @@ def install(app: FastAPI) -> None:
             headers=getattr(exc, "headers", None),
         )
 
+    async def login_handler(_request: Request, exc: Exception) -> RedirectResponse:
+        assert isinstance(exc, LoginRequiredError)
+        return RedirectResponse(f"/login?next={quote(exc.target)}", status_code=303)
+
+    app.add_exception_handler(LoginRequiredError, login_handler)
     app.add_exception_handler(SkyphotError, skyphot_handler)
     app.add_exception_handler(RequestValidationError, validation_handler)
     app.add_exception_handler(StarletteHTTPException, http_handler)

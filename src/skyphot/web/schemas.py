@@ -6,23 +6,31 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+from skyphot.core.coords import parse_dec, parse_ra
 
 # --- requests ------------------------------------------------------------------------------
 
 
 class SourceCreate(BaseModel):
-    """A new source."""
+    """A new source: its position, a name to resolve, or a SkyPortal id to import."""
 
     model_config = ConfigDict(extra="forbid")
 
     id: str | None = Field(None, description="Unique source id, e.g. 'ZTF21aaaaaaa' "
                            "(default with skyportal_id: the SkyPortal id).", min_length=1,
                            max_length=64, pattern=r"^[A-Za-z0-9_.+\-]+$")
-    ra: float | None = Field(None, description="Right ascension, degrees (ICRS); taken from "
-                             "SkyPortal with skyportal_id.", ge=0, lt=360)
-    dec: float | None = Field(None, description="Declination, degrees (ICRS); taken from "
-                              "SkyPortal with skyportal_id.", ge=-90, le=90)
+    ra: float | None = Field(
+        None, description="Right ascension (ICRS): degrees, or sexagesimal hours as text "
+        "('10:00:31.365', '10 00 31.365', '10h00m31.365s'). Omit ra and dec to resolve "
+        "`name` through the name service; taken from SkyPortal with skyportal_id.",
+        ge=0, lt=360)
+    dec: float | None = Field(
+        None, description="Declination (ICRS): degrees, or sexagesimal degrees as text "
+        "('+02:09:42.92', '+02d09m42.92s'); taken from SkyPortal with skyportal_id.",
+        ge=-90, le=90)
     name: str | None = Field(None, description="Optional common name.", max_length=200)
     redshift: float | None = Field(None, description="Optional redshift (finite, >= 0).", ge=0,
                                    allow_inf_nan=False)
@@ -35,16 +43,33 @@ class SourceCreate(BaseModel):
         pattern=r"^[A-Za-z0-9_.+\-]+$",
     )
 
+    @field_validator("ra", mode="before")
+    @classmethod
+    def _ra_text(cls, value: Any) -> Any:
+        return parse_ra(value) if isinstance(value, str) else value
+
+    @field_validator("dec", mode="before")
+    @classmethod
+    def _dec_text(cls, value: Any) -> Any:
+        return parse_dec(value) if isinstance(value, str) else value
+
     @model_validator(mode="after")
-    def _position_or_skyportal(self) -> SourceCreate:
-        if self.skyportal_id is None:
-            missing = [k for k in ("id", "ra", "dec") if getattr(self, k) is None]
-            if missing:
-                raise ValueError(
-                    f"give {', '.join(missing)} (or skyportal_id to import from SkyPortal)")
-        elif self.ra is not None or self.dec is not None:
-            raise ValueError("give either skyportal_id or ra/dec, not both: an imported "
-                             "source takes its position from SkyPortal")
+    def _position_name_or_skyportal(self) -> SourceCreate:
+        if self.skyportal_id is not None:
+            if self.ra is not None or self.dec is not None:
+                raise ValueError("give either skyportal_id or ra/dec, not both: an imported "
+                                 "source takes its position from SkyPortal")
+            return self
+        if self.id is None:
+            raise PydanticCustomError("missing", "give id (or skyportal_id to import from "
+                                      "SkyPortal)")
+        if (self.ra is None) != (self.dec is None):
+            missing = "dec" if self.dec is None else "ra"
+            raise PydanticCustomError("missing", f"give {missing} too (or neither, to "
+                                      "resolve the name)")
+        if self.ra is None and not self.name:
+            raise PydanticCustomError("missing", "give ra and dec, or a name to resolve (or "
+                                      "skyportal_id to import from SkyPortal)")
         return self
 
 
@@ -59,6 +84,14 @@ class SourceUpdate(BaseModel):
     )
 
 
+class SourceShare(BaseModel):
+    """Groups a source is shared with (replaces the list)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    groups: list[str] = Field(description="Group names; at least one.", min_length=1)
+
+
 class InstrumentCreate(BaseModel):
     """A new instrument and its filters."""
 
@@ -69,6 +102,43 @@ class InstrumentCreate(BaseModel):
     filters: list[str] = Field(default_factory=list, description="Filter names it has.")
     gain: float | None = Field(None, description="Default gain, e-/ADU.", gt=0)
     saturation: float | None = Field(None, description="Default saturation level, ADU.", gt=0)
+
+
+class InstrumentUpdate(BaseModel):
+    """Changes to an instrument (absent fields stay as they are)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(None, description="New name.", min_length=1, max_length=100)
+    filters: list[str] | None = Field(None, description="The full new list of filters.")
+    gain: float | None = Field(None, description="Default gain, e-/ADU.", gt=0)
+    saturation: float | None = Field(None, description="Default saturation level, ADU.", gt=0)
+
+
+def instrument_form_values(form: dict[str, str]) -> InstrumentCreate:
+    """An ``InstrumentCreate`` from page-form text (filters comma separated)."""
+    values: dict[str, Any] = {k: v for k, v in form.items() if v.strip() != ""}
+    values["filters"] = [f.strip() for f in form.get("filters", "").split(",") if f.strip()]
+    return InstrumentCreate.model_validate(values)
+
+
+class PhotometryUpdate(BaseModel):
+    """Changes to a point's metadata (absent fields stay as they are)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    filter: str | None = Field(None, description="Filter name.", min_length=1, max_length=50)
+    instrument: str | None = Field(None, description="Instrument name.", max_length=100)
+    obstime: str | None = Field(None, description="Mid-exposure time: ISO UTC or MJD.")
+    comment: str | None = Field(None, description="Free-text comment.", max_length=2000)
+
+
+class MembershipChange(BaseModel):
+    """A user to add to or remove from a group."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    username: str = Field(description="Login name of the member.", min_length=1)
 
 
 class UserCreate(BaseModel):
@@ -91,8 +161,14 @@ class JobRetry(BaseModel):
 
     filter: str | None = Field(None, description="Filter name.")
     obstime: str | None = Field(None, description="Observation time: ISO UTC or MJD.")
+    obstime_ref: str | None = Field(
+        None, description="Whether obstime is the exposure 'start' or 'mid' (default mid).")
     instrument: str | None = Field(None, description="Instrument name.")
     nsigma: float | None = Field(None, description="Detection threshold (3 or 5).")
+    catalog: str | None = Field(None, description="Catalog name ('auto' for automatic).")
+    pixel_scale: float | None = Field(None, description="Pixel scale, arcsec/px.", gt=0)
+    target_color: str | None = Field(
+        None, description="Target colour: 'g-r=0.3' or a number in the catalog's colour.")
 
 
 # --- responses -----------------------------------------------------------------------------
@@ -155,10 +231,12 @@ class PhotometryOut(BaseModel):
     owner_id: int | None = Field(description="User who added it.")
     job_id: int | None = Field(description="Analysis job that produced it.")
     calibration: dict[str, Any] = Field(
-        description="Calibration details: catalog, band, zero_point, color_term, fwhm, "
-        "flags, flag_names, notes (degradations worked around), job_id..."
+        description="Calibration details: catalog, band, zero_point, zero_point_err, "
+        "color_term, n_calib, fwhm, flags, flag_names, notes (degradations worked around), "
+        "job_id..."
     )
-    can_delete: bool = Field(description="Whether the requesting user may delete it.")
+    comment: str | None = Field(None, description="Free-text comment.")
+    can_delete: bool = Field(description="Whether the requesting user may edit or delete it.")
     skyportal: SkyPortalState = Field(description="Push state of the point in SkyPortal.")
 
 
@@ -178,8 +256,36 @@ class JobOut(BaseModel):
     created_at: datetime = Field(description="Submission time (UTC).")
     started_at: datetime | None = Field(description="Start of the last attempt (UTC).")
     finished_at: datetime | None = Field(description="End time (UTC).")
+    retryable: bool = Field(
+        False, description="Whether retrying (possibly with changed settings) can help.")
+    owner: str | None = Field(None, description="User who submitted it.")
     log_url: str = Field(description="URL of the job log.")
     diagnostics_url: str | None = Field(description="URL of the diagnostic PNG, when made.")
+
+
+class JobPage(BaseModel):
+    """One page of jobs, newest first."""
+
+    jobs: list[JobOut] = Field(description="The jobs of this page.")
+    total: int = Field(description="Number of jobs matching the filter.")
+    offset: int = Field(description="Index of the first job of this page.")
+    limit: int = Field(description="Page size.")
+
+
+class TokenOut(BaseModel):
+    """An API token (its value is never shown again)."""
+
+    id: int = Field(description="Token id.")
+    name: str = Field(description="Label given when it was made.")
+    created_at: datetime = Field(description="Creation time (UTC).")
+
+
+class GroupOut(BaseModel):
+    """A group and its members."""
+
+    id: int = Field(description="Group id.")
+    name: str = Field(description="Group name.")
+    members: list[str] = Field(description="Login names of its members.")
 
 
 class UserOut(BaseModel):

@@ -6,12 +6,14 @@ from __future__ import annotations
 import csv
 import io
 import math
+import re
 from collections.abc import Sequence
 from typing import Any
 
 from astropy.time import Time
 from sqlalchemy.orm import Session
 
+from skyphot.catalogs.names import resolve_name
 from skyphot.db.crud import create_source, get_instrument
 from skyphot.db.models import Job, Photometry, Source, User
 from skyphot.jobs.push import client_for
@@ -20,6 +22,7 @@ from skyphot.settings import Settings
 from skyphot.web.errors import FieldError
 from skyphot.web.schemas import (
     JobOut,
+    JobRetry,
     PhotometryOut,
     SkyPortalState,
     SourceCreate,
@@ -55,21 +58,23 @@ def photometry_out(point: Photometry, user: User) -> PhotometryOut:
         limit_sigma=point.limit_sigma, flux=point.flux, fluxerr=point.fluxerr, snr=point.snr,
         filter=point.filter, instrument=point.instrument, magsys=point.magsys,
         origin=point.origin, owner_id=point.owner_id, job_id=point.job_id,
-        calibration=point.calibration or {},
+        calibration=point.calibration or {}, comment=point.comment,
         can_delete=user.is_admin or point.owner_id == user.id,
         skyportal=SkyPortalState(state=point.skyportal_state, id=point.skyportal_id,
                                  error=point.skyportal_error),
     )
 
 
-def job_out(job: Job, settings: Settings) -> JobOut:
-    """Response model of a job."""
+def job_out(job: Job, settings: Settings, owner: str | None = None) -> JobOut:
+    """Response model of a job (``owner``: the submitter's login name, when known)."""
     png = settings.jobs_path / str(job.id) / "diagnostics.png"
     return JobOut(
         id=job.id, source_id=job.source_id, state=job.state, stage=job.stage,
         message=job.message, filename=job.filename,
         params={k: v for k, v in job.params.items() if k != "catalog_file"},
         photometry_id=job.photometry_id, attempts=job.attempts, created_at=job.created_at,
+        retryable=job.state == "failed" and bool(job.retryable),
+        owner=owner,
         started_at=job.started_at, finished_at=job.finished_at,
         log_url=f"/api/jobs/{job.id}/log",
         diagnostics_url=f"/api/jobs/{job.id}/diagnostics.png" if png.is_file() else None,
@@ -91,16 +96,20 @@ def photometry_csv(points: Sequence[PhotometryOut]) -> str:
     return out.getvalue()
 
 
-def add_source(session: Session, user: User, settings: Settings, body: SourceCreate) -> Source:
-    """Create a source from the API or the page: given, or imported from SkyPortal."""
+def add_source(session: Session, user: User, settings: Settings, body: SourceCreate, *,
+               resolver_url: str) -> Source:
+    """Create a source from the API or the page: at the given position, at its name's
+    position (resolved through the name service at ``resolver_url``), or imported from
+    SkyPortal."""
     if body.skyportal_id is not None:
         source = import_source(session, user, client_for(settings.skyportal),
                                body.skyportal_id, source_id=body.id, groups=body.groups)
         if body.name:
             source.name = body.name
         return source
-    assert body.id is not None and body.ra is not None and body.dec is not None  # validated
-    return create_source(session, user, source_id=body.id, ra=body.ra, dec=body.dec,
+    assert body.id is not None  # validated
+    ra, dec = source_position(body, resolver_url)
+    return create_source(session, user, source_id=body.id, ra=ra, dec=dec,
                          name=body.name, redshift=body.redshift, groups=body.groups)
 
 
@@ -135,6 +144,31 @@ def parse_obstime(raw: str) -> float:
     return value
 
 
+_COLOR = re.compile(
+    r"^\s*([A-Za-z][\w']*)\s*-\s*([A-Za-z][\w']*)\s*=\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$"
+)
+
+
+def parse_target_color(raw: str) -> tuple[float, tuple[str, str] | None]:
+    """A target colour as typed: ``g-r=0.3`` (value and the colour's bands) or ``0.3`` (in
+    the catalog's default colour). FieldError explains the accepted forms."""
+    text = raw.strip().replace("\u2212", "-")  # a typographic minus from a copied text
+    match = _COLOR.match(text)
+    if match is not None:
+        value, bands = float(match.group(3)), (match.group(1), match.group(2))
+    else:
+        try:
+            value, bands = float(text), None
+        except ValueError:
+            raise FieldError(
+                "target_color", f"target colour {raw.strip()!r} is neither BAND1-BAND2=VALUE "
+                "(e.g. g-r=0.3) nor a number (the catalog's default colour)",
+            ) from None
+    if not math.isfinite(value) or abs(value) > 10:
+        raise FieldError("target_color", f"target colour {value} is implausible (|c| > 10 mag)")
+    return value, bands
+
+
 ENGINES = ("skyphot", "stdpipe")
 """Measurement engines a job may ask for (``MeasureConfig.engine``)."""
 
@@ -150,7 +184,13 @@ def analysis_params(session: Session, fields: dict[str, str]) -> dict[str, Any]:
     params["catalog"] = None if catalog.lower() in ("", "auto", "automatic") else catalog
     nsigma = _nsigma(fields)
     params["nsigma"] = nsigma if nsigma is not None else 5.0
-    params["target_color"] = _float(fields, "target_color")
+    color = fields.get("target_color", "").strip()
+    params["target_color"], bands = parse_target_color(color) if color else (None, None)
+    params["color_bands"] = list(bands) if bands else None
+    reference = fields.get("obstime_ref", "").strip().lower() or "mid"
+    if reference not in ("start", "mid"):
+        raise FieldError("obstime_ref", "say whether the time is the exposure 'start' or 'mid'")
+    params["obstime_ref"] = reference if params["mjd"] is not None else None
     engine = fields.get("engine", "").strip().lower() or "skyphot"
     if engine not in ENGINES:
         raise FieldError(
@@ -160,7 +200,7 @@ def analysis_params(session: Session, fields: dict[str, str]) -> dict[str, Any]:
     params["gain"] = _float(fields, "gain", positive=True)
     params["saturation"] = _float(fields, "saturation", positive=True)
     params["pixel_scale"] = _float(fields, "pixel_scale", positive=True)
-    _check_filter(session, params["instrument"], params["filter"])
+    check_filter(session, params["instrument"], params["filter"])
     return params
 
 
@@ -171,29 +211,51 @@ def _nsigma(fields: dict[str, str]) -> float | None:
     return nsigma
 
 
-def _check_filter(session: Session, instrument_name: str | None, filt: str | None) -> None:
-    if instrument_name and filt:
-        instrument = get_instrument(session, instrument_name)
-        if instrument is not None and instrument.filters and filt not in instrument.filters:
-            raise FieldError(
-                "filter", f"filter {filt!r} is not one of {instrument.name}'s "
-                f"filters ({', '.join(instrument.filters)}); add it on the Instruments page",
-            )
-
-
-def retry_changes(session: Session, params: dict[str, Any], changes: dict[str, Any]
-                  ) -> dict[str, Any]:
-    """Validated parameter changes of a retry, by the same rules as a new upload
-    (``params``: the job's current parameters; ``changes``: the request's, None = keep)."""
-    fields = {k: str(v) for k, v in changes.items() if v is not None}
-    valid: dict[str, Any] = {}
-    if "nsigma" in fields:
-        valid["nsigma"] = _nsigma(fields)
+def retry_changes(session: Session, body: JobRetry, params: dict[str, Any]) -> dict[str, Any]:
+    """Validated parameter changes of a retry (only what the body sets)."""
+    fields = {k: str(v) for k, v in body.model_dump(exclude_none=True).items()}
+    changes: dict[str, Any] = {}
     if "obstime" in fields:
-        valid["mjd"] = parse_obstime(fields["obstime"])
+        changes["mjd"] = parse_obstime(fields["obstime"])
+        reference = fields.get("obstime_ref", "mid").strip().lower()
+        if reference not in ("start", "mid"):
+            raise FieldError("obstime_ref", "say whether the time is the exposure 'start' or "
+                             "'mid'")
+        changes["obstime_ref"] = reference
     for key in ("filter", "instrument"):
-        if key in fields:
-            valid[key] = fields[key].strip() or None
-    _check_filter(session, valid.get("instrument", params.get("instrument")),
-                  valid.get("filter", params.get("filter")))
-    return valid
+        if fields.get(key, "").strip():
+            changes[key] = fields[key].strip()
+    if "catalog" in fields:
+        catalog = fields["catalog"].strip()
+        changes["catalog"] = None if catalog.lower() in ("", "auto", "automatic") else catalog
+    if "nsigma" in fields:
+        changes["nsigma"] = _nsigma(fields)
+    if body.pixel_scale is not None:
+        changes["pixel_scale"] = float(body.pixel_scale)
+    if "target_color" in fields:
+        value, bands = parse_target_color(fields["target_color"])
+        changes["target_color"] = value
+        changes["color_bands"] = list(bands) if bands else None
+    merged = {**params, **changes}
+    check_filter(session, merged.get("instrument"), merged.get("filter"))
+    return changes
+
+
+def check_filter(session: Session, instrument_name: str | None, filter_name: str | None) -> None:
+    """FieldError when ``filter_name`` is not one of a known instrument's filters."""
+    if not (instrument_name and filter_name):
+        return
+    instrument = get_instrument(session, instrument_name)
+    if instrument is not None and instrument.filters and filter_name not in instrument.filters:
+        raise FieldError(
+            "filter", f"filter {filter_name!r} is not one of {instrument.name}'s filters "
+            f"({', '.join(instrument.filters)}); add the filter to the instrument first",
+        )
+
+
+def source_position(body: SourceCreate, resolver_url: str) -> tuple[float, float]:
+    """(ra, dec) in degrees: as given, or the name resolved by the name service."""
+    if body.ra is not None and body.dec is not None:
+        return body.ra, body.dec
+    assert body.name  # the model insists on a name when there are no coordinates
+    return resolve_name(body.name, url=resolver_url)

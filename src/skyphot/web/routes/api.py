@@ -26,7 +26,7 @@ from skyphot.db.models import Job, Source, User, utcnow
 from skyphot.errors import SkyphotError
 from skyphot.jobs import push, store
 from skyphot.jobs.colors import recalibrate_source
-from skyphot.jobs.header import inspect_fits
+from skyphot.jobs.header import check_upload
 from skyphot.jobs.limits import DATABASE_OUTAGE
 from skyphot.jobs.queue import EmbeddedQueue
 from skyphot.web.deps import (
@@ -47,16 +47,23 @@ from skyphot.web.exports import (
 from skyphot.web.schemas import (
     ErrorOut,
     FitsInfoOut,
+    GroupOut,
     InfoOut,
     InstrumentCreate,
     InstrumentOut,
+    InstrumentUpdate,
     JobCreated,
     JobOut,
+    JobPage,
     JobRetry,
+    MembershipChange,
     PhotometryOut,
+    PhotometryUpdate,
     SourceCreate,
     SourceOut,
+    SourceShare,
     SourceUpdate,
+    TokenOut,
     UserCreate,
     UserOut,
 )
@@ -65,6 +72,7 @@ from skyphot.web.views import (
     add_source,
     analysis_params,
     job_out,
+    parse_obstime,
     photometry_csv,
     photometry_out,
     retry_changes,
@@ -104,7 +112,15 @@ UPLOAD_SCHEMA: dict[str, Any] = {
                                  "description": "Reference catalog table (ECSV/CSV/FITS)."},
                 "nsigma": {"type": "number", "enum": [3, 5],
                            "description": "Detection threshold and limit sigma."},
-                "target_color": {"type": "number", "description": "Target colour (c1-c2)."},
+                "obstime_ref": {"type": "string", "enum": ["start", "mid"], "description":
+                                "Whether obstime is the exposure start or mid (default)."},
+                "target_color": {"type": "string", "description":
+                                 "Target colour: 'g-r=0.3', or a number in the catalog's "
+                                 "default colour."},
+                "engine": {"type": "string", "enum": ["skyphot", "stdpipe"],
+                           "description": "Measurement engine (default skyphot)."},
+                "pixel_scale": {"type": "number", "description":
+                                "Pixel scale, arcsec/px (frames without WCS)."},
                 "gain": {"type": "number", "description": "Gain, e-/ADU."},
                 "saturation": {"type": "number", "description": "Saturation, ADU."},
             },
@@ -129,11 +145,13 @@ def info(session: SessionDep, settings: SettingsDep) -> InfoOut:
 
 
 @router.post("/sources", status_code=201, response_model=SourceOut, tags=["sources"])
-def create_source(body: SourceCreate, session: SessionDep, user: UserDep,
+def create_source(body: SourceCreate, request: Request, session: SessionDep, user: UserDep,
                   settings: SettingsDep) -> SourceOut:
-    """Create a source (ra/dec in degrees), or import it from SkyPortal with
-    ``{"skyportal_id": ...}`` (id defaults to the SkyPortal id)."""
-    source = add_source(session, user, settings, body)
+    """Create a source: ra/dec in degrees or sexagesimal text, or only a name (resolved
+    through the name service), or import it from SkyPortal with ``{"skyportal_id": ...}``
+    (id defaults to the SkyPortal id)."""
+    source = add_source(session, user, settings, body,
+                        resolver_url=request.app.state.name_resolver_url)
     session.commit()
     return source_out(source)
 
@@ -200,6 +218,35 @@ def get_photometry(
             return Response(body, media_type=media)
     return Response(body, media_type=media,
                     headers={"Content-Disposition": f'attachment; filename="{name}.{ext}"'})
+
+
+@router.delete("/sources/{source_id}", tags=["sources"])
+def delete_source(source_id: str, session: SessionDep, user: UserDep) -> dict[str, str]:
+    """Delete a source with its photometry and jobs (its creator or an admin)."""
+    crud.delete_source(session, user, source_id)
+    session.commit()
+    return {"deleted": source_id}
+
+
+@router.put("/sources/{source_id}/groups", response_model=SourceOut, tags=["sources"])
+def share_source(source_id: str, body: SourceShare, session: SessionDep,
+                 user: UserDep) -> SourceOut:
+    """Set the groups a source is shared with (its creator or an admin)."""
+    source = crud.share_source(session, user, source_id, body.groups)
+    session.commit()
+    return source_out(source)
+
+
+@router.patch("/photometry/{photometry_id}", response_model=PhotometryOut, tags=["photometry"])
+def edit_photometry(photometry_id: RowId, body: PhotometryUpdate, session: SessionDep,
+                    user: UserDep) -> PhotometryOut:
+    """Change a point's filter, instrument, time or comment (its owner or an admin)."""
+    point = crud.update_photometry(
+        session, user, photometry_id, filter_name=body.filter, instrument=body.instrument,
+        mjd=parse_obstime(body.obstime) if body.obstime else None, comment=body.comment,
+    )
+    session.commit()
+    return photometry_out(point, user)
 
 
 @router.delete("/photometry/{photometry_id}", tags=["photometry"])
@@ -270,6 +317,8 @@ async def image_analysis(
         image = upload.files.get("file")
         if image is None:
             raise FieldError("file", "choose a FITS file to upload (.fits, .fits.fz, .fits.gz)")
+        # A file no setting can make usable is refused now (400), before any job exists.
+        await run_in_threadpool(check_upload, image.path, display_name=image.filename)
         job = await run_in_threadpool(_create_job, session, user, source_id, upload)
     except BaseException:
         upload.discard()
@@ -314,14 +363,41 @@ async def inspect(request: Request, settings: SettingsDep) -> FitsInfoOut:
         image = upload.files.get("file")
         if image is None:
             raise FieldError("file", "choose a FITS file to upload (.fits, .fits.fz, .fits.gz)")
-        info = await run_in_threadpool(inspect_fits, image.path, display_name=image.filename,
-                                      max_pixels=settings.max_image_pixels)
+        info = await run_in_threadpool(check_upload, image.path, display_name=image.filename,
+                                       max_pixels=settings.max_image_pixels)
     finally:
         upload.discard()
     return FitsInfoOut.model_validate(info.as_dict())
 
 
 # --- jobs ----------------------------------------------------------------------------------
+
+
+@router.get("/jobs", response_model=JobPage, tags=["jobs"])
+def list_all_jobs(
+    session: SessionDep, user: UserDep, settings: SettingsDep,
+    state: Annotated[str | None, Query(pattern="^(queued|running|succeeded|failed)$",
+                                       description="Only jobs in this state.")] = None,
+    source: Annotated[str | None, Query(description="Only jobs of this source id.")] = None,
+    q: Annotated[str | None, Query(description="Search in file name and reason.")] = None,
+    offset: Annotated[int, Query(ge=0, description="Index of the first job.")] = 0,
+    limit: Annotated[int, Query(ge=1, le=200, description="Page size.")] = 50,
+) -> JobPage:
+    """Jobs across all sources you may see, newest first, with paging."""
+    rows, total = store.search_jobs(session, user, state=state, source_id=source, text=q,
+                                    offset=offset, limit=limit)
+    return JobPage(jobs=[job_out(j, settings, owner) for j, owner in rows], total=total,
+                   offset=offset, limit=limit)
+
+
+@router.delete("/jobs/{job_id}", tags=["jobs"])
+def delete_job(job_id: RowId, session: SessionDep, user: UserDep) -> dict[str, int]:
+    """Delete a failed job and its kept upload (its owner or an admin)."""
+    job = store.get_job(session, user, job_id)
+    upload = store.delete_failed(session, user, job)
+    session.commit()
+    Path(upload).unlink(missing_ok=True)
+    return {"deleted": job_id}
 
 
 @router.get("/jobs/{job_id}", response_model=JobOut, tags=["jobs"])
@@ -342,16 +418,52 @@ def source_jobs(source_id: str, session: SessionDep, user: UserDep,
              dependencies=[Depends(image_analysis_enabled)])
 def retry_job(job_id: RowId, session: SessionDep, user: UserDep, settings: SettingsDep,
               queue: QueueDep, body: JobRetry | None = None) -> JobOut:
-    """Run a failed job again on its kept upload, optionally with changed parameters."""
+    """Run a failed job again on its kept upload, optionally with changed settings (time,
+    filter, instrument, catalog, pixel scale, threshold, target colour); only jobs whose
+    failure a retry can change (``retryable``)."""
     job = store.get_job(session, user, job_id)
     if not (user.is_admin or job.owner_id == user.id):
         raise PermissionDeniedError("only the owner of a job or an admin may retry it")
     changes: dict[str, Any] = {}
     if body is not None:
-        changes = retry_changes(session, job.params, body.model_dump(exclude_none=True))
+        changes = retry_changes(session, body, job.params)
     store.retry(session, job, changes)
     session.commit()
     queue.submit(job.id)
+    return job_out(job, settings)
+
+
+@router.put("/jobs/{job_id}/catalog_file", response_model=JobOut, tags=["jobs"],
+            dependencies=[Depends(image_analysis_enabled)],
+            openapi_extra={"requestBody": {"required": True, "content": {
+                "multipart/form-data": {"schema": {
+                    "type": "object", "required": ["catalog_file"],
+                    "properties": {"catalog_file": {
+                        "type": "string", "format": "binary",
+                        "description": "Reference catalog table (ECSV/CSV/FITS)."}}}}}}})
+async def replace_catalog_file(job_id: RowId, request: Request, session: SessionDep,
+                               user: UserDep, settings: SettingsDep) -> JobOut:
+    """Give a failed job another reference catalog file before retrying it."""
+    job = await run_in_threadpool(store.get_job, session, user, job_id)
+    if not (user.is_admin or job.owner_id == user.id):
+        raise PermissionDeniedError("only the owner of a job or an admin may change it")
+    if job.state != "failed":
+        raise ConflictError(f"job {job_id} is {job.state}; only a failed job's catalog file "
+                            "can be replaced")
+    upload = await receive_multipart(
+        request, root=settings.upload_path, max_bytes=settings.max_body_bytes,
+        file_fields={"catalog_file": CATALOG_SUFFIXES}, quota_bytes=settings.upload_quota_bytes,
+    )
+    try:
+        catalog = upload.files.get("catalog_file")
+        if catalog is None:
+            raise FieldError("catalog_file", "choose a catalog file (ECSV, CSV, FITS)")
+        job.params = {**job.params, "catalog_file": str(catalog.path),
+                      "catalog_file_hash": catalog.sha256, "catalog": None}
+        await run_in_threadpool(session.commit)
+    except BaseException:
+        upload.discard()
+        raise
     return job_out(job, settings)
 
 
@@ -395,6 +507,27 @@ def create_instrument(body: InstrumentCreate, session: SessionDep,
     return InstrumentOut.model_validate(instrument)
 
 
+@router.patch("/instruments/{instrument_id}", response_model=InstrumentOut,
+              tags=["instruments"])
+def edit_instrument(instrument_id: int, body: InstrumentUpdate, session: SessionDep,
+                    _user: UserDep) -> InstrumentOut:
+    """Change an instrument's name, filters (the full list), gain or saturation."""
+    instrument = crud.update_instrument(
+        session, instrument_id, name=body.name.strip() if body.name else None,
+        filters=body.filters, gain=body.gain, saturation=body.saturation,
+    )
+    session.commit()
+    return InstrumentOut.model_validate(instrument)
+
+
+@router.delete("/instruments/{instrument_id}", tags=["instruments"])
+def delete_instrument(instrument_id: int, session: SessionDep, _user: UserDep) -> dict[str, int]:
+    """Delete an instrument no photometry point uses."""
+    crud.delete_instrument(session, instrument_id)
+    session.commit()
+    return {"deleted": instrument_id}
+
+
 # --- accounts ------------------------------------------------------------------------------
 
 
@@ -411,6 +544,56 @@ def create_user(body: UserCreate, session: SessionDep, user: UserDep) -> UserOut
                    groups=sorted(g.name for g in new.groups), token=token)
 
 
+@router.get("/users", response_model=list[UserOut], tags=["accounts"])
+def list_users(session: SessionDep, user: UserDep) -> list[UserOut]:
+    """All accounts (admins only)."""
+    if not user.is_admin:
+        raise PermissionDeniedError("only an admin may list accounts")
+    return [UserOut(id=u.id, username=u.username, is_admin=u.is_admin,
+                    groups=sorted(g.name for g in u.groups)) for u in crud.list_users(session)]
+
+
+@router.get("/groups", response_model=list[GroupOut], tags=["accounts"])
+def list_groups(session: SessionDep, user: UserDep) -> list[GroupOut]:
+    """Your groups and their members (an admin: all groups)."""
+    return [GroupOut(id=g.id, name=g.name, members=crud.group_members(session, g))
+            for g in crud.list_groups(session, user)]
+
+
+@router.post("/groups/{group_name}/members", response_model=GroupOut, tags=["accounts"])
+def add_member(group_name: str, body: MembershipChange, session: SessionDep,
+               user: UserDep) -> GroupOut:
+    """Add a user to a group (members of the group or an admin; an admin may create it)."""
+    group = crud.change_membership(session, user, group_name, body.username, add=True)
+    session.commit()
+    return GroupOut(id=group.id, name=group.name, members=crud.group_members(session, group))
+
+
+@router.delete("/groups/{group_name}/members/{username}", response_model=GroupOut,
+               tags=["accounts"])
+def remove_member(group_name: str, username: str, session: SessionDep,
+                  user: UserDep) -> GroupOut:
+    """Remove a user from a group (members of the group or an admin)."""
+    group = crud.change_membership(session, user, group_name, username, add=False)
+    session.commit()
+    return GroupOut(id=group.id, name=group.name, members=crud.group_members(session, group))
+
+
+@router.get("/tokens", response_model=list[TokenOut], tags=["accounts"])
+def list_tokens(session: SessionDep, user: UserDep) -> list[TokenOut]:
+    """Your API tokens (names and dates; values are never shown again)."""
+    return [TokenOut(id=t.id, name=t.name, created_at=t.created_at)
+            for t in crud.list_tokens(session, user)]
+
+
+@router.delete("/tokens/{token_id}", tags=["accounts"])
+def revoke_token(token_id: int, session: SessionDep, user: UserDep) -> dict[str, int]:
+    """Revoke one of your API tokens."""
+    crud.revoke_token(session, user, token_id)
+    session.commit()
+    return {"revoked": token_id}
+
+
 # --- live notifications --------------------------------------------------------------------
 
 
@@ -422,6 +605,8 @@ def _poll(request: Request, user_id: int, since: Any) -> list[dict[str, Any]]:
         return [
             {"id": j.id, "source_id": j.source_id, "state": j.state, "stage": j.stage,
              "message": j.message, "filename": j.filename, "photometry_id": j.photometry_id,
+             "retryable": j.state == "failed" and bool(j.retryable),
+             "params": {k: v for k, v in j.params.items() if k != "catalog_file"},
              "updated_at": j.updated_at.isoformat()}
             for j in store.changed_since(session, user, since)
         ]

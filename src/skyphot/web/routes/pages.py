@@ -1,28 +1,40 @@
-"""Server-rendered pages (Jinja2); they call the JSON API from a little JavaScript."""
+"""Server-rendered pages (Jinja2); they call the JSON API from a little JavaScript.
+
+Every page gets its user from ``PageUserDep`` (a redirect to the login form when there is
+none). Handlers are plain ``def`` (FastAPI runs them in its thread pool) or, for the login,
+``async`` with the password check in the thread pool: password hashing and database calls
+never block the event loop.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from pathlib import Path
-from typing import Any
-from urllib.parse import quote
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Form, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
-from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from skyphot.db import crud
 from skyphot.db.errors import ConflictError, NotFoundError, PermissionDeniedError
 from skyphot.db.models import User
-from skyphot.errors import SkyPortalError
-from skyphot.web.deps import SessionDep, SettingsDep, optional_user
-from skyphot.web.schemas import InstrumentCreate, SourceCreate
+from skyphot.errors import CatalogServiceError, InputError, SkyPortalError
+from skyphot.web.assets import plotly_js
+from skyphot.web.deps import PageUserDep, SessionDep, SettingsDep
+from skyphot.web.schemas import SourceCreate, instrument_form_values
+from skyphot.web.security import LoginThrottle, TooManyLoginsError
 from skyphot.web.views import add_source
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=str(Path(__file__).resolve().parents[1] / "templates"))
+
+# Every failed login takes at least this long, whether the user exists or not, so the time
+# of an answer tells nothing about which accounts exist.
+LOGIN_FAILURE_S = 0.25
 
 
 def _render(request: Request, name: str, user: User | None, status: int = 200,
@@ -31,20 +43,22 @@ def _render(request: Request, name: str, user: User | None, status: int = 200,
     return templates.TemplateResponse(request, name, context, status_code=status)
 
 
-def _login_redirect(request: Request) -> RedirectResponse:
-    target = quote(request.url.path + (f"?{request.url.query}" if request.url.query else ""))
-    return RedirectResponse(f"/login?next={target}", status_code=303)
-
-
 def _not_found(request: Request, user: User | None, message: str) -> HTMLResponse:
     return _render(request, "error.html", user, status=404, message=message)
+
+
+def _field_errors(err: ValidationError, default: str) -> dict[str, str]:
+    errors: dict[str, str] = {}
+    for item in err.errors():
+        field = str(item["loc"][0]) if item["loc"] else default
+        message = str(item["msg"]).removeprefix("Value error, ")
+        errors.setdefault(field, message)
+    return errors
 
 
 @router.get("/vendor/plotly.min.js")
 def plotly_bundle() -> FileResponse:
     """The plot library from the installed plotly package."""
-    from skyphot.web.app import plotly_js
-
     return FileResponse(plotly_js(), media_type="text/javascript",
                         headers={"Cache-Control": "public, max-age=86400"})
 
@@ -61,20 +75,41 @@ def login_page(request: Request, next: str = "/sources") -> HTMLResponse:
     return _render(request, "login.html", None, next=next, error=None)
 
 
+def _check_password(request: Request, username: str, password: str) -> int | None:
+    """The user id when the password matches (in a worker thread: scrypt and the database
+    never run on the event loop); its own short session, so no pooled connection is held
+    while the answer waits."""
+    with request.app.state.sessions() as session:
+        user = crud.authenticate(session, username, password)
+        return user.id if user is not None else None
+
+
 @router.post("/login", response_model=None)
-async def login(request: Request, session: SessionDep) -> Response:
+async def login(
+    request: Request,
+    username: Annotated[str, Form()] = "", password: Annotated[str, Form()] = "",
+    next: Annotated[str, Form()] = "/sources",
+) -> Response:
     """Check the password and set the session cookie."""
-    form = await request.form()
-    username, password = str(form.get("username", "")), str(form.get("password", ""))
-    target = str(form.get("next") or "/sources")
+    target = next or "/sources"
     if not target.startswith("/") or target.startswith("//"):
         target = "/sources"  # only local redirects
-    # Password hashing and the database lookup block: never on the event loop.
-    user = await run_in_threadpool(crud.authenticate, session, username, password)
-    if user is None:
+    throttle: LoginThrottle = request.app.state.login_throttle
+    client = request.client.host if request.client else "unknown"
+    try:
+        throttle.check(client, username)
+    except TooManyLoginsError as err:
+        return _render(request, "login.html", None, status=429, next=target, error=str(err))
+    started = time.monotonic()
+    user_id = await run_in_threadpool(_check_password, request, username, password)
+    if user_id is None:
+        throttle.failed(client, username)
+        # The floor is awaited, not slept in a thread: waiting answers hold no resources.
+        await asyncio.sleep(max(0.0, LOGIN_FAILURE_S - (time.monotonic() - started)))
         return _render(request, "login.html", None, status=401, next=target,
                        error="wrong user name or password")
-    request.session["user_id"] = user.id
+    throttle.succeeded(client, username)
+    request.session["user_id"] = user_id
     return RedirectResponse(target, status_code=303)
 
 
@@ -86,37 +121,36 @@ def logout(request: Request) -> RedirectResponse:
 
 
 @router.get("/sources", response_model=None)
-def sources_page(request: Request, session: SessionDep, q: str | None = None) -> Response:
+def sources_page(request: Request, session: SessionDep, user: PageUserDep,
+                 q: str | None = None) -> Response:
     """List, search and create sources."""
-    user = optional_user(request, session)
-    if user is None:
-        return _login_redirect(request)
     sources = crud.list_sources(session, user, q)
     return _render(request, "sources.html", user, sources=sources, q=q or "", errors={},
                    form={})
 
 
 @router.post("/sources", response_model=None)
-async def create_source(request: Request, session: SessionDep) -> Response:
-    """Create a source from the form; errors are shown next to their field."""
-    form = {k: str(v).strip() for k, v in (await request.form()).items()}
-    # The database work blocks: it runs in the thread pool, not on the event loop.
-    return await run_in_threadpool(_create_source, request, session, form)
-
-
-def _create_source(request: Request, session: Session, form: dict[str, str]) -> Response:
-    user = optional_user(request, session)
-    if user is None:
-        return _login_redirect(request)
+def create_source(
+    request: Request, session: SessionDep, user: PageUserDep,
+    id: Annotated[str, Form()] = "", ra: Annotated[str, Form()] = "",
+    dec: Annotated[str, Form()] = "", name: Annotated[str, Form()] = "",
+    redshift: Annotated[str, Form()] = "", skyportal_id: Annotated[str, Form()] = "",
+) -> Response:
+    """Create a source from the form (or import it from SkyPortal); errors are shown next to
+    their field."""
+    form = {"id": id.strip(), "ra": ra.strip(), "dec": dec.strip(), "name": name.strip(),
+            "redshift": redshift.strip(), "skyportal_id": skyportal_id.strip()}
     errors: dict[str, str] = {}
     try:
         body = SourceCreate.model_validate({k: v for k, v in form.items() if v != ""})
-        source = add_source(session, user, request.app.state.settings, body)
+        source = add_source(session, user, request.app.state.settings, body,
+                            resolver_url=request.app.state.name_resolver_url)
         session.commit()
         return RedirectResponse(f"/source/{source.id}", status_code=303)
     except ValidationError as err:
-        for item in err.errors():
-            errors[str(item["loc"][0]) if item["loc"] else "id"] = item["msg"]
+        errors = _field_errors(err, "ra")
+    except (InputError, CatalogServiceError) as err:
+        errors["name"] = str(err)
     except (ConflictError, PermissionDeniedError) as err:
         errors["id"] = str(err)
     except SkyPortalError as err:
@@ -127,70 +161,65 @@ def _create_source(request: Request, session: Session, form: dict[str, str]) -> 
 
 
 @router.get("/source/{source_id}", response_model=None)
-def source_page(request: Request, source_id: str, session: SessionDep) -> Response:
+def source_page(request: Request, source_id: str, session: SessionDep,
+                user: PageUserDep) -> Response:
     """A source: light curve, Image Analysis button, jobs and photometry table."""
-    user = optional_user(request, session)
-    if user is None:
-        return _login_redirect(request)
     try:
         source = crud.get_source(session, user, source_id)
     except NotFoundError as err:
         return _not_found(request, user, str(err))
-    return _render(request, "source.html", user, source=source)
+    can_delete = user.is_admin or source.created_by == user.id
+    return _render(request, "source.html", user, source=source, can_delete=can_delete,
+                   my_groups=sorted(g.name for g in user.groups))
 
 
 @router.get("/source/{source_id}/image_analysis", response_model=None)
 def image_analysis_page(request: Request, source_id: str, session: SessionDep,
-                        settings: SettingsDep) -> Response:
+                        settings: SettingsDep, user: PageUserDep) -> Response:
     """The upload form (absent when the image_analysis flag is off)."""
-    user = optional_user(request, session)
     if not settings.image_analysis:
         return _not_found(request, user, "image analysis is not enabled on this server")
-    if user is None:
-        return _login_redirect(request)
     try:
         source = crud.get_source(session, user, source_id)
     except NotFoundError as err:
         return _not_found(request, user, str(err))
-    instruments = [{"name": i.name, "filters": i.filters, "gain": i.gain,
+    instruments = [{"id": i.id, "name": i.name, "filters": i.filters, "gain": i.gain,
                     "saturation": i.saturation} for i in crud.list_instruments(session)]
     return _render(request, "image_analysis.html", user, source=source,
                    instruments=instruments)
 
 
+@router.get("/jobs", response_model=None)
+def jobs_page(request: Request, user: PageUserDep) -> Response:
+    """All analysis jobs the user may see, filterable (the table loads from /api/jobs)."""
+    return _render(request, "jobs.html", user)
+
+
 @router.get("/instruments", response_model=None)
-def instruments_page(request: Request, session: SessionDep) -> Response:
-    """Instruments and their filters."""
-    user = optional_user(request, session)
-    if user is None:
-        return _login_redirect(request)
+def instruments_page(request: Request, session: SessionDep, user: PageUserDep) -> Response:
+    """Instruments and their filters: add, edit, delete."""
     return _render(request, "instruments.html", user,
                    instruments=crud.list_instruments(session), errors={}, form={})
 
 
 @router.post("/instruments", response_model=None)
-async def add_instrument(request: Request, session: SessionDep) -> Response:
+def add_instrument(
+    request: Request, session: SessionDep, user: PageUserDep,
+    name: Annotated[str, Form()] = "", filters: Annotated[str, Form()] = "",
+    gain: Annotated[str, Form()] = "", saturation: Annotated[str, Form()] = "",
+) -> Response:
     """Add an instrument from the form."""
-    form = {k: str(v).strip() for k, v in (await request.form()).items()}
-    return await run_in_threadpool(_add_instrument, request, session, form)
-
-
-def _add_instrument(request: Request, session: Session, form: dict[str, str]) -> Response:
-    user = optional_user(request, session)
-    if user is None:
-        return _login_redirect(request)
+    form = {"name": name.strip(), "filters": filters, "gain": gain.strip(),
+            "saturation": saturation.strip()}
     errors: dict[str, str] = {}
     try:
-        values: dict[str, Any] = {k: v for k, v in form.items() if v != ""}
-        values["filters"] = [f.strip() for f in form.get("filters", "").split(",") if f.strip()]
-        body = InstrumentCreate.model_validate(values)
+        body = instrument_form_values(form)
         crud.create_instrument(session, body.name, body.filters, gain=body.gain,
                                saturation=body.saturation)
         session.commit()
         return RedirectResponse("/instruments", status_code=303)
     except ValidationError as err:
-        for item in err.errors():
-            errors[str(item["loc"][0]) if item["loc"] else "name"] = item["msg"]
+        errors = _field_errors(err, "name")
     except ConflictError as err:
         errors["name"] = str(err)
     return _render(request, "instruments.html", user, status=422,
@@ -198,22 +227,17 @@ def _add_instrument(request: Request, session: Session, form: dict[str, str]) ->
 
 
 @router.get("/profile", response_model=None)
-def profile_page(request: Request, session: SessionDep) -> Response:
-    """The user's account: groups, and a button to create an API token."""
-    user = optional_user(request, session)
-    if user is None:
-        return _login_redirect(request)
-    return _render(request, "profile.html", user, token=None)
+def profile_page(request: Request, session: SessionDep, user: PageUserDep) -> Response:
+    """The user's account: groups, API tokens (create, list, revoke), admin tools."""
+    return _render(request, "profile.html", user, token=None,
+                   tokens=crud.list_tokens(session, user))
 
 
 @router.post("/profile/token", response_model=None)
-def new_token(request: Request, session: SessionDep) -> Response:
+def new_token(request: Request, session: SessionDep, user: PageUserDep,
+              name: Annotated[str, Form()] = "web") -> Response:
     """Create an API token and show it once."""
-    user = optional_user(request, session)
-    if user is None:
-        return _login_redirect(request)
-    token = crud.create_token(session, user, name="web")
+    token = crud.create_token(session, user, name=name.strip()[:100] or "web")
     session.commit()
-    return _render(request, "profile.html", user, token=token)
-
-
+    return _render(request, "profile.html", user, token=token,
+                   tokens=crud.list_tokens(session, user))

@@ -8,6 +8,8 @@
   const info = document.getElementById("header-info");
   const status = document.getElementById("job-status");
   let headerHasTime = true;
+  let headerInstrument = null;
+  let rejected = null;  // why the chosen file was refused when chosen: that reason stays
   let currentJob = null;
 
   function clearErrors() {
@@ -25,24 +27,66 @@
       .map((f) => `<option value="${esc(f)}">`).join("");
   }
 
+  // "add filter g to SimCam" next to the filter field when the instrument lacks it.
+  function offerFilter() {
+    const box = document.getElementById("add-filter");
+    const name = form.instrument.value || headerInstrument;
+    const chosen = instruments.find((i) => name && i.name.toLowerCase() === name.toLowerCase());
+    const filter = form.filter.value.trim();
+    if (!chosen || !filter || !chosen.filters.length || chosen.filters.includes(filter)) { box.hidden = true; return; }
+    const button = document.getElementById("add-filter-button");
+    button.textContent = `Add filter ${filter} to ${chosen.name}`;
+    button.onclick = async () => {
+      const result = await window.skyphot.api(`/api/instruments/${chosen.id}`, {method: "PATCH", json: {filters: [...chosen.filters, filter]}, quiet: true});
+      if (!result.ok) { showError({field: "filter", message: result.error.message}); return; }
+      chosen.filters = result.body.filters;
+      box.hidden = true;
+      const slot = form.querySelector('.field-error[data-field="filter"]'); if (slot) slot.textContent = "";
+      fillFilters();
+    };
+    box.hidden = false;
+  }
+
   async function inspect() {
     clearErrors();
+    rejected = null;
     info.hidden = true;
     const file = form.file.files[0];
     if (!file) return;
+    if (file.size > Number(form.dataset.maxBytes)) {
+      // Same words as the server's 413, without sending 100 MB to hear them.
+      rejected = {field: "file", message: `the upload is larger than the limit of ${form.dataset.maxMb} MB (max_body_size); compress the frame (e.g. .fits.fz) or ask the administrator to raise max_body_size`};
+      showError(rejected);
+      return;
+    }
     const data = new FormData(); data.append("file", file);
     info.hidden = false; info.textContent = "Reading the header…";
-    const response = await fetch("/api/fits/inspect", {method: "POST", body: data});
-    const body = await response.json();
-    if (!response.ok) { info.hidden = true; headerHasTime = false; showError({...body.error, field: body.error.field || "file"}); return; }
+    let response;
+    try {
+      response = await fetch("/api/fits/inspect", {method: "POST", body: data});
+    } catch (e) {
+      info.hidden = true;
+      rejected = {field: "file", message: "the server closed the connection while the file was sent; try again, or compress the frame"};
+      showError(rejected);
+      return;
+    }
+    let body;
+    try { body = await response.json(); } catch (e) { body = {error: {message: `the server answered ${response.status}`}}; }
+    if (!response.ok) {
+      info.hidden = true;
+      rejected = {...body.error, field: body.error.field || "file"};
+      showError(rejected);
+      return;
+    }
     headerHasTime = body.mjd_start !== null;
+    headerInstrument = body.instrument;
     const parts = [`Header: ${body.shape.join(" × ")} pixels`];
     parts.push(body.filter ? `filter <strong>${esc(body.filter)}</strong>` : "no filter keyword");
     parts.push(body.instrument ? `instrument <strong>${esc(body.instrument)}</strong>` : "no INSTRUME keyword");
     if (body.exptime) parts.push(`exposure ${body.exptime} s`);
     const when = headerHasTime
-      ? `Observation time from the header (${esc(body.time_keyword)}, exposure start): <strong id="header-obstime">${esc(body.obstime)}</strong> UTC, mid-exposure MJD ${body.mjd_mid.toFixed(5)}. Please confirm, or enter another time below.`
-      : `<span class="error">The header has no observation time: enter it below.</span>`;
+      ? `Exposure started at <strong id="header-obstime">${esc(body.obstime)}</strong> UTC (header: ${esc(body.time_keyword)}); the point will be placed at mid-exposure, MJD ${body.mjd_mid.toFixed(5)}. If that is wrong, type the right time below.`
+      : `<span class="error">The header has no observation time: type it below.</span>`;
     info.innerHTML = `<p>${parts.join(", ")}.</p><p>${when}</p>`;
     form.filter.placeholder = body.filter ? `${body.filter} (from the header)` : "Required: no filter in the header";
     if (!form.filter.value && body.filter) form.filter.value = body.filter;
@@ -52,7 +96,8 @@
     form.gain.placeholder = body.gain ? `${body.gain} (header)` : "From the instrument";
     form.saturation.placeholder = body.saturation ? `${body.saturation} (header)` : "From the instrument";
     document.getElementById("obstime-hint").textContent = headerHasTime
-      ? "Leave empty to use the header time shown above." : "Required: the header has none.";
+      ? "Leave empty to use the header's time shown above." : "Required: the header has none. Say whether it is the start or the middle of the exposure.";
+    offerFilter();
   }
 
   function showJob(job) {
@@ -66,23 +111,30 @@
     event.preventDefault();
     clearErrors();
     if (!form.file.files[0]) { showError({field: "file", message: "choose a FITS file to upload (.fits, .fits.fz, .fits.gz)"}); return; }
+    if (rejected) { showError(rejected); return; }
     if (!headerHasTime && !form.obstime.value.trim()) { showError({field: "obstime", message: "the header has no observation time; enter it (ISO UTC or MJD)"}); return; }
     const data = new FormData(form);
     for (const [key, value] of [...data.entries()]) {
       if (value === "" || (value instanceof File && value.size === 0 && key !== "file")) data.delete(key);
     }
+    if (!data.get("obstime")) data.delete("obstime_ref");
     document.getElementById("submit").disabled = true;
     status.textContent = "Uploading…";
     try {
       const response = await fetch(`/api/sources/${encodeURIComponent(sourceId)}/image_analysis`, {method: "POST", body: data});
       const body = await response.json();
-      if (!response.ok) { status.textContent = ""; showError(body.error); return; }
+      if (!response.ok) {
+        status.textContent = ""; showError(body.error);
+        if (body.error.field === "filter") offerFilter();
+        return;
+      }
       currentJob = body.job_id;
       showJob({id: body.job_id, state: body.state});
     } finally { document.getElementById("submit").disabled = false; }
   });
   window.addEventListener("skyphot:job", (event) => { if (event.detail.id === currentJob) showJob(event.detail); });
   form.file.addEventListener("change", inspect);
-  form.instrument.addEventListener("change", fillFilters);
+  form.instrument.addEventListener("change", () => { fillFilters(); offerFilter(); });
+  form.filter.addEventListener("input", offerFilter);
   fillFilters();
 })();

@@ -5,54 +5,101 @@
   const sourceId = root.dataset.sourceId;
   const skyportal = root.dataset.skyportal === "true";
   const esc = window.skyphot.escapeHtml;
-  const COLORS = {u: "#6a3d9a", g: "#1b9e3e", r: "#d62728", i: "#ff7f0e", z: "#8c564b", y: "#444444",
-    U: "#6a3d9a", B: "#1f5fd1", V: "#2ca02c", R: "#e41a1c", I: "#b15928", J: "#17becf", H: "#7f7f7f", K: "#bcbd22"};
+  const api = window.skyphot.api;
+  // One colour per band family (r, sdssr, r', ztf_r are all "r"); markers tell instruments apart.
+  const FAMILY_COLORS = {u: "#6a3d9a", g: "#1b9e3e", r: "#d62728", i: "#ff7f0e", z: "#8c564b", y: "#5b5b5b",
+    U: "#6a3d9a", B: "#1f5fd1", V: "#2ca02c", R: "#e41a1c", I: "#b15928", J: "#17becf", H: "#7f7f7f", K: "#bcbd22",
+    c: "#00a6a6", o: "#ff9f1c", w: "#444444", L: "#666666", G: "#3b7dd8"};
   const PALETTE = ["#1f77b4", "#9467bd", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f"];
+  const SYMBOLS = ["circle", "square", "diamond", "cross", "x", "star", "pentagon", "hexagon", "triangle-up"];
+  const FAMILY_NAMES = {c: "ATLAS c", o: "ATLAS o", w: "w", L: "clear", G: "Gaia G"};
   let points = [];
   let view = "mag";
   const hidden = new Set();
   let sortKey = "mjd", sortDir = 1;
 
-  function colorOf(filter, index) {
-    const short = filter.replace(/^(sdss|ps1|ztf|atlas)[_-]?/i, "").replace(/'$/, "");
-    return COLORS[filter] || COLORS[short] || PALETTE[index % PALETTE.length];
+  function family(filter) {
+    const short = String(filter).replace(/^(sdss|ps1|ps|ztf|atlas|decam|des|lsst|gaia|sm|skymapper|bessell|johnson|cousins|2mass|mko)[_\-.]?/i, "")
+      .replace(/['′]$/, "").replace(/(mag|band)$/i, "");
+    if (FAMILY_COLORS[short]) return short;
+    const lower = short.toLowerCase();
+    if (["u", "g", "r", "i", "z", "y"].includes(lower) && short.length === 1) return lower;
+    return short || filter;
+  }
+  // Shade a hex colour: k > 0 lighter, k < 0 darker (a second filter of the same family).
+  function shade(hex, k) {
+    const n = parseInt(hex.slice(1), 16);
+    const mix = (c) => Math.round(k >= 0 ? c + (255 - c) * k : c * (1 + k));
+    const r = mix((n >> 16) & 255), g = mix((n >> 8) & 255), b = mix(n & 255);
+    return `#${((1 << 24) + (r << 16) + (g << 8) + b).toString(16).slice(1)}`;
+  }
+  function styles() {
+    // Stable assignments from the sorted filters and instruments of the current points.
+    const filters = [...new Set(points.map((p) => p.filter))].sort();
+    const instruments = [...new Set(points.map((p) => p.instrument || "?"))].sort();
+    const families = [...new Set(filters.map(family))];
+    const byFamily = {};
+    const color = {};
+    filters.forEach((f) => {
+      const fam = family(f);
+      byFamily[fam] = (byFamily[fam] || 0) + 1;
+      const base = FAMILY_COLORS[fam] || PALETTE[families.indexOf(fam) % PALETTE.length];
+      const k = [0, -0.35, 0.35, -0.55, 0.55][(byFamily[fam] - 1) % 5];
+      color[f] = k === 0 ? base : shade(base, k);
+    });
+    const symbol = {};
+    instruments.forEach((name, index) => { symbol[name] = SYMBOLS[index % SYMBOLS.length]; });
+    return {filters, instruments, color, symbol};
   }
   const fmt = (v, digits) => (v === null || v === undefined ? "" : Number(v).toFixed(digits));
   const mjdToDate = (mjd) => new Date((mjd - 40587) * 86400000).toISOString().replace("Z", "");
 
   function hover(p) {
-    const what = p.mag !== null ? `${p.filter} = ${fmt(p.mag, 3)} ± ${fmt(p.magerr, 3)}`
-      : `${p.filter} > ${fmt(p.limiting_mag, 2)} (${fmt(p.limit_sigma, 0)}σ limit)`;
+    const what = p.mag !== null ? `${esc(p.filter)} = ${fmt(p.mag, 3)} ± ${fmt(p.magerr, 3)} (${esc(p.magsys)})`
+      : `${esc(p.filter)} > ${fmt(p.limiting_mag, 2)} (${fmt(p.limit_sigma, 0)}σ limit, ${esc(p.magsys)})`;
     return `${what}<br>MJD ${fmt(p.mjd, 5)} (${p.iso})<br>flux ${fmt(p.flux, 2)} ± ${fmt(p.fluxerr, 2)} µJy` +
-      `<br>instrument: ${esc(p.instrument || "?")}<br>origin: ${esc(p.origin)}` +
-      (p.limit_sigma ? `<br>limit sigma: ${fmt(p.limit_sigma, 0)}` : "");
+      `<br>instrument: ${esc(p.instrument || "?")}<br>origin: ${esc(p.origin)}`;
   }
 
   function drawPlot() {
     const div = document.getElementById("lightcurve");
     const empty = document.getElementById("plot-empty");
-    if (!points.length) { if (empty) empty.hidden = false; return; }
+    if (!points.length) {
+      // Remove the last drawn point too: an empty light curve must look empty.
+      if (window.Plotly && div.data) window.Plotly.purge(div);
+      if (empty) { empty.hidden = false; if (!div.contains(empty)) div.appendChild(empty); }
+      div.dataset.traces = "0";
+      return;
+    }
     if (empty) empty.hidden = true;
-    const filters = [...new Set(points.map((p) => p.filter))].sort();
+    const st = styles();
     const traces = [];
-    filters.forEach((filter, index) => {
-      const color = colorOf(filter, index);
+    const series = [...new Set(points.map((p) => `${p.filter}\u0000${p.instrument || "?"}`))].sort();
+    series.forEach((key) => {
+      const [filter, instrument] = key.split("\u0000");
+      const color = st.color[filter];
+      const symbol = st.symbol[instrument];
       const visible = hidden.has(filter) ? "legendonly" : true;
-      const mine = points.filter((p) => p.filter === filter);
+      const mine = points.filter((p) => p.filter === filter && (p.instrument || "?") === instrument);
+      const name = `${filter} · ${instrument}`;
       if (view === "mag") {
         const det = mine.filter((p) => p.mag !== null);
         const lim = mine.filter((p) => p.mag === null && p.limiting_mag !== null);
-        traces.push({x: det.map((p) => mjdToDate(p.mjd)), y: det.map((p) => p.mag), name: filter, legendgroup: filter,
-          mode: "markers", type: "scatter", visible, marker: {color, size: 9},
-          error_y: {type: "data", array: det.map((p) => p.magerr), visible: true, color},
-          text: det.map(hover), hoverinfo: "text"});
-        traces.push({x: lim.map((p) => mjdToDate(p.mjd)), y: lim.map((p) => p.limiting_mag), name: `${filter} limit`,
-          legendgroup: filter, showlegend: lim.length > 0, mode: "markers", type: "scatter", visible,
-          marker: {color, size: 11, symbol: "triangle-down-open", line: {width: 2}}, text: lim.map(hover), hoverinfo: "text"});
+        if (det.length) {
+          traces.push({x: det.map((p) => mjdToDate(p.mjd)), y: det.map((p) => p.mag), name, legendgroup: key,
+            mode: "markers", type: "scatter", visible, marker: {color, size: 9, symbol},
+            error_y: {type: "data", array: det.map((p) => p.magerr), visible: true, color},
+            text: det.map(hover), hoverinfo: "text"});
+        }
+        if (lim.length) {
+          traces.push({x: lim.map((p) => mjdToDate(p.mjd)), y: lim.map((p) => p.limiting_mag), name: `${name} (upper limit)`,
+            legendgroup: key, mode: "markers", type: "scatter", visible,
+            marker: {color, size: 11, symbol: "triangle-down-open", line: {width: 2}}, text: lim.map(hover), hoverinfo: "text"});
+        }
       } else {
         const all = mine.filter((p) => p.flux !== null);
-        traces.push({x: all.map((p) => mjdToDate(p.mjd)), y: all.map((p) => p.flux), name: filter, legendgroup: filter,
-          mode: "markers", type: "scatter", visible, marker: {color, size: 9},
+        traces.push({x: all.map((p) => mjdToDate(p.mjd)), y: all.map((p) => p.flux), name, legendgroup: key,
+          mode: "markers", type: "scatter", visible, marker: {color, size: 9, symbol},
           error_y: {type: "data", array: all.map((p) => p.fluxerr), visible: true, color},
           text: all.map(hover), hoverinfo: "text"});
       }
@@ -62,17 +109,24 @@
     let lo = Math.min(...mjds), hi = Math.max(...mjds);
     const pad = Math.max(1, (hi - lo) * 0.05);
     lo -= pad; hi += pad;
-    const layout = {margin: {t: 20, r: 20, b: 50, l: 60}, hovermode: "closest", legend: {orientation: "h", y: -0.18},
-      xaxis: {title: {text: `Date (UTC) — MJD ${lo.toFixed(1)} to ${hi.toFixed(1)}`}, type: "date", range: [mjdToDate(lo), mjdToDate(hi)]},
-      yaxis: view === "mag" ? {title: {text: "Magnitude"}, autorange: "reversed"} : {title: {text: "Flux (µJy)"}, zeroline: true}};
+    const dark = window.matchMedia && window.matchMedia("(prefers-color-scheme: dark)").matches;
+    const ink = dark ? "#e3e7ef" : "#1d2330", grid = dark ? "#2c3442" : "#e6e9f0";
+    const magsys = [...new Set(points.map((p) => p.magsys))].join("/");
+    const layout = {margin: {t: 20, r: 20, b: 50, l: 60}, hovermode: "closest", legend: {orientation: "h", y: -0.2},
+      paper_bgcolor: "rgba(0,0,0,0)", plot_bgcolor: "rgba(0,0,0,0)", font: {color: ink},
+      xaxis: {title: {text: `Date (UTC) — MJD ${lo.toFixed(1)} to ${hi.toFixed(1)}`}, type: "date", range: [mjdToDate(lo), mjdToDate(hi)], gridcolor: grid},
+      yaxis: view === "mag" ? {title: {text: `Magnitude (${magsys})`}, autorange: "reversed", gridcolor: grid}
+        : {title: {text: "Flux (µJy)"}, zeroline: true, gridcolor: grid}};
     window.Plotly.react(div, traces, layout, {displaylogo: false, responsive: true});
+    div.dataset.traces = String(traces.length);
   }
 
   function drawToggles() {
     const box = document.getElementById("filter-toggles");
-    const filters = [...new Set(points.map((p) => p.filter))].sort();
-    box.innerHTML = filters.map((f, i) => `<label class="inline"><input type="checkbox" data-filter="${esc(f)}" ${hidden.has(f) ? "" : "checked"}>` +
-      `<span style="color:${colorOf(f, i)}">●</span> ${esc(f)}</label>`).join("");
+    const st = styles();
+    box.innerHTML = st.filters.map((f) => `<label class="inline"><input type="checkbox" data-filter="${esc(f)}" ${hidden.has(f) ? "" : "checked"}>` +
+      `<span style="color:${st.color[f]}">●</span> ${esc(f)}</label>`).join("") +
+      (st.instruments.length > 1 ? `<span class="hint">Markers: ${st.instruments.map((i) => `${esc(i)} ${esc(st.symbol[i])}`).join(", ")}</span>` : "");
     box.querySelectorAll("input").forEach((input) => input.addEventListener("change", () => {
       if (input.checked) hidden.delete(input.dataset.filter); else hidden.add(input.dataset.filter);
       drawPlot();
@@ -106,6 +160,25 @@
     loadPhotometry();
   });
 
+  function details(p) {
+    const cal = p.calibration || {};
+    const parts = [];
+    if (p.origin === "skyphot") {
+      const ct = cal.color_term === null || cal.color_term === undefined ? "–" : fmt(cal.color_term, 3);
+      parts.push(`catalog ${esc(cal.catalog)}, ZP ${fmt(cal.zero_point, 3)} ± ${fmt(cal.zero_point_err, 3)}, ` +
+        `${cal.n_calib ?? "?"} calibration stars, colour term ${ct}, FWHM ${fmt(cal.fwhm_arcsec, 2)}″`);
+    }
+    const flags = cal.flag_names || [];
+    if (flags.length) parts.push(`flags: ${flags.map((f) => `<span class="flag">${esc(f)}</span>`).join("")}`);
+    const notes = [...(cal.notes || []), ...(cal.assumptions || [])];
+    if (notes.length) parts.push(`<details class="more"><summary>${notes.length} note(s)</summary><ul>${notes.map((n) => `<li>${esc(n)}</li>`).join("")}</ul></details>`);
+    const colour = colourText(cal);
+    if (colour) parts.push(colour);
+    if (p.comment) parts.push(`comment: ${esc(p.comment)}`);
+    if (p.job_id) parts.push(`<a href="/api/jobs/${p.job_id}/diagnostics.png" target="_blank">diagnostics</a> · <a href="/api/jobs/${p.job_id}/log" target="_blank">log</a>`);
+    return parts.join("<br>");
+  }
+
   function drawTable() {
     const body = document.querySelector("#photometry-table tbody");
     const rows = [...points].sort((a, b) => {
@@ -113,38 +186,57 @@
       if (x === y) return 0; if (x === null) return 1; if (y === null) return -1;
       return (x < y ? -1 : 1) * sortDir;
     });
-    body.innerHTML = rows.map((p) => {
-      const cal = p.calibration || {};
-      const details = p.origin === "skyphot"
-        ? `catalog ${esc(cal.catalog)}, ZP ${fmt(cal.zero_point, 3)}, colour term ${cal.color_term === null || cal.color_term === undefined ? "–" : fmt(cal.color_term, 3)}, FWHM ${fmt(cal.fwhm_arcsec, 2)}″` +
-          ((cal.flag_names || []).length ? ` · flags ${esc(cal.flag_names.join(", "))}` : "") +
-          ((cal.notes || []).length ? `<ul class="notes">${cal.notes.map((n) => `<li>${esc(n)}</li>`).join("")}</ul>` : "") +
-          colourText(cal) +
-          (p.job_id ? ` · <a href="/api/jobs/${p.job_id}/diagnostics.png" target="_blank">diagnostics</a> · <a href="/api/jobs/${p.job_id}/log" target="_blank">log</a>` : "")
-        : "";
-      return `<tr data-id="${p.id}"><td>${fmt(p.mjd, 5)}</td><td>${p.iso}</td><td>${fmt(p.mag, 3)}</td><td>${fmt(p.magerr, 3)}</td>` +
+    body.innerHTML = rows.map((p) => `<tr data-id="${p.id}"><td>${fmt(p.mjd, 5)}</td><td>${p.iso}</td><td>${fmt(p.mag, 3)}</td><td>${fmt(p.magerr, 3)}</td>` +
         `<td>${fmt(p.limiting_mag, 2)}</td><td>${esc(p.filter)}</td><td>${esc(p.instrument || "")}</td><td>${esc(p.magsys)}</td>` +
-        `<td>${esc(p.origin)}</td><td>${fmt(p.snr, 1)}</td><td class="muted">${details}</td>` +
+        `<td>${esc(p.origin)}</td><td>${fmt(p.snr, 1)}</td><td class="muted details">${details(p)}</td>` +
         `<td class="skyportal-state" data-state="${esc(p.skyportal.state)}">${pushText(p)}</td>` +
-        `<td>${p.can_delete ? `<button class="small delete" data-id="${p.id}" data-remote="${p.skyportal.id ?? ""}">Delete</button>` : ""}</td></tr>`;
-    }).join("") || `<tr><td colspan="13" class="muted">No photometry yet.</td></tr>`;
+        `<td>${p.can_delete ? `<button class="small edit" data-id="${p.id}">Edit</button> <button class="small delete danger" data-id="${p.id}" data-remote="${p.skyportal.id ?? ""}">Delete</button>` : ""}</td></tr>`
+    ).join("") || `<tr><td colspan="13" class="muted">No photometry yet.</td></tr>`;
     body.querySelectorAll("button.push").forEach((b) => b.addEventListener("click", async () => {
       const response = await fetch(`/api/photometry/${b.dataset.id}/push`, {method: "POST"});
       if (!response.ok) { const e = await response.json(); window.skyphot.notify({failure: true, html: esc(e.error.message)}); }
       loadPhotometry();
     }));
     body.querySelectorAll("button.delete").forEach((b) => b.addEventListener("click", async () => {
-      if (!window.confirm("Delete this photometry point?")) return;
+      if (!window.confirm("Delete this photometry point? This cannot be undone.")) return;
       const remote = b.dataset.remote && window.confirm(`Also delete it in SkyPortal (photometry ${b.dataset.remote})?`);
-      const response = await fetch(`/api/photometry/${b.dataset.id}${remote ? "?skyportal=true" : ""}`, {method: "DELETE"});
-      if (!response.ok) { const e = await response.json(); window.skyphot.notify({failure: true, html: esc(e.error.message)}); }
+      await api(`/api/photometry/${b.dataset.id}${remote ? "?skyportal=true" : ""}`, {method: "DELETE"});
       loadPhotometry();
     }));
+    body.querySelectorAll("button.edit").forEach((b) => b.addEventListener("click", () => openEdit(Number(b.dataset.id))));
     document.querySelectorAll("#photometry-table th[data-key]").forEach((th) => {
       th.classList.toggle("sorted-asc", th.dataset.key === sortKey && sortDir === 1);
       th.classList.toggle("sorted-desc", th.dataset.key === sortKey && sortDir === -1);
     });
   }
+
+  const dialog = document.getElementById("edit-point");
+  let editing = null;
+  function openEdit(id) {
+    const p = points.find((q) => q.id === id);
+    if (!p) return;
+    editing = p;
+    document.getElementById("edit-id").textContent = `#${p.id}`;
+    document.getElementById("edit-filter").value = p.filter;
+    document.getElementById("edit-instrument").value = p.instrument || "";
+    document.getElementById("edit-obstime").value = p.iso;
+    document.getElementById("edit-comment").value = p.comment || "";
+    document.getElementById("edit-error").textContent = "";
+    dialog.showModal();
+  }
+  document.getElementById("edit-cancel").addEventListener("click", () => dialog.close());
+  document.getElementById("edit-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const body = {filter: document.getElementById("edit-filter").value.trim(),
+      instrument: document.getElementById("edit-instrument").value.trim(),
+      comment: document.getElementById("edit-comment").value};
+    const time = document.getElementById("edit-obstime").value.trim();
+    if (time !== editing.iso) body.obstime = time;
+    const result = await api(`/api/photometry/${editing.id}`, {method: "PATCH", json: body, quiet: true});
+    if (!result.ok) { document.getElementById("edit-error").textContent = result.error.message; return; }
+    dialog.close();
+    loadPhotometry();
+  });
 
   async function loadPhotometry() {
     const response = await fetch(`/api/sources/${encodeURIComponent(sourceId)}/photometry`);
@@ -159,17 +251,25 @@
     if (!response.ok) return;
     const jobs = await response.json();
     const body = document.querySelector("#jobs-table tbody");
-    body.innerHTML = jobs.map((j) => {
-      const state = j.state === "running" && j.stage ? `running: ${esc(j.stage)}` : j.state;
-      const links = `<a href="${j.log_url}" target="_blank">log</a>` + (j.diagnostics_url ? ` · <a href="${j.diagnostics_url}" target="_blank">diagnostics</a>` : "");
-      const retry = j.state === "failed" ? `<button class="small retry" data-id="${j.id}">Retry</button>` : "";
-      return `<tr data-job="${j.id}"><td>${j.id}</td><td>${esc(j.filename)}</td><td class="state-${j.state}">${state}</td>` +
-        `<td>${esc(j.message || "")}</td><td>${links}</td><td>${retry}</td></tr>`;
-    }).join("") || `<tr><td colspan="6" class="muted">No analyses yet.</td></tr>`;
-    body.querySelectorAll("button.retry").forEach((b) => b.addEventListener("click", async () => {
-      await window.skyphot.retryJob(b.dataset.id); loadJobs();
-    }));
+    body.innerHTML = jobs.map((j) => window.skyphot.jobRow(j, false)).join("") ||
+      `<tr><td colspan="6" class="muted">No analyses yet.</td></tr>`;
+    window.skyphot.wireJobRows(body, loadJobs);
   }
+
+  const share = document.getElementById("share-form");
+  if (share) share.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const groups = [...share.querySelectorAll("input[name=groups]:checked")].map((i) => i.value);
+    const result = await api(`/api/sources/${encodeURIComponent(sourceId)}/groups`, {method: "PUT", json: {groups}, quiet: true});
+    document.getElementById("share-error").textContent = result.ok ? "" : result.error.message;
+    if (result.ok) document.getElementById("source-groups").textContent = result.body.groups.join(", ");
+  });
+  const deleteSource = document.getElementById("delete-source");
+  if (deleteSource) deleteSource.addEventListener("click", async () => {
+    if (!window.confirm(`Delete source ${sourceId} with its light curve and jobs? This cannot be undone.`)) return;
+    const result = await api(`/api/sources/${encodeURIComponent(sourceId)}`, {method: "DELETE"});
+    if (result.ok) window.location.assign("/sources");
+  });
 
   document.querySelectorAll("#photometry-table th[data-key]").forEach((th) => th.addEventListener("click", () => {
     sortDir = sortKey === th.dataset.key ? -sortDir : 1; sortKey = th.dataset.key; drawTable();

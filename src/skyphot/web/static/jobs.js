@@ -1,0 +1,37 @@
+// Jobs page: all jobs the user may see, filterable and paged; refreshed live.
+"use strict";
+(function () {
+  const form = document.getElementById("jobs-filter");
+  const body = document.querySelector("#all-jobs tbody");
+  const LIMIT = 25;
+  let offset = 0;
+  const params = new URLSearchParams(window.location.search);
+  for (const name of ["state", "source", "q"]) if (params.get(name)) form.elements[name].value = params.get(name);
+
+  async function load() {
+    const query = new URLSearchParams({offset: String(offset), limit: String(LIMIT)});
+    for (const name of ["state", "source", "q"]) { const v = form.elements[name].value.trim(); if (v) query.set(name, v); }
+    const result = await window.skyphot.api(`/api/jobs?${query}`);
+    if (!result.ok) return;
+    const page = result.body;
+    body.innerHTML = page.jobs.map((j) => window.skyphot.jobRow(j, true)).join("") ||
+      `<tr><td colspan="9" class="muted">No jobs match.</td></tr>`;
+    window.skyphot.wireJobRows(body, load);
+    const last = Math.min(page.offset + page.jobs.length, page.total);
+    document.getElementById("jobs-count").textContent = page.total ? `${page.offset + 1}–${last} of ${page.total}` : "";
+    document.getElementById("jobs-prev").disabled = offset === 0;
+    document.getElementById("jobs-next").disabled = last >= page.total;
+    document.body.dataset.jobs = String(page.total);
+  }
+  form.addEventListener("submit", (event) => {
+    event.preventDefault(); offset = 0;
+    const query = new URLSearchParams();
+    for (const name of ["state", "source", "q"]) { const v = form.elements[name].value.trim(); if (v) query.set(name, v); }
+    window.history.replaceState(null, "", `/jobs${query.toString() ? "?" + query : ""}`);
+    load();
+  });
+  document.getElementById("jobs-prev").addEventListener("click", () => { offset = Math.max(0, offset - LIMIT); load(); });
+  document.getElementById("jobs-next").addEventListener("click", () => { offset += LIMIT; load(); });
+  window.addEventListener("skyphot:job", () => load());
+  load();
+})();
