@@ -64,10 +64,20 @@ def test_fz_bomb_fails_with_the_reason_not_memory_error(tmp_path: Path, bomb: by
 
 def test_truncated_frame_message_names_the_upload_not_the_server_path(tmp_path: Path) -> None:
     content = fits_bytes(shape=(64, 64))
-    job, uploads = _run(tmp_path, REAL_ENGINE, "night1.fits", content[: len(content) - 4000])
-    assert job["state"] == "failed"
-    assert "'night1.fits'" in job["message"] and "truncated" in job["message"]
-    assert str(uploads) not in job["message"] and "/uploads/" not in job["message"]
+    settings = make_settings(tmp_path, workers=1)
+    app = create_app(settings, queue=EmbeddedQueue(settings, engine=REAL_ENGINE))
+    _, alice, _ = add_users(app)
+    with TestClient(app) as client:
+        r = client.post("/api/sources", json={"id": "s1", "ra": 150.1, "dec": 2.2},
+                        headers=alice)
+        assert r.status_code == 201, r.text
+        # Refused at upload (no job is made), in the user's words, never with the server path.
+        r = client.post("/api/sources/s1/image_analysis", headers=alice,
+                        files={"file": ("night1.fits", content[: len(content) - 4000])})
+    assert r.status_code == 400, r.text
+    message = r.json()["error"]["message"]
+    assert message.startswith("'night1.fits' is incomplete"), message
+    assert str(settings.upload_path) not in message and "/uploads/" not in message
 
 
 def test_corrupt_tile_compressed_data_is_a_read_error(tmp_path: Path) -> None:

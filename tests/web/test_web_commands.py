@@ -39,7 +39,7 @@ def test_serve_refuses_an_unknown_setting_by_name(tmp_path: Path,
     (tmp_path / "config.yaml").write_text("portt: 5001\n")
     assert main(["serve", "--data-dir", str(tmp_path)]) == EXIT_BAD_INPUT
     err = capsys.readouterr().err
-    assert "skyphot: error: configuration value 'portt' is invalid: Extra inputs" in err
+    assert "skyphot: error: unknown key(s) 'portt' in configuration file" in err
 
 
 def free_port() -> int:

@@ -44,11 +44,14 @@ def add_job(instance: Instance, source: str, owner: str, *, state: JobState,
             message: str = "", retryable: bool = True, filename: str = "f.fits") -> int:
     from skyphot.db.crud import get_user
 
+    upload = instance.settings.upload_path / "x" / filename
+    upload.parent.mkdir(parents=True, exist_ok=True)
+    upload.write_bytes(b"kept upload")  # a failed job keeps its file for the retry
     with instance.app.state.sessions() as session:
         user = get_user(session, owner)
         assert user is not None
         job = Job(source_id=source, owner_id=user.id, state=state.value, message=message,
-                  upload_path=str(instance.settings.upload_path / "x" / filename),
+                  upload_path=str(upload),
                   filename=filename, file_hash="0" * 64, params={}, settings_hash="1" * 64,
                   retryable=retryable)
         session.add(job)
@@ -466,7 +469,8 @@ def test_a_name_alone_is_resolved(instance: Instance) -> None:
                                              "unreachable")
     r = instance.client.post("/api/sources", json={"id": "z"}, headers=instance.alice)
     assert r.status_code == 422
-    assert error_of(r)["message"] == "give ra and dec, or a name to resolve"
+    assert error_of(r)["message"] == ("give ra and dec, or a name to resolve (or skyportal_id to import "
+                                    "from SkyPortal)")
     r = instance.client.post("/api/sources", json={"id": "z", "ra": 1}, headers=instance.alice)
     assert error_of(r)["message"] == "give dec too (or neither, to resolve the name)"
 
