@@ -101,7 +101,7 @@ def test_upload_to_point_on_the_light_curve(browser: Any, server: str, tmp_path:
     assert "diagnostics" in row.text_content()
     # degradations reach the point's details: flag names and notes
     assert "SPATIAL_ORDER_LOWERED" in row.text_content()
-    note = row.locator("ul.notes li").first.text_content()
+    note = row.locator("td.details details li").first.text_content()
     assert note == "spatial order lowered from 2 to 1: stub"
     watcher.wait_for_selector("#lightcurve .scatterlayer .point")
     assert watcher.locator("#lightcurve .scatterlayer .point").count() >= 1

@@ -469,8 +469,8 @@ def test_a_name_alone_is_resolved(instance: Instance) -> None:
                                              "unreachable")
     r = instance.client.post("/api/sources", json={"id": "z"}, headers=instance.alice)
     assert r.status_code == 422
-    assert error_of(r)["message"] == ("give ra and dec, or a name to resolve (or skyportal_id to import "
-                                    "from SkyPortal)")
+    assert error_of(r)["message"] == ("give ra and dec, or a name to resolve (or "
+                                      "skyportal_id to import from SkyPortal)")
     r = instance.client.post("/api/sources", json={"id": "z", "ra": 1}, headers=instance.alice)
     assert error_of(r)["message"] == "give dec too (or neither, to resolve the name)"
 

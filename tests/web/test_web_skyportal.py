@@ -83,7 +83,8 @@ def test_import_by_skyportal_id(sp_instance: Instance, portal: FakeSkyPortal) ->
 @pytest.mark.parametrize(("body", "status", "message"), [
     ({"skyportal_id": "ZTF00nothing"}, 404, "has no source 'ZTF00nothing'"),
     ({"skyportal_id": OBJ, "ra": 1.0, "dec": 2.0}, 422, "give either skyportal_id or ra/dec"),
-    ({"id": "x"}, 422, "give ra and dec, or a name to resolve (or skyportal_id to import from SkyPortal)"),
+    ({"id": "x"}, 422,
+     "give ra and dec, or a name to resolve (or skyportal_id to import from SkyPortal)"),
 ])
 def test_import_errors(sp_instance: Instance, body: dict[str, Any], status: int,
                        message: str) -> None:
