@@ -40,6 +40,9 @@ def build_result(state: FrameState, timings: dict[str, float]) -> PhotometryResu
         color, color_source = zp_fit.reference_color, "calibrators_median"
         flags |= QualityFlag.COLOR_ASSUMED
     zp, zp_err = zp_fit.predict(target.x, target.y, color)
+    # The aperture correction's error is common to the calibrators and the target, so it
+    # cancels in the target's magnitude but belongs to the zero point of total fluxes.
+    apcorr_err = 0.0 if state.aperture_correction is None else state.aperture_correction.mag_err
 
     flux_adu = float(target.psf.flux[0])
     fluxerr_adu = float(target.psf.fluxerr[0])
@@ -91,7 +94,7 @@ def build_result(state: FrameState, timings: dict[str, float]) -> PhotometryResu
         limiting_mag=limiting_mag,
         limit_nsigma=config.nsigma,
         zero_point=zp,
-        zero_point_err=zp_err,
+        zero_point_err=math.hypot(zp_err, apcorr_err),
         color_term=zp_fit.color_term,
         color_term_err=zp_fit.color_term_err,
         color_bands=bands.color_bands if zp_fit.color_term is not None else None,

@@ -8,9 +8,17 @@ import numpy as np
 from astropy.table import Table
 from scipy.spatial import cKDTree
 
+from skyphot.core.aperture_correction import ApertureCorrection, aperture_correction
 from skyphot.core.astrometry import world_to_pixel
 from skyphot.core.calibration import fit_zero_point
-from skyphot.core.photometry import forced_psf_photometry
+from skyphot.core.photometry import (
+    PSFPhotometry,
+    aperture_photometry,
+    encircled_energy,
+    forced_psf_photometry,
+    ring_level,
+)
+from skyphot.core.psf import PSFModel
 from skyphot.core.units import MAG_ERR_FACTOR
 from skyphot.errors import CalibrationError
 from skyphot.pipeline.state import CalibrationStars, FrameState, need
@@ -24,6 +32,8 @@ _SELF_RADIUS_FWHM = 0.5
 _NEIGHBOUR_FLUX_RATIO = 0.005
 # Stars brighter than this S/N give the first, unweighted zero-point guess.
 _GUESS_MIN_SNR = 20.0
+# Fewest bright clean stars that measure the aperture correction (else none is applied).
+_APCORR_MIN_STARS = 5
 
 
 @dataclass(frozen=True)
@@ -129,12 +139,16 @@ class Calibrate:
                 "exposure, a catalog with more stars, or lower calibration.max_mag_err"
             )
         sel = idx[usable]
+        apcorr = _aperture_correction(
+            data_sub, x[idx], y[idx], phot, usable & bright, psf=psf, rms=background.rms,
+            gain=meta.gain, mask=mask != 0, radius=annulus[0], annulus=annulus,
+        )
         stars = CalibrationStars(
             x=x[sel],
             y=y[sel],
             cat_mag=mag[sel],
             cat_err=err[sel],
-            inst_mag=-2.5 * np.log10(phot.flux[usable]),
+            inst_mag=-2.5 * np.log10(phot.flux[usable] * apcorr.factor),
             inst_err=inst_err[usable],
             color=None if color is None else color[sel],
             n_candidates=n_candidates,
@@ -153,7 +167,42 @@ class Calibrate:
             clip_sigma=cal_cfg.clip_sigma,
             min_stars=cal_cfg.min_stars,
         )
-        return replace(state, calib_stars=stars, zero_point=fit)
+        return replace(state, calib_stars=stars, zero_point=fit, aperture_correction=apcorr)
+
+
+def _aperture_correction(
+    data_sub: np.ndarray,
+    x: np.ndarray,
+    y: np.ndarray,
+    phot: PSFPhotometry,
+    select: np.ndarray,
+    *,
+    psf: PSFModel,
+    rms: np.ndarray,
+    gain: float,
+    mask: np.ndarray,
+    radius: float,
+    annulus: tuple[float, float],
+) -> ApertureCorrection:
+    """PSF-to-total flux scale from the bright calibration stars in a wide aperture; no
+    correction (factor 1) when fewer than ``_APCORR_MIN_STARS`` clean stars are available."""
+    idx = np.flatnonzero(select)
+    if idx.size < _APCORR_MIN_STARS:
+        return ApertureCorrection.none(radius)
+    ap = aperture_photometry(
+        data_sub, x[idx], y[idx], radius=radius, rms=rms, gain=gain, mask=mask, annulus=annulus
+    )
+    clean = (ap.n_masked == 0) & ~ap.near_edge & np.isfinite(ap.flux)
+    if int(clean.sum()) < _APCORR_MIN_STARS:
+        return ApertureCorrection.none(radius)
+    keep = idx[clean]
+    ee = np.array([encircled_energy(psf, float(x[k]), float(y[k]), radius) for k in keep])
+    # What the aperture keeps of a unit star once its own wings in the annulus are subtracted.
+    ee = ee - ap.area[clean] * ring_level(psf, x[keep], y[keep], annulus)
+    return aperture_correction(
+        phot.flux[keep], phot.fluxerr[keep], ap.flux[clean], ap.fluxerr[clean], ee,
+        radius=radius, min_stars=_APCORR_MIN_STARS,
+    )
 
 
 def _errors(table: Table, band: str) -> np.ndarray:
