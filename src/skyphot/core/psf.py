@@ -29,6 +29,7 @@ from skyphot.core.detection import (
     isolated,
     stamp_is_clean,
 )
+from skyphot.core.wcs_utils import poly_exponents
 from skyphot.errors import ConfigError, DetectionError, InputError
 
 
@@ -52,11 +53,6 @@ class PSFModel(Protocol):
 _BETA_MIN, _BETA_MAX = 1.3, 25.0
 _E_MAX = 0.8
 _FWHM_MIN = 0.3
-
-
-def _poly_terms(order: int) -> list[tuple[int, int]]:
-    """Exponents (i, j) of u^i v^j with i + j <= order, lowest degree first."""
-    return [(d - j, j) for d in range(order + 1) for j in range(d + 1)]
 
 
 def _gauss_nodes(fwhm: float) -> tuple[np.ndarray, np.ndarray]:
@@ -87,11 +83,11 @@ class MoffatPSF:
     """Elliptical Moffat PSF whose FWHM and ellipticity vary as polynomials over the frame.
 
     ``fwhm_coeffs``, ``e1_coeffs``, ``e2_coeffs`` multiply ``u^i v^j`` (terms in
-    ``_poly_terms(order)`` order) with ``u = (x - cx) / hx``, ``v = (y - cy) / hy`` normalised
-    to [-1, 1] over a frame of ``shape = (ny, nx)``. FWHM in pixels (geometric mean of the
-    axes). ``n_stars`` and ``fwhm_scatter`` (px, robust rms of the stars about the model)
-    describe the fit; ``fwhm_range`` (px), when set, bounds the polynomial so it cannot run
-    away where it extrapolates.
+    ``poly_exponents(order)`` order, lowest degree first) with ``u = (x - cx) / hx``,
+    ``v = (y - cy) / hy`` normalised to [-1, 1] over a frame of ``shape = (ny, nx)``.
+    FWHM in pixels (geometric mean of the axes). ``n_stars`` and ``fwhm_scatter`` (px,
+    robust rms of the stars about the model) describe the fit; ``fwhm_range`` (px), when
+    set, bounds the polynomial so it cannot run away where it extrapolates.
     """
 
     beta: float
@@ -137,7 +133,7 @@ class MoffatPSF:
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """FWHM (px), e1, e2 at pixel positions (arrays)."""
         u, v = self._uv(np.asarray(x, dtype=float), np.asarray(y, dtype=float))
-        terms = _poly_terms(self.order)
+        terms = poly_exponents(self.order)
         basis = np.stack([u**i * v**j for i, j in terms], axis=-1)
         fwhm = basis @ np.asarray(self.fwhm_coeffs)
         if self.fwhm_range is not None:
@@ -457,7 +453,7 @@ def _robust_polyfit(
     clip: float = 3.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Weighted, sigma-clipped least-squares polynomial; returns (coefficients, inliers)."""
-    terms = _poly_terms(order)
+    terms = poly_exponents(order)
     basis = np.stack([u**i * v**j for i, j in terms], axis=-1)
     w = 1.0 / errors
     keep = np.isfinite(values) & np.isfinite(w)
@@ -596,7 +592,7 @@ def fit_psf(
     err_fwhm = fwhm_i * np.hypot(err_lna, _SHAPE_FLOOR)
     err_e1, err_e2 = np.hypot(err_e1, _SHAPE_FLOOR), np.hypot(err_e2, _SHAPE_FLOOR)
     order = spatial_order
-    while order > 0 and p2.shape[0] < _STARS_PER_TERM * len(_poly_terms(order)):
+    while order > 0 and p2.shape[0] < _STARS_PER_TERM * len(poly_exponents(order)):
         order -= 1
     shape = (int(ny), int(nx))
     proto = MoffatPSF.constant(1.0, shape=shape)
@@ -604,7 +600,7 @@ def fit_psf(
     fwhm_coef, inl = _robust_polyfit(u, v, fwhm_i, err_fwhm, order)
     e1_coef, _ = _robust_polyfit(u[inl], v[inl], p2[inl, _E1], err_e1[inl], order)
     e2_coef, _ = _robust_polyfit(u[inl], v[inl], p2[inl, _E2], err_e2[inl], order)
-    terms = _poly_terms(order)
+    terms = poly_exponents(order)
     basis = np.stack([u**i * v**j for i, j in terms], axis=-1)
     resid = fwhm_i[inl] - basis[inl] @ fwhm_coef
     scatter = float(1.4826 * np.median(np.abs(resid - np.median(resid))))
