@@ -31,8 +31,10 @@ _SELF_RADIUS_FWHM = 0.5
 _NEIGHBOUR_FLUX_RATIO = 0.005
 # Stars brighter than this S/N give the first, unweighted zero-point guess.
 GUESS_MIN_SNR = 20.0
-# Fewest bright clean stars that measure the aperture correction (else none is applied).
+# Fewest bright clean stars that measure the aperture correction (else none is applied),
+# and the most used: the brightest dominate its weighted mean, more only cost time.
 APCORR_MIN_STARS = 5
+APCORR_MAX_STARS = 100
 
 
 def inside_frame(
@@ -139,6 +141,7 @@ def measure_aperture_correction(
     y: np.ndarray,
     phot: PSFPhotometry,
     select: np.ndarray,
+    brightness: np.ndarray,
     *,
     psf: PSFModel,
     rms: np.ndarray,
@@ -149,8 +152,11 @@ def measure_aperture_correction(
 ) -> ApertureCorrection:
     """PSF-to-total flux scale from the ``select``-ed stars (PSF photometry ``phot`` at
     ``x, y``) in an aperture of ``radius`` px with the local background of ``annulus``; no
-    correction (factor 1) when fewer than ``APCORR_MIN_STARS`` clean stars are available."""
+    correction (factor 1) when fewer than ``APCORR_MIN_STARS`` clean stars are available.
+    ``brightness`` (e.g. the catalog-predicted flux, never the measured one) picks the
+    ``APCORR_MAX_STARS`` brightest."""
     idx = np.flatnonzero(select)
+    idx = idx[np.argsort(-brightness[idx], kind="stable")[:APCORR_MAX_STARS]]
     if idx.size < APCORR_MIN_STARS:
         return ApertureCorrection.none(radius)
     ap = aperture_photometry(

@@ -16,6 +16,7 @@ two axes, so the analytic normalisation ``(beta - 1) / (pi alpha^2)`` holds for 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 from typing import Protocol
 
 import numpy as np
@@ -69,8 +70,17 @@ def _gauss_nodes(fwhm: float) -> tuple[np.ndarray, np.ndarray]:
         k = 4
     else:
         k = 6
+    return _leggauss_pixel(k)
+
+
+@cache
+def _leggauss_pixel(k: int) -> tuple[np.ndarray, np.ndarray]:
+    """``k`` Gauss-Legendre nodes and weights over [-0.5, 0.5] (cached: every render asks)."""
     nodes, weights = np.polynomial.legendre.leggauss(k)
-    return nodes / 2.0, weights / 2.0
+    nodes, weights = nodes / 2.0, weights / 2.0
+    nodes.setflags(write=False)
+    weights.setflags(write=False)
+    return nodes, weights
 
 
 def _alpha(fwhm: np.ndarray, beta: float) -> np.ndarray:

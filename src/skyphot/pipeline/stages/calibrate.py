@@ -92,7 +92,7 @@ class Calibrate:
                 "exposure, a catalog with more stars, or lower calibration.max_mag_err"
             )
         apcorr = measure_aperture_correction(
-            data_sub, x[idx], y[idx], phot, usable & predicted.bright, psf=psf,
+            data_sub, x[idx], y[idx], phot, usable & predicted.bright, predicted.flux, psf=psf,
             rms=background.rms, gain=meta.gain, mask=mask != 0, radius=annulus[0],
             annulus=annulus,
         )
