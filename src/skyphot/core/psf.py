@@ -503,6 +503,24 @@ def fit_psf(
     order ``spatial_order`` (2 captures a focus-like FWHM change ~ r^2; lowered until there
     are 3 stars per term). Raises ``DetectionError`` when fewer than 3 usable stars remain.
     """
+    image, noise, bad = _check_psf_inputs(data_sub, rms, mask, spatial_order, max_stars)
+    if len(sources) == 0:
+        raise DetectionError("no detected sources to fit the PSF on; detection found nothing")
+    start = _psf_stars(image, noise, bad, sources, saturation=saturation, max_stars=max_stars,
+                       grid=spatial_order + 2, gain=gain)
+    beta, p1, bsel = _fit_beta(start)
+    p2, errors = _fit_shared_beta(start, beta, p1, bsel)
+    return _shape_polynomials(p2, errors, beta, spatial_order, image.shape)
+
+
+def _check_psf_inputs(
+    data_sub: np.ndarray,
+    rms: np.ndarray,
+    mask: np.ndarray | None,
+    spatial_order: int,
+    max_stars: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """(image, noise, bad-pixel mask or None), after checking shapes and settings."""
     image = np.asarray(data_sub)
     noise = np.asarray(rms)
     if image.ndim != 2 or noise.shape != image.shape:
@@ -517,8 +535,32 @@ def fit_psf(
     bad = None if mask is None else np.asarray(mask) != 0
     if bad is not None and bad.shape != image.shape:
         raise InputError(f"mask shape {bad.shape} does not match the image {image.shape}")
-    if len(sources) == 0:
-        raise DetectionError("no detected sources to fit the PSF on; detection found nothing")
+    return image, noise, bad
+
+
+@dataclass(frozen=True)
+class _Start:
+    """The PSF stars' stamps and weights, starting parameters and integration nodes."""
+
+    stars: _StarData
+    p0: np.ndarray  # (n, _NPAR)
+    brightness: np.ndarray  # detection flux, to pick the brightest for beta
+    nodes: tuple[np.ndarray, np.ndarray]
+
+
+def _psf_stars(
+    image: np.ndarray,
+    noise: np.ndarray,
+    bad: np.ndarray | None,
+    sources: SourceList,
+    *,
+    saturation: float | None,
+    max_stars: int,
+    grid: int,
+    gain: float | None,
+) -> _Start:
+    """Choose the PSF stars, cut their weighted stamps and set starting parameters: flux
+    from the stamp sum, width from each star's half-maximum, beta 3."""
     try:
         fwhm0 = estimate_fwhm(image, sources, mask=bad)
     except DetectionError as exc:
@@ -526,7 +568,6 @@ def fit_psf(
     fwhm0 = float(np.clip(fwhm0, 1.0, 30.0))
     # The fit region reaches 2.5 FWHM: enough of the wings to constrain beta.
     half = int(np.clip(np.ceil(2.5 * fwhm0), 4, 40))
-    grid = spatial_order + 2
     idx = _select_stars(image, sources, bad, saturation, half, fwhm0, max_stars, grid)
     if idx.size < 3:
         raise DetectionError(
@@ -545,8 +586,6 @@ def fit_psf(
     stamps = np.where(weight > 0, stamps, 0.0)
     xi, yi = np.rint(x).astype(np.int64), np.rint(y).astype(np.int64)
     stars = _StarData(stamps=stamps, weight=weight, x0=xi - half, y0=yi - half)
-
-    # Starting point: flux from the stamp sum, width from each star's half-maximum.
     fwhm_start = half_max_fwhm(stamps, dx, dy)
     fwhm_start = np.where(np.isfinite(fwhm_start), fwhm_start, fwhm0)
     p0 = np.zeros((idx.size, _NPAR))
@@ -555,12 +594,17 @@ def fit_psf(
     p0[:, _BETA] = 3.0
     p0[:, _LNA] = np.log(_alpha(fwhm_start, 3.0))
     nodes = _gauss_nodes(float(np.min(fwhm_start)))
+    return _Start(stars=stars, p0=p0, brightness=sources.flux[idx], nodes=nodes)
 
-    # Pass 1: beta free, on the brightest stars only (they constrain it; it saves time).
+
+def _fit_beta(start: _Start) -> tuple[float, np.ndarray, np.ndarray]:
+    """Pass 1: every parameter free on the brightest stars (they constrain beta; it saves
+    time). Returns the median beta of the good fits, their parameters and which stars."""
     free = np.ones(_NPAR, dtype=bool)
-    bsel = np.argsort(-sources.flux[idx], kind="stable")[:_BETA_STARS]
-    p1, chi2, _ = _levenberg_marquardt(p0[bsel], _subset(stars, bsel), nodes, free)
-    dof = np.maximum(np.sum(weight[bsel] > 0, axis=(1, 2)) - _NPAR, 1)
+    bsel = np.argsort(-start.brightness, kind="stable")[:_BETA_STARS]
+    sub = _subset(start.stars, bsel)
+    p1, chi2, _ = _levenberg_marquardt(start.p0[bsel], sub, start.nodes, free)
+    dof = np.maximum(np.sum(sub.weight > 0, axis=(1, 2)) - _NPAR, 1)
     good = _good_fits(p1, chi2 / dof)
     if good.sum() < 3:
         raise DetectionError(
@@ -568,27 +612,43 @@ def fit_psf(
             "PSF stars (bad shapes or blends); at least 3 are needed — the frame may be "
             "trailed or out of focus"
         )
-    beta = float(np.median(p1[good, _BETA]))
-    # Pass 2: all stars with beta shared, so their widths are directly comparable.
-    p2 = p0.copy()
+    return float(np.median(p1[good, _BETA])), p1, bsel
+
+
+def _fit_shared_beta(
+    start: _Start, beta: float, p1: np.ndarray, bsel: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pass 2: all stars with beta shared, so their widths are directly comparable. Returns
+    the good stars' parameters and their (ln alpha, e1, e2) errors, (n, 3)."""
+    p2 = start.p0.copy()
     p2[bsel] = p1
     p2[:, _BETA] = beta
+    free = np.ones(_NPAR, dtype=bool)
     free[_BETA] = False
-    p2, chi2, normal = _levenberg_marquardt(p2, stars, nodes, free)
-    dof = np.maximum(np.sum(weight > 0, axis=(1, 2)) - (_NPAR - 1), 1)
+    p2, chi2, normal = _levenberg_marquardt(p2, start.stars, start.nodes, free)
+    dof = np.maximum(np.sum(start.stars.weight > 0, axis=(1, 2)) - (_NPAR - 1), 1)
     good = _good_fits(p2, chi2 / dof)
     # Parameter errors (scaled up by any misfit) weight the stars in the polynomial fits.
     cov = np.linalg.pinv(normal[good]) * np.maximum(chi2[good] / dof[good], 1.0)[:, None, None]
     err = np.sqrt(np.maximum(np.einsum("nkk->nk", cov), 0.0))
     col = {int(j): k for k, j in enumerate(np.flatnonzero(free))}
-    err_lna, err_e1, err_e2 = err[:, col[_LNA]], err[:, col[_E1]], err[:, col[_E2]]
+    errors = np.column_stack([err[:, col[_LNA]], err[:, col[_E1]], err[:, col[_E2]]])
     p2 = p2[good]
     if p2.shape[0] < 3:
         raise DetectionError(
             f"only {p2.shape[0]} stars gave a usable PSF fit; at least 3 are needed — the "
             "frame may be trailed, out of focus or too crowded"
         )
-    ny, nx = image.shape
+    return p2, errors
+
+
+def _shape_polynomials(
+    p2: np.ndarray, errors: np.ndarray, beta: float, spatial_order: int,
+    image_shape: tuple[int, ...],
+) -> MoffatPSF:
+    """FWHM, e1 and e2 as robust polynomials over the frame from the stars' fits."""
+    err_lna, err_e1, err_e2 = errors[:, 0], errors[:, 1], errors[:, 2]
+    ny, nx = image_shape
     fwhm_i = 2.0 * np.exp(p2[:, _LNA]) * np.sqrt(2.0 ** (1.0 / beta) - 1.0)
     # Galaxies and blends are wider than the stars: drop widths far from the stars' mode
     # (the band is wide enough for any realistic variation of the PSF across the field).
