@@ -10,6 +10,13 @@ from skyphot.core.photometry import forced_psf_photometry, ring_level
 from skyphot.core.psf import MoffatPSF
 from skyphot.errors import InputError
 
+SHAPE = (1000, 1500)
+
+
+def _positions(rng: np.random.Generator, n: int) -> dict[str, object]:
+    return {"x": rng.uniform(0, SHAPE[1] - 1, n), "y": rng.uniform(0, SHAPE[0] - 1, n),
+            "shape": SHAPE}
+
 
 def _stars(rng: np.random.Generator, n: int, scale: float) -> tuple[np.ndarray, ...]:
     """PSF fluxes, errors, and aperture fluxes whose ratio to EE * psf is ``scale``."""
@@ -26,7 +33,7 @@ def test_recovers_the_scale_with_an_honest_error() -> None:
     rng = np.random.default_rng(1)
     pulls = []
     for _ in range(300):
-        corr = aperture_correction(*_stars(rng, 40, 1.004), radius=10.0)
+        corr = aperture_correction(*_stars(rng, 40, 1.004), radius=10.0, **_positions(rng, 40))
         pulls.append((corr.factor - 1.004) / (corr.error * corr.factor))
     assert abs(np.mean(pulls)) < 0.2
     assert 0.85 < np.std(pulls) < 1.15
@@ -38,23 +45,47 @@ def test_contaminated_stars_are_clipped() -> None:
     rng = np.random.default_rng(2)
     psf, psf_err, ap, ap_err, ee = _stars(rng, 60, 0.997)
     ap[:12] *= 1.2  # a bright neighbour in the aperture of one star in five
-    corr = aperture_correction(psf, psf_err, ap, ap_err, ee, radius=10.0)
+    corr = aperture_correction(psf, psf_err, ap, ap_err, ee, radius=10.0, **_positions(rng, 60))
     assert corr.n_used <= 48
     assert abs(corr.factor - 0.997) < 4 * corr.error * corr.factor
 
 
+def test_a_scale_varying_across_the_frame_is_followed() -> None:
+    """A PSF model right in the centre and 1 % off at one side: the fit follows it and its
+    error at any point is honest."""
+    rng = np.random.default_rng(4)
+    pulls = []
+    for _ in range(100):
+        psf, psf_err, ap, ap_err, ee = _stars(rng, 120, 1.0)
+        pos = _positions(rng, 120)
+        x = np.asarray(pos["x"])
+        truth = 1.0 + 0.01 * x / (SHAPE[1] - 1)
+        corr = aperture_correction(psf, psf_err, ap * truth, ap_err * truth, ee, radius=8.0,
+                                   **pos)
+        for px in (0.0, 700.0, 1499.0):
+            want = 1.0 + 0.01 * px / (SHAPE[1] - 1)
+            got = corr.factor_at(np.array([px]), np.array([500.0]))[0]
+            pulls.append((got - want) / (corr.error_at(np.array([px]), np.array([500.0]))[0] * got))
+    assert corr.order == 2
+    assert abs(np.mean(pulls)) < 0.2
+    assert 0.8 < np.std(pulls) < 1.2
+
+
 def test_no_correction_is_the_identity() -> None:
-    corr = ApertureCorrection.none(9.0)
+    corr = ApertureCorrection.none(9.0, (100, 200))
     assert corr.factor == 1.0 and corr.mag == 0.0 and corr.mag_err == 0.0 and corr.n_used == 0
+    assert corr.factor_at(np.array([3.0, 150.0]), np.array([7.0, 90.0])).tolist() == [1.0, 1.0]
 
 
 def test_bad_inputs_say_what_is_wrong() -> None:
+    where = {"x": np.ones(3), "y": np.ones(3), "shape": (10, 10)}
     with pytest.raises(InputError, match="need one value per star; got lengths"):
-        aperture_correction(np.ones(3), np.ones(3), np.ones(2), np.ones(3), np.ones(3), radius=5.0)
+        aperture_correction(np.ones(3), np.ones(3), np.ones(2), np.ones(3), np.ones(3),
+                            radius=5.0, **where)  # type: ignore[arg-type]
     with pytest.raises(InputError, match="only 2 stars have positive, finite PSF and aperture"):
         aperture_correction(
             np.array([1.0, 2.0, -1.0]), np.ones(3), np.ones(3), np.ones(3), np.ones(3),
-            radius=5.0,
+            radius=5.0, **where,  # type: ignore[arg-type]
         )
 
 

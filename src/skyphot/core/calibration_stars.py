@@ -149,6 +149,7 @@ def measure_aperture_correction(
     mask: np.ndarray,
     radius: float,
     annulus: tuple[float, float],
+    shape: tuple[int, int],
 ) -> ApertureCorrection:
     """PSF-to-total flux scale from the ``select``-ed stars (PSF photometry ``phot`` at
     ``x, y``) in an aperture of ``radius`` px with the local background of ``annulus``; no
@@ -158,18 +159,18 @@ def measure_aperture_correction(
     idx = np.flatnonzero(select)
     idx = idx[np.argsort(-brightness[idx], kind="stable")[:APCORR_MAX_STARS]]
     if idx.size < APCORR_MIN_STARS:
-        return ApertureCorrection.none(radius)
+        return ApertureCorrection.none(radius, shape)
     ap = aperture_photometry(
         data_sub, x[idx], y[idx], radius=radius, rms=rms, gain=gain, mask=mask, annulus=annulus
     )
     clean = (ap.n_masked == 0) & ~ap.near_edge & np.isfinite(ap.flux)
     if int(clean.sum()) < APCORR_MIN_STARS:
-        return ApertureCorrection.none(radius)
+        return ApertureCorrection.none(radius, shape)
     keep = idx[clean]
     ee = np.array([encircled_energy(psf, float(x[k]), float(y[k]), radius) for k in keep])
     # What the aperture keeps of a unit star once its own wings in the annulus are subtracted.
     ee = ee - ap.area[clean] * ring_level(psf, x[keep], y[keep], annulus)
     return aperture_correction(
         phot.flux[keep], phot.fluxerr[keep], ap.flux[clean], ap.fluxerr[clean], ee,
-        radius=radius, min_stars=APCORR_MIN_STARS,
+        x=x[keep], y=y[keep], shape=shape, radius=radius, min_stars=APCORR_MIN_STARS,
     )

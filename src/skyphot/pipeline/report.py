@@ -42,7 +42,8 @@ def build_result(state: FrameState, timings: dict[str, float]) -> PhotometryResu
     zp, zp_err = zp_fit.predict(target.x, target.y, color)
     # The aperture correction's error is common to the calibrators and the target, so it
     # cancels in the target's magnitude but belongs to the zero point of total fluxes.
-    apcorr_err = 0.0 if state.aperture_correction is None else state.aperture_correction.mag_err
+    apcorr = state.aperture_correction
+    apcorr_err = 0.0 if apcorr is None else apcorr.mag_err_at(target.x, target.y)
 
     flux_adu = float(target.psf.flux[0])
     fluxerr_adu = float(target.psf.fluxerr[0])

@@ -94,7 +94,7 @@ class Calibrate:
         apcorr = measure_aperture_correction(
             data_sub, x[idx], y[idx], phot, usable & predicted.bright, predicted.flux, psf=psf,
             rms=background.rms, gain=meta.gain, mask=mask != 0, radius=annulus[0],
-            annulus=annulus,
+            annulus=annulus, shape=frame.shape,
         )
         sel = idx[usable]
         stars = CalibrationStars(
@@ -102,7 +102,7 @@ class Calibrate:
             y=y[sel],
             cat_mag=mag[sel],
             cat_err=err[sel],
-            inst_mag=-2.5 * np.log10(phot.flux[usable] * apcorr.factor),
+            inst_mag=-2.5 * np.log10(phot.flux[usable] * apcorr.factor_at(x[sel], y[sel])),
             inst_err=predicted.inst_err[usable],
             color=None if color is None else color[sel],
             n_candidates=n_candidates,

@@ -59,7 +59,7 @@ class MeasureTarget:
             )
         if state.aperture_correction is not None:
             # The zero point was fitted on total fluxes: put the target on the same scale.
-            k = state.aperture_correction.factor
+            k = float(state.aperture_correction.factor_at(np.array([x]), np.array([y]))[0])
             phot = replace(
                 phot, flux=phot.flux * k, fluxerr=phot.fluxerr * k,
                 fluxerr_background=phot.fluxerr_background * k,
