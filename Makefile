@@ -51,6 +51,7 @@ test: setup
 bench: setup
 	$(PY) benchmarks/run.py
 	$(PY) benchmarks/catalogs_astrometry.py
+	$(PY) benchmarks/real_loo.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

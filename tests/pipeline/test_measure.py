@@ -38,9 +38,10 @@ def test_detected_target_matches_truth(small_frame) -> None:  # type: ignore[no-
     assert result.detected
     assert result.mag is not None and result.magerr is not None
     assert abs(result.mag - truth.mag) < 4 * result.magerr
-    assert abs(result.zero_point - truth.zero_point_at_target) < 4 * result.zero_point_err + 0.005
+    # The zero point is for total fluxes (aperture-corrected), like the simulator's.
+    assert abs(result.zero_point - truth.zero_point_at_target) < 4 * result.zero_point_err
     # The depth is the PSF-fit depth from background and read noise alone.
-    assert abs(result.limiting_mag - truth.ideal_limit(5.0)) < 0.15
+    assert abs(result.limiting_mag - truth.ideal_limit(5.0)) < 0.05
     assert result.color_source == "given"
     assert result.target_color == pytest.approx(truth.color)
     assert result.n_calib >= 10

@@ -9,13 +9,14 @@ least squares with sigma clipping. The linear terms are the CD matrix, the highe
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 from astropy.coordinates import ICRS
 from astropy.wcs import WCS
 from scipy.ndimage import uniform_filter
-from scipy.stats import poisson
+from scipy.special import pdtrc
 
 from skyphot.core.matching import match_nearest
 from skyphot.core.wcs_utils import (
@@ -110,6 +111,17 @@ class _Coarse:
     tolerance_px: float
 
 
+def _poisson_isf(q: float, mu: float) -> int:
+    """Smallest k with P(X > k) <= q for X ~ Poisson(mu) (scipy.stats' isf without the 0.2 s
+    import of scipy.stats)."""
+    k = int(mu)
+    while float(pdtrc(k, mu)) > q:
+        k += 1
+    while k > 0 and float(pdtrc(k - 1, mu)) <= q:
+        k -= 1
+    return k
+
+
 def _hint(max_offset_arcsec: float) -> str:
     return (
         f"is the header WCS more than {max_offset_arcsec:g} arcsec off? use astrometry.net "
@@ -173,7 +185,7 @@ def _coarse_offset(
     peak = round(best[0] + penalty[best_t])
     n_boxes = rotation.size * n_bin * n_bin
     chance = total / n_boxes
-    threshold = max(int(poisson.isf(_FALSE_ALARM / n_boxes, max(chance, 1e-3))) + 1, 4)
+    threshold = max(_poisson_isf(_FALSE_ALARM / n_boxes, max(chance, 1e-3)) + 1, 4)
     if peak < threshold:
         raise AstrometryError(
             f"matched {peak} of {n_catalog} bright catalog stars at the best trial offset, "
@@ -260,6 +272,10 @@ def refine_wcs(
 
     Raises ``AstrometryError`` when too few stars match or the fit is worse than
     ``max_rms_arcsec``; ``WCSError`` when ``wcs`` has no sky axes.
+
+    Steps: (1) the catalog near the frame through the header; (2) a coarse shift, rotation
+    and scale from the brightest stars; (3) matching within a shrinking radius and a
+    tangent-plane polynomial fit; (4) the final fit, its checks and the TAN-SIP WCS.
     """
     xd, yd, fd = (np.asarray(a, float).ravel() for a in (x, y, flux))
     rc, dc = (np.asarray(a, float).ravel() for a in (ra, dec))
@@ -272,115 +288,34 @@ def refine_wcs(
     if nx < 1 or ny < 1:
         raise InputError(f"image shape must be positive (ny, nx), got {shape}")
     header = celestial_wcs(wcs)
-    scale_px = pixel_scale_arcsec(header)
-    centre = ((nx - 1) / 2.0, (ny - 1) / 2.0)
-    half_diag = max(float(np.hypot(nx, ny)) / 2.0, 10.0)
-    hint = _hint(max_offset_arcsec)
-
+    geo = _Geometry(
+        nx=nx, ny=ny, scale_px=pixel_scale_arcsec(header),
+        centre=((nx - 1) / 2.0, (ny - 1) / 2.0),
+        half_diag=max(float(np.hypot(nx, ny)) / 2.0, 10.0), hint=_hint(max_offset_arcsec),
+    )
     det_idx = np.flatnonzero(np.isfinite(xd) & np.isfinite(yd) & np.isfinite(fd))
     if det_idx.size < min_matches:
         raise AstrometryError(
             f"only {det_idx.size} detections to match; need {min_matches} — lower the "
             "detection threshold or use the header WCS as is (astrometry method 'header')"
         )
-    ra_c, dec_c = pixel_to_world(header, np.array([centre[0]]), np.array([centre[1]]))
-    ra0, dec0 = float(ra_c[0]), float(dec_c[0])
     xc_h, yc_h = world_to_pixel(header, rc, dc)
-    margin = max_offset_arcsec / scale_px + 0.06 * half_diag + 5.0
-    near = (
-        np.isfinite(xc_h)
-        & np.isfinite(yc_h)
-        & (xc_h > -margin)
-        & (xc_h < nx - 1 + margin)
-        & (yc_h > -margin)
-        & (yc_h < ny - 1 + margin)
+    cat_idx, on_frame = _catalog_near_frame(xc_h, yc_h, geo, max_offset_arcsec, min_matches)
+    ra0, dec0, xi_d, eta_d, tolerance_px = _coarse_tangent_plane(
+        header, xd, yd, fd, det_idx, xc_h, yc_h, mc, cat_idx, on_frame, geo, max_offset_arcsec
     )
-    cat_idx = np.flatnonzero(near)
-    on_frame = np.flatnonzero(
-        near & (xc_h >= 0) & (xc_h <= nx - 1) & (yc_h >= 0) & (yc_h <= ny - 1)
-    )
-    if cat_idx.size < min_matches:
-        raise AstrometryError(
-            f"matched 0 of {cat_idx.size} catalog stars near the frame; need {min_matches} — "
-            f"the catalog does not cover this frame, or {hint}"
-        )
-
-    # (1) coarse shift/rotation/scale from the brightest stars.
-    bright_det = det_idx[np.argsort(-fd[det_idx], kind="stable")[:_N_BRIGHT]]
-    if mc is not None:
-        key = np.where(np.isfinite(mc[on_frame]), mc[on_frame], np.inf)
-        bright_cat = on_frame[np.argsort(key, kind="stable")[:_N_BRIGHT]]
-    else:
-        stride = max(1, int(np.ceil(on_frame.size / _N_CAT_NO_MAG)))
-        bright_cat = on_frame[::stride]
-    if bright_cat.size < 3:
-        bright_cat = cat_idx[:_N_BRIGHT]
-    coarse = _coarse_offset(
-        xd[bright_det],
-        yd[bright_det],
-        xc_h[bright_cat],
-        yc_h[bright_cat],
-        centre=centre,
-        half_diag=half_diag,
-        max_offset_px=max_offset_arcsec / scale_px,
-        n_catalog=bright_cat.size,
-        max_offset_arcsec=max_offset_arcsec,
-    )
-
-    # Detections through the corrected header: undo the coarse similarity, then the header.
-    c = np.cos(-coarse.rotation) / coarse.scale
-    s = np.sin(-coarse.rotation) / coarse.scale
-    ux = xd[det_idx] - coarse.dx - centre[0]
-    uy = yd[det_idx] - coarse.dy - centre[1]
-    ra_d, dec_d = pixel_to_world(header, centre[0] + c * ux - s * uy, centre[1] + s * ux + c * uy)
-    xi_d, eta_d = gnomonic(ra_d, dec_d, ra0, dec0)
-
-    # (2)+(3) match within a shrinking radius and fit the tangent-plane polynomial.
     norm = max(nx, ny) / 2.0
-    u = (xd[det_idx] - centre[0]) / norm
-    v = (yd[det_idx] - centre[1]) / norm
+    u = (xd[det_idx] - geo.centre[0]) / norm
+    v = (yd[det_idx] - geo.centre[1]) / norm
     final_radius = match_radius_arcsec / 3600.0
-    radius = max(final_radius, coarse.tolerance_px * scale_px / 3600.0)
-    order = 1
-    coeffs = np.zeros((0, 2))
-    exps: list[tuple[int, int]] = []
-    pair_det = pair_cat = np.empty(0, np.intp)
-    used = np.zeros(0, bool)
-    resid = np.zeros((0, 2))
-    previous: tuple[bytes, bytes] | None = None
-    for iteration in range(8):
-        xi_c, eta_c = gnomonic(rc[cat_idx], dc[cat_idx], ra0, dec0)
-        if iteration > 0:
-            model = poly_design(u, v, exps) @ coeffs
-            xi_d, eta_d = model[:, 0], model[:, 1]
-        i_d, i_c, dist = match_nearest(xi_d, eta_d, xi_c, eta_c, radius=radius)
-        if i_d.size < min_matches:
-            raise AstrometryError(
-                f"matched {i_d.size} of {on_frame.size} catalog stars; need {min_matches} — {hint}"
-            )
-        if iteration > 0:
-            order = _supported_order(i_d.size, sip_order)
-        exps = poly_exponents(order)
-        design = poly_design(u[i_d], v[i_d], exps)
-        target = np.column_stack([xi_c[i_c], eta_c[i_c]])
-        start = dist <= max(3.0 * float(np.median(dist)) / 1.1774, final_radius / 4)
-        coeffs, used, resid = _robust_poly_fit(design, target, start)
-        pair_det, pair_cat = det_idx[i_d], cat_idx[i_c]
-        # Move the tangent point onto the fitted sky position of the reference pixel, so
-        # the constant term vanishes (a TAN-SIP WCS has none).
-        ra0, dec0 = (float(a[0]) for a in inverse_gnomonic(coeffs[:1, 0], coeffs[:1, 1], ra0, dec0))
-        coeffs = coeffs.copy()
-        coeffs[0] = 0.0
-        sigma = float(np.median(np.hypot(resid[used, 0], resid[used, 1]))) / 1.1774
-        state = (pair_det[used].tobytes(), pair_cat[used].tobytes())
-        if radius <= final_radius and state == previous:
-            break
-        previous = state
-        # Shrink towards the scatter, and always end at the configured match radius.
-        radius = final_radius if iteration >= 2 else max(final_radius, min(radius, 5.0 * sigma))
+    radius = max(final_radius, tolerance_px * geo.scale_px / 3600.0)
+    ra0, dec0, order, used_det, used_cat = _match_and_fit(
+        rc, dc, cat_idx, det_idx, u, v, xi_d, eta_d, ra0, dec0,
+        radius=radius, final_radius=final_radius, sip_order=sip_order,
+        min_matches=min_matches, n_on_frame=on_frame.size, hint=geo.hint,
+    )
 
-    # Final fit about the converged tangent point, without a constant term.
-    used_det, used_cat = pair_det[used], pair_cat[used]
+    # (4) Final fit about the converged tangent point, without a constant term.
     xi_c, eta_c = gnomonic(rc[used_cat], dc[used_cat], ra0, dec0)
     k_used = np.searchsorted(det_idx, used_det)
     exps = poly_exponents(order, min_degree=1)
@@ -389,41 +324,13 @@ def refine_wcs(
     coeffs, keep, resid = _robust_poly_fit(design, target, np.ones(used_det.size, bool))
     used_det, used_cat, resid = used_det[keep], used_cat[keep], resid[keep] * 3600.0
     n_used = int(used_det.size)
-    if n_used < min_matches:
-        raise AstrometryError(
-            f"matched {n_used} of {on_frame.size} catalog stars; need {min_matches} — {hint}"
-        )
-    rms = float(np.sqrt(np.mean(np.sum(resid**2, axis=1))))
-    n_chance = (
-        det_idx.size * on_frame.size * np.pi * (match_radius_arcsec / scale_px) ** 2 / (nx * ny)
+    rms = float(np.sqrt(np.mean(np.sum(resid**2, axis=1)))) if n_used else math.nan
+    _check_final_fit(
+        n_used, rms, n_detections=det_idx.size, n_on_frame=on_frame.size, geo=geo,
+        min_matches=min_matches, match_radius_arcsec=match_radius_arcsec,
+        max_rms_arcsec=max_rms_arcsec,
     )
-    if n_used < n_chance + 5.0 * np.sqrt(n_chance):
-        raise AstrometryError(
-            f"matched {n_used} of {on_frame.size} catalog stars, no more than the "
-            f"~{n_chance:.0f} chance coincidences expected; {hint}"
-        )
-    if rms > max_rms_arcsec:
-        raise AstrometryError(
-            f"astrometric fit rms {rms:.2f} arcsec over {n_used} stars exceeds "
-            f"max_rms {max_rms_arcsec:g} arcsec: the match is probably wrong or the optics "
-            "need a higher sip_order — check the header WCS or raise max_rms_arcsec"
-        )
-
-    scale_terms = {pq: norm ** (pq[0] + pq[1]) for pq in exps}
-    cd = np.array(
-        [
-            [coeffs[0, 0] / norm, coeffs[1, 0] / norm],
-            [coeffs[0, 1] / norm, coeffs[1, 1] / norm],
-        ]
-    )
-    higher = {
-        pq: (float(coeffs[k, 0] / scale_terms[pq]), float(coeffs[k, 1] / scale_terms[pq]))
-        for k, pq in enumerate(exps)
-        if pq[0] + pq[1] >= 2
-    }
-    new_wcs = build_tan_sip_wcs(
-        crval=(ra0, dec0), crpix0=centre, cd=cd, higher=higher, shape=(ny, nx)
-    )
+    new_wcs = _tan_sip_from_poly(coeffs, exps, norm, ra0, dec0, geo)
     # The fit is made in ICRS (the catalog's system); the solution keeps the frame's own
     # celestial system (galactic, FK4 B1950, ...), which is the same mapping rotated.
     frame = celestial_frame(header)
@@ -449,6 +356,212 @@ def refine_wcs(
         residual_x_arcsec=resid[:, 0].copy(),
         residual_y_arcsec=resid[:, 1].copy(),
         method="refine",
+    )
+
+
+@dataclass(frozen=True)
+class _Geometry:
+    """The frame as the refinement sees it."""
+
+    nx: int
+    ny: int
+    scale_px: float  # header pixel scale, arcsec/px
+    centre: tuple[float, float]  # reference pixel (frame centre), 0-based
+    half_diag: float  # px
+    hint: str  # what to tell the user when matching fails
+
+
+def _catalog_near_frame(
+    xc_h: np.ndarray, yc_h: np.ndarray, geo: _Geometry, max_offset_arcsec: float,
+    min_matches: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Catalog rows that can fall on the frame given the header's possible error, and those
+    that fall on it through the header as is."""
+    nx, ny = geo.nx, geo.ny
+    margin = max_offset_arcsec / geo.scale_px + 0.06 * geo.half_diag + 5.0
+    near = (
+        np.isfinite(xc_h)
+        & np.isfinite(yc_h)
+        & (xc_h > -margin)
+        & (xc_h < nx - 1 + margin)
+        & (yc_h > -margin)
+        & (yc_h < ny - 1 + margin)
+    )
+    cat_idx = np.flatnonzero(near)
+    on_frame = np.flatnonzero(
+        near & (xc_h >= 0) & (xc_h <= nx - 1) & (yc_h >= 0) & (yc_h <= ny - 1)
+    )
+    if cat_idx.size < min_matches:
+        raise AstrometryError(
+            f"matched 0 of {cat_idx.size} catalog stars near the frame; need {min_matches} — "
+            f"the catalog does not cover this frame, or {geo.hint}"
+        )
+    return cat_idx, on_frame
+
+
+def _coarse_tangent_plane(
+    header: WCS,
+    xd: np.ndarray,
+    yd: np.ndarray,
+    fd: np.ndarray,
+    det_idx: np.ndarray,
+    xc_h: np.ndarray,
+    yc_h: np.ndarray,
+    mc: np.ndarray | None,
+    cat_idx: np.ndarray,
+    on_frame: np.ndarray,
+    geo: _Geometry,
+    max_offset_arcsec: float,
+) -> tuple[float, float, np.ndarray, np.ndarray, float]:
+    """(2) Coarse shift/rotation/scale from the brightest stars; returns the tangent point
+    (the header's sky position of the frame centre), the detections' standard coordinates
+    through the corrected header, and the coarse solution's tolerance (px)."""
+    centre = geo.centre
+    ra_c, dec_c = pixel_to_world(header, np.array([centre[0]]), np.array([centre[1]]))
+    ra0, dec0 = float(ra_c[0]), float(dec_c[0])
+    bright_det = det_idx[np.argsort(-fd[det_idx], kind="stable")[:_N_BRIGHT]]
+    if mc is not None:
+        key = np.where(np.isfinite(mc[on_frame]), mc[on_frame], np.inf)
+        bright_cat = on_frame[np.argsort(key, kind="stable")[:_N_BRIGHT]]
+    else:
+        stride = max(1, int(np.ceil(on_frame.size / _N_CAT_NO_MAG)))
+        bright_cat = on_frame[::stride]
+    if bright_cat.size < 3:
+        bright_cat = cat_idx[:_N_BRIGHT]
+    coarse = _coarse_offset(
+        xd[bright_det],
+        yd[bright_det],
+        xc_h[bright_cat],
+        yc_h[bright_cat],
+        centre=centre,
+        half_diag=geo.half_diag,
+        max_offset_px=max_offset_arcsec / geo.scale_px,
+        n_catalog=bright_cat.size,
+        max_offset_arcsec=max_offset_arcsec,
+    )
+    # Detections through the corrected header: undo the coarse similarity, then the header.
+    c = np.cos(-coarse.rotation) / coarse.scale
+    s = np.sin(-coarse.rotation) / coarse.scale
+    ux = xd[det_idx] - coarse.dx - centre[0]
+    uy = yd[det_idx] - coarse.dy - centre[1]
+    ra_d, dec_d = pixel_to_world(header, centre[0] + c * ux - s * uy, centre[1] + s * ux + c * uy)
+    xi_d, eta_d = gnomonic(ra_d, dec_d, ra0, dec0)
+    return ra0, dec0, xi_d, eta_d, coarse.tolerance_px
+
+
+def _match_and_fit(
+    rc: np.ndarray,
+    dc: np.ndarray,
+    cat_idx: np.ndarray,
+    det_idx: np.ndarray,
+    u: np.ndarray,
+    v: np.ndarray,
+    xi_d: np.ndarray,
+    eta_d: np.ndarray,
+    ra0: float,
+    dec0: float,
+    *,
+    radius: float,
+    final_radius: float,
+    sip_order: int,
+    min_matches: int,
+    n_on_frame: int,
+    hint: str,
+) -> tuple[float, float, int, np.ndarray, np.ndarray]:
+    """(3) Match within a shrinking radius and fit the tangent-plane polynomial until the
+    pairs stop changing. Returns the converged tangent point, the polynomial order and the
+    (detection, catalog) indices of the pairs used."""
+    order = 1
+    coeffs = np.zeros((0, 2))
+    exps: list[tuple[int, int]] = []
+    pair_det = pair_cat = np.empty(0, np.intp)
+    used = np.zeros(0, bool)
+    previous: tuple[bytes, bytes] | None = None
+    for iteration in range(8):
+        xi_c, eta_c = gnomonic(rc[cat_idx], dc[cat_idx], ra0, dec0)
+        if iteration > 0:
+            model = poly_design(u, v, exps) @ coeffs
+            xi_d, eta_d = model[:, 0], model[:, 1]
+        i_d, i_c, dist = match_nearest(xi_d, eta_d, xi_c, eta_c, radius=radius)
+        if i_d.size < min_matches:
+            raise AstrometryError(
+                f"matched {i_d.size} of {n_on_frame} catalog stars; need {min_matches} — {hint}"
+            )
+        if iteration > 0:
+            order = _supported_order(i_d.size, sip_order)
+        exps = poly_exponents(order)
+        design = poly_design(u[i_d], v[i_d], exps)
+        target = np.column_stack([xi_c[i_c], eta_c[i_c]])
+        start = dist <= max(3.0 * float(np.median(dist)) / 1.1774, final_radius / 4)
+        coeffs, used, resid = _robust_poly_fit(design, target, start)
+        pair_det, pair_cat = det_idx[i_d], cat_idx[i_c]
+        # Move the tangent point onto the fitted sky position of the reference pixel, so
+        # the constant term vanishes (a TAN-SIP WCS has none).
+        ra0, dec0 = (float(a[0]) for a in inverse_gnomonic(coeffs[:1, 0], coeffs[:1, 1], ra0, dec0))
+        coeffs = coeffs.copy()
+        coeffs[0] = 0.0
+        sigma = float(np.median(np.hypot(resid[used, 0], resid[used, 1]))) / 1.1774
+        state = (pair_det[used].tobytes(), pair_cat[used].tobytes())
+        if radius <= final_radius and state == previous:
+            break
+        previous = state
+        # Shrink towards the scatter, and always end at the configured match radius.
+        radius = final_radius if iteration >= 2 else max(final_radius, min(radius, 5.0 * sigma))
+    return ra0, dec0, order, pair_det[used], pair_cat[used]
+
+
+def _check_final_fit(
+    n_used: int,
+    rms: float,
+    *,
+    n_detections: int,
+    n_on_frame: int,
+    geo: _Geometry,
+    min_matches: int,
+    match_radius_arcsec: float,
+    max_rms_arcsec: float,
+) -> None:
+    """Refuse a solution with too few pairs, no more pairs than chance, or a large rms."""
+    if n_used < min_matches:
+        raise AstrometryError(
+            f"matched {n_used} of {n_on_frame} catalog stars; need {min_matches} — {geo.hint}"
+        )
+    n_chance = (
+        n_detections * n_on_frame * np.pi * (match_radius_arcsec / geo.scale_px) ** 2
+        / (geo.nx * geo.ny)
+    )
+    if n_used < n_chance + 5.0 * np.sqrt(n_chance):
+        raise AstrometryError(
+            f"matched {n_used} of {n_on_frame} catalog stars, no more than the "
+            f"~{n_chance:.0f} chance coincidences expected; {geo.hint}"
+        )
+    if rms > max_rms_arcsec:
+        raise AstrometryError(
+            f"astrometric fit rms {rms:.2f} arcsec over {n_used} stars exceeds "
+            f"max_rms {max_rms_arcsec:g} arcsec: the match is probably wrong or the optics "
+            "need a higher sip_order — check the header WCS or raise max_rms_arcsec"
+        )
+
+
+def _tan_sip_from_poly(
+    coeffs: np.ndarray, exps: list[tuple[int, int]], norm: float, ra0: float, dec0: float,
+    geo: _Geometry,
+) -> WCS:
+    """The TAN-SIP WCS of a tangent-plane polynomial in normalised pixel offsets."""
+    scale_terms = {pq: norm ** (pq[0] + pq[1]) for pq in exps}
+    cd = np.array(
+        [
+            [coeffs[0, 0] / norm, coeffs[1, 0] / norm],
+            [coeffs[0, 1] / norm, coeffs[1, 1] / norm],
+        ]
+    )
+    higher = {
+        pq: (float(coeffs[k, 0] / scale_terms[pq]), float(coeffs[k, 1] / scale_terms[pq]))
+        for k, pq in enumerate(exps)
+        if pq[0] + pq[1] >= 2
+    }
+    return build_tan_sip_wcs(
+        crval=(ra0, dec0), crpix0=geo.centre, cd=cd, higher=higher, shape=(geo.ny, geo.nx)
     )
 
 

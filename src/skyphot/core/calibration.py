@@ -200,6 +200,68 @@ def fit_zero_point(
     """
     arrays = [np.asarray(a, float).ravel() for a in (inst_mag, inst_err, cat_mag, cat_err, x, y)]
     col = None if color is None else np.asarray(color, float).ravel()
+    imag, ierr, cmag, cerr, xs, ys = arrays
+    cerr = np.where(np.isfinite(cerr), cerr, 0.0)
+    valid = _valid_stars(arrays, col, spatial_order, clip_sigma, min_stars)
+    n_in, n_valid = imag.size, int(valid.sum())
+    notes: list[str] = []
+    use_color = _color_term_supported(col, valid, fit_color_term, min_stars, notes)
+    model = _fit_simplifying(
+        imag, ierr, cmag, cerr, xs, ys, col, valid, shape=shape, order=spatial_order,
+        use_color=use_color, clip_sigma=clip_sigma, min_stars=min_stars, max_iter=max_iter,
+        notes=notes,
+    )
+    core, cand, design, exps = model.core, model.cand, model.design, model.exponents
+    n_used, n_cand, order = int(core.used.sum()), int(model.cand.sum()), model.order
+    if order < spatial_order:
+        notes.insert(0, f"spatial order lowered from {spatial_order} to {order}: "
+                     f"{n_used} of {n_cand} stars support no more")
+    if n_used < min_stars or n_used <= design.shape[1]:
+        no_color = n_valid - n_cand
+        without = f", {no_color} without a colour" if no_color else ""
+        raise CalibrationError(
+            f"only {n_used} usable calibration stars ({n_in} matched, {n_in - n_valid} invalid"
+            f"{without}, {n_cand - n_used} rejected as outliers); need {min_stars} — use a "
+            "deeper catalog or lower --nsigma, or raise clip_sigma"
+        )
+
+    idx = np.flatnonzero(cand)
+    used = np.zeros(n_in, bool)
+    used[idx[core.used]] = True
+    residuals = np.full(n_in, np.nan)
+    residuals[idx] = cmag[cand] - imag[cand] - design @ core.beta
+    ref_color = None
+    if col is not None and np.isfinite(col[used]).any():
+        ref_color = float(np.nanmedian(col[used]))
+    with_color = model.use_color
+    terms = ["zp"] + (["color"] if with_color else []) + [f"u^{p} v^{q}" for p, q in exps]
+    return ZeroPointFit(
+        coefficients=core.beta,
+        covariance=core.cov,
+        terms=tuple(terms),
+        spatial_order=order,
+        color_term=float(core.beta[1]) if with_color else None,
+        color_term_err=float(np.sqrt(core.cov[1, 1])) if with_color else None,
+        intrinsic_scatter=core.scatter,
+        n_used=n_used,
+        used=used,
+        residuals=residuals,
+        rms=mad_sigma(residuals[used]),
+        reference_color=ref_color,
+        shape=(int(shape[0]), int(shape[1])),
+        notes=tuple(notes),
+    )
+
+
+def _valid_stars(
+    arrays: list[np.ndarray],
+    col: np.ndarray | None,
+    spatial_order: int,
+    clip_sigma: float,
+    min_stars: int,
+) -> np.ndarray:
+    """Stars with every input finite and errors non-negative; raises on malformed input or
+    fewer than ``min_stars`` such stars."""
     n_in = arrays[0].size
     if any(a.size != n_in for a in arrays) or (col is not None and col.size != n_in):
         raise InputError(
@@ -215,29 +277,68 @@ def fit_zero_point(
         & np.isfinite(ys) & (ierr >= 0) & (cerr >= 0)
     )
     n_valid = int(valid.sum())
-    n_bad = n_in - n_valid
     if n_valid < min_stars:
         raise CalibrationError(
-            f"only {n_valid} usable calibration stars ({n_in} matched, {n_bad} with missing "
-            f"or invalid magnitudes or errors); need {min_stars} — use a deeper catalog or "
-            "lower --nsigma"
+            f"only {n_valid} usable calibration stars ({n_in} matched, {n_in - n_valid} with "
+            f"missing or invalid magnitudes or errors); need {min_stars} — use a deeper "
+            "catalog or lower --nsigma"
         )
-    notes: list[str] = []
-    use_color = False
-    if col is not None and fit_color_term:
-        has_color = valid & np.isfinite(col)
-        n_color = int(has_color.sum())
-        spread = mad_sigma(col[has_color]) if n_color >= 3 else 0.0
-        if n_color < max(min_stars, STARS_PER_PARAMETER * 2):
-            notes.append(f"colour term not fitted: only {n_color} stars have a colour")
-        elif spread < MIN_COLOR_SPREAD:
-            notes.append(
-                f"colour term not fitted: colour spread {spread:.3f} mag is below "
-                f"{MIN_COLOR_SPREAD} mag"
-            )
-        else:
-            use_color = True
-    order = spatial_order
+    return np.asarray(valid)
+
+
+def _color_term_supported(
+    col: np.ndarray | None, valid: np.ndarray, fit_color_term: bool, min_stars: int,
+    notes: list[str],
+) -> bool:
+    """Whether enough stars with a wide enough colour spread support a colour term; the
+    reason when not is appended to ``notes``."""
+    if col is None or not fit_color_term:
+        return False
+    has_color = valid & np.isfinite(col)
+    n_color = int(has_color.sum())
+    spread = mad_sigma(col[has_color]) if n_color >= 3 else 0.0
+    if n_color < max(min_stars, STARS_PER_PARAMETER * 2):
+        notes.append(f"colour term not fitted: only {n_color} stars have a colour")
+        return False
+    if spread < MIN_COLOR_SPREAD:
+        notes.append(
+            f"colour term not fitted: colour spread {spread:.3f} mag is below "
+            f"{MIN_COLOR_SPREAD} mag"
+        )
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class _Model:
+    core: _Core
+    cand: np.ndarray  # stars the model was fitted on (over all input stars)
+    design: np.ndarray
+    exponents: list[tuple[int, int]]
+    order: int
+    use_color: bool
+
+
+def _fit_simplifying(
+    imag: np.ndarray,
+    ierr: np.ndarray,
+    cmag: np.ndarray,
+    cerr: np.ndarray,
+    xs: np.ndarray,
+    ys: np.ndarray,
+    col: np.ndarray | None,
+    valid: np.ndarray,
+    *,
+    shape: tuple[int, int],
+    order: int,
+    use_color: bool,
+    clip_sigma: float,
+    min_stars: int,
+    max_iter: int,
+    notes: list[str],
+) -> _Model:
+    """Fit the richest model the stars support: the spatial order is lowered until there are
+    3 stars per parameter (before and after clipping), then the colour term is dropped."""
     while True:
         cand = valid & np.isfinite(col) if (use_color and col is not None) else valid
         n_cand = int(cand.sum())
@@ -268,41 +369,4 @@ def fit_zero_point(
                 use_color = False
                 notes.append(f"colour term not fitted: only {n_used} stars survive clipping")
             continue
-        break
-    if order < spatial_order:
-        notes.insert(0, f"spatial order lowered from {spatial_order} to {order}: "
-                     f"{n_used} of {n_cand} stars support no more")
-    if n_used < min_stars or n_used <= design.shape[1]:
-        no_color = n_valid - n_cand
-        without = f", {no_color} without a colour" if no_color else ""
-        raise CalibrationError(
-            f"only {n_used} usable calibration stars ({n_in} matched, {n_bad} invalid"
-            f"{without}, {n_cand - n_used} rejected as outliers); need {min_stars} — use a "
-            "deeper catalog or lower --nsigma, or raise clip_sigma"
-        )
-
-    idx = np.flatnonzero(cand)
-    used = np.zeros(n_in, bool)
-    used[idx[core.used]] = True
-    residuals = np.full(n_in, np.nan)
-    residuals[idx] = cmag[cand] - imag[cand] - design @ core.beta
-    ref_color = None
-    if col is not None and np.isfinite(col[used]).any():
-        ref_color = float(np.nanmedian(col[used]))
-    terms = ["zp"] + (["color"] if use_color else []) + [f"u^{p} v^{q}" for p, q in exps]
-    return ZeroPointFit(
-        coefficients=core.beta,
-        covariance=core.cov,
-        terms=tuple(terms),
-        spatial_order=order,
-        color_term=float(core.beta[1]) if use_color else None,
-        color_term_err=float(np.sqrt(core.cov[1, 1])) if use_color else None,
-        intrinsic_scatter=core.scatter,
-        n_used=n_used,
-        used=used,
-        residuals=residuals,
-        rms=mad_sigma(residuals[used]),
-        reference_color=ref_color,
-        shape=(int(shape[0]), int(shape[1])),
-        notes=tuple(notes),
-    )
+        return _Model(core, cand, design, exps, order, use_color)

@@ -16,6 +16,7 @@ two axes, so the analytic normalisation ``(beta - 1) / (pi alpha^2)`` holds for 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 from typing import Protocol
 
 import numpy as np
@@ -30,6 +31,7 @@ from skyphot.core.detection import (
     stamp_is_clean,
 )
 from skyphot.core.stats import MAD_TO_SIGMA, mad_sigma
+from skyphot.core.wcs_utils import poly_exponents
 from skyphot.errors import ConfigError, DetectionError, InputError
 
 
@@ -55,11 +57,6 @@ _E_MAX = 0.8
 _FWHM_MIN = 0.3
 
 
-def _poly_terms(order: int) -> list[tuple[int, int]]:
-    """Exponents (i, j) of u^i v^j with i + j <= order, lowest degree first."""
-    return [(d - j, j) for d in range(order + 1) for j in range(d + 1)]
-
-
 def _gauss_nodes(fwhm: float) -> tuple[np.ndarray, np.ndarray]:
     """Gauss-Legendre nodes/weights over a pixel [-0.5, 0.5] for pixel integration.
 
@@ -74,8 +71,17 @@ def _gauss_nodes(fwhm: float) -> tuple[np.ndarray, np.ndarray]:
         k = 4
     else:
         k = 6
+    return _leggauss_pixel(k)
+
+
+@cache
+def _leggauss_pixel(k: int) -> tuple[np.ndarray, np.ndarray]:
+    """``k`` Gauss-Legendre nodes and weights over [-0.5, 0.5] (cached: every render asks)."""
     nodes, weights = np.polynomial.legendre.leggauss(k)
-    return nodes / 2.0, weights / 2.0
+    nodes, weights = nodes / 2.0, weights / 2.0
+    nodes.setflags(write=False)
+    weights.setflags(write=False)
+    return nodes, weights
 
 
 def _alpha(fwhm: np.ndarray, beta: float) -> np.ndarray:
@@ -88,11 +94,11 @@ class MoffatPSF:
     """Elliptical Moffat PSF whose FWHM and ellipticity vary as polynomials over the frame.
 
     ``fwhm_coeffs``, ``e1_coeffs``, ``e2_coeffs`` multiply ``u^i v^j`` (terms in
-    ``_poly_terms(order)`` order) with ``u = (x - cx) / hx``, ``v = (y - cy) / hy`` normalised
-    to [-1, 1] over a frame of ``shape = (ny, nx)``. FWHM in pixels (geometric mean of the
-    axes). ``n_stars`` and ``fwhm_scatter`` (px, robust rms of the stars about the model)
-    describe the fit; ``fwhm_range`` (px), when set, bounds the polynomial so it cannot run
-    away where it extrapolates.
+    ``poly_exponents(order)`` order, lowest degree first) with ``u = (x - cx) / hx``,
+    ``v = (y - cy) / hy`` normalised to [-1, 1] over a frame of ``shape = (ny, nx)``.
+    FWHM in pixels (geometric mean of the axes). ``n_stars`` and ``fwhm_scatter`` (px,
+    robust rms of the stars about the model) describe the fit; ``fwhm_range`` (px), when
+    set, bounds the polynomial so it cannot run away where it extrapolates.
     """
 
     beta: float
@@ -138,7 +144,7 @@ class MoffatPSF:
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """FWHM (px), e1, e2 at pixel positions (arrays)."""
         u, v = self._uv(np.asarray(x, dtype=float), np.asarray(y, dtype=float))
-        terms = _poly_terms(self.order)
+        terms = poly_exponents(self.order)
         basis = np.stack([u**i * v**j for i, j in terms], axis=-1)
         fwhm = basis @ np.asarray(self.fwhm_coeffs)
         if self.fwhm_range is not None:
@@ -177,6 +183,21 @@ class MoffatPSF:
             p, x0, y0, int(size), nodes, _NO_PARAMS, jacobian=False, single=True
         )
         return stamps, x0, y0
+
+    def ring_mean(
+        self, x: np.ndarray, y: np.ndarray, r_in: float, r_out: float
+    ) -> np.ndarray:
+        """Mean of the unit-flux PSF per px over the annulus ``r_in..r_out`` (px) at each
+        position, from the analytic encircled energy ``1 - (1 + r^2/alpha^2)^(1 - beta)``.
+
+        The circular form ignores the ellipticity, a second-order effect far out in the
+        wings, and pixelisation, which the smooth wings do not feel.
+        """
+        fwhm, _, _ = self.parameters_at(np.asarray(x, dtype=float), np.asarray(y, dtype=float))
+        a2 = _alpha(fwhm, self.beta) ** 2
+        outside_in = (1.0 + r_in**2 / a2) ** (1.0 - self.beta)
+        outside_out = (1.0 + r_out**2 / a2) ** (1.0 - self.beta)
+        return np.asarray((outside_in - outside_out) / (np.pi * (r_out**2 - r_in**2)))
 
     def render(self, x: float, y: float, size: int) -> tuple[np.ndarray, int, int]:
         """Pixel-integrated PSF centred at (x, y) on a ``size``x``size`` stamp, normalised
@@ -443,7 +464,7 @@ def _robust_polyfit(
     clip: float = 3.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Weighted, sigma-clipped least-squares polynomial; returns (coefficients, inliers)."""
-    terms = _poly_terms(order)
+    terms = poly_exponents(order)
     basis = np.stack([u**i * v**j for i, j in terms], axis=-1)
     w = 1.0 / errors
     keep = np.isfinite(values) & np.isfinite(w)
@@ -483,6 +504,24 @@ def fit_psf(
     order ``spatial_order`` (2 captures a focus-like FWHM change ~ r^2; lowered until there
     are 3 stars per term). Raises ``DetectionError`` when fewer than 3 usable stars remain.
     """
+    image, noise, bad = _check_psf_inputs(data_sub, rms, mask, spatial_order, max_stars)
+    if len(sources) == 0:
+        raise DetectionError("no detected sources to fit the PSF on; detection found nothing")
+    start = _psf_stars(image, noise, bad, sources, saturation=saturation, max_stars=max_stars,
+                       grid=spatial_order + 2, gain=gain)
+    beta, p1, bsel = _fit_beta(start)
+    p2, errors = _fit_shared_beta(start, beta, p1, bsel)
+    return _shape_polynomials(p2, errors, beta, spatial_order, image.shape)
+
+
+def _check_psf_inputs(
+    data_sub: np.ndarray,
+    rms: np.ndarray,
+    mask: np.ndarray | None,
+    spatial_order: int,
+    max_stars: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """(image, noise, bad-pixel mask or None), after checking shapes and settings."""
     image = np.asarray(data_sub)
     noise = np.asarray(rms)
     if image.ndim != 2 or noise.shape != image.shape:
@@ -497,8 +536,32 @@ def fit_psf(
     bad = None if mask is None else np.asarray(mask) != 0
     if bad is not None and bad.shape != image.shape:
         raise InputError(f"mask shape {bad.shape} does not match the image {image.shape}")
-    if len(sources) == 0:
-        raise DetectionError("no detected sources to fit the PSF on; detection found nothing")
+    return image, noise, bad
+
+
+@dataclass(frozen=True)
+class _Start:
+    """The PSF stars' stamps and weights, starting parameters and integration nodes."""
+
+    stars: _StarData
+    p0: np.ndarray  # (n, _NPAR)
+    brightness: np.ndarray  # detection flux, to pick the brightest for beta
+    nodes: tuple[np.ndarray, np.ndarray]
+
+
+def _psf_stars(
+    image: np.ndarray,
+    noise: np.ndarray,
+    bad: np.ndarray | None,
+    sources: SourceList,
+    *,
+    saturation: float | None,
+    max_stars: int,
+    grid: int,
+    gain: float | None,
+) -> _Start:
+    """Choose the PSF stars, cut their weighted stamps and set starting parameters: flux
+    from the stamp sum, width from each star's half-maximum, beta 3."""
     try:
         fwhm0 = estimate_fwhm(image, sources, mask=bad)
     except DetectionError as exc:
@@ -506,7 +569,6 @@ def fit_psf(
     fwhm0 = float(np.clip(fwhm0, 1.0, 30.0))
     # The fit region reaches 2.5 FWHM: enough of the wings to constrain beta.
     half = int(np.clip(np.ceil(2.5 * fwhm0), 4, 40))
-    grid = spatial_order + 2
     idx = _select_stars(image, sources, bad, saturation, half, fwhm0, max_stars, grid)
     if idx.size < 3:
         raise DetectionError(
@@ -525,8 +587,6 @@ def fit_psf(
     stamps = np.where(weight > 0, stamps, 0.0)
     xi, yi = np.rint(x).astype(np.int64), np.rint(y).astype(np.int64)
     stars = _StarData(stamps=stamps, weight=weight, x0=xi - half, y0=yi - half)
-
-    # Starting point: flux from the stamp sum, width from each star's half-maximum.
     fwhm_start = half_max_fwhm(stamps, dx, dy)
     fwhm_start = np.where(np.isfinite(fwhm_start), fwhm_start, fwhm0)
     p0 = np.zeros((idx.size, _NPAR))
@@ -535,12 +595,17 @@ def fit_psf(
     p0[:, _BETA] = 3.0
     p0[:, _LNA] = np.log(_alpha(fwhm_start, 3.0))
     nodes = _gauss_nodes(float(np.min(fwhm_start)))
+    return _Start(stars=stars, p0=p0, brightness=sources.flux[idx], nodes=nodes)
 
-    # Pass 1: beta free, on the brightest stars only (they constrain it; it saves time).
+
+def _fit_beta(start: _Start) -> tuple[float, np.ndarray, np.ndarray]:
+    """Pass 1: every parameter free on the brightest stars (they constrain beta; it saves
+    time). Returns the median beta of the good fits, their parameters and which stars."""
     free = np.ones(_NPAR, dtype=bool)
-    bsel = np.argsort(-sources.flux[idx], kind="stable")[:_BETA_STARS]
-    p1, chi2, _ = _levenberg_marquardt(p0[bsel], _subset(stars, bsel), nodes, free)
-    dof = np.maximum(np.sum(weight[bsel] > 0, axis=(1, 2)) - _NPAR, 1)
+    bsel = np.argsort(-start.brightness, kind="stable")[:_BETA_STARS]
+    sub = _subset(start.stars, bsel)
+    p1, chi2, _ = _levenberg_marquardt(start.p0[bsel], sub, start.nodes, free)
+    dof = np.maximum(np.sum(sub.weight > 0, axis=(1, 2)) - _NPAR, 1)
     good = _good_fits(p1, chi2 / dof)
     if good.sum() < 3:
         raise DetectionError(
@@ -548,27 +613,43 @@ def fit_psf(
             "PSF stars (bad shapes or blends); at least 3 are needed — the frame may be "
             "trailed or out of focus"
         )
-    beta = float(np.median(p1[good, _BETA]))
-    # Pass 2: all stars with beta shared, so their widths are directly comparable.
-    p2 = p0.copy()
+    return float(np.median(p1[good, _BETA])), p1, bsel
+
+
+def _fit_shared_beta(
+    start: _Start, beta: float, p1: np.ndarray, bsel: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pass 2: all stars with beta shared, so their widths are directly comparable. Returns
+    the good stars' parameters and their (ln alpha, e1, e2) errors, (n, 3)."""
+    p2 = start.p0.copy()
     p2[bsel] = p1
     p2[:, _BETA] = beta
+    free = np.ones(_NPAR, dtype=bool)
     free[_BETA] = False
-    p2, chi2, normal = _levenberg_marquardt(p2, stars, nodes, free)
-    dof = np.maximum(np.sum(weight > 0, axis=(1, 2)) - (_NPAR - 1), 1)
+    p2, chi2, normal = _levenberg_marquardt(p2, start.stars, start.nodes, free)
+    dof = np.maximum(np.sum(start.stars.weight > 0, axis=(1, 2)) - (_NPAR - 1), 1)
     good = _good_fits(p2, chi2 / dof)
     # Parameter errors (scaled up by any misfit) weight the stars in the polynomial fits.
     cov = np.linalg.pinv(normal[good]) * np.maximum(chi2[good] / dof[good], 1.0)[:, None, None]
     err = np.sqrt(np.maximum(np.einsum("nkk->nk", cov), 0.0))
     col = {int(j): k for k, j in enumerate(np.flatnonzero(free))}
-    err_lna, err_e1, err_e2 = err[:, col[_LNA]], err[:, col[_E1]], err[:, col[_E2]]
+    errors = np.column_stack([err[:, col[_LNA]], err[:, col[_E1]], err[:, col[_E2]]])
     p2 = p2[good]
     if p2.shape[0] < 3:
         raise DetectionError(
             f"only {p2.shape[0]} stars gave a usable PSF fit; at least 3 are needed — the "
             "frame may be trailed, out of focus or too crowded"
         )
-    ny, nx = image.shape
+    return p2, errors
+
+
+def _shape_polynomials(
+    p2: np.ndarray, errors: np.ndarray, beta: float, spatial_order: int,
+    image_shape: tuple[int, ...],
+) -> MoffatPSF:
+    """FWHM, e1 and e2 as robust polynomials over the frame from the stars' fits."""
+    err_lna, err_e1, err_e2 = errors[:, 0], errors[:, 1], errors[:, 2]
+    ny, nx = image_shape
     fwhm_i = 2.0 * np.exp(p2[:, _LNA]) * np.sqrt(2.0 ** (1.0 / beta) - 1.0)
     # Galaxies and blends are wider than the stars: drop widths far from the stars' mode
     # (the band is wide enough for any realistic variation of the PSF across the field).
@@ -582,7 +663,7 @@ def fit_psf(
     err_fwhm = fwhm_i * np.hypot(err_lna, _SHAPE_FLOOR)
     err_e1, err_e2 = np.hypot(err_e1, _SHAPE_FLOOR), np.hypot(err_e2, _SHAPE_FLOOR)
     order = spatial_order
-    while order > 0 and p2.shape[0] < _STARS_PER_TERM * len(_poly_terms(order)):
+    while order > 0 and p2.shape[0] < _STARS_PER_TERM * len(poly_exponents(order)):
         order -= 1
     shape = (int(ny), int(nx))
     proto = MoffatPSF.constant(1.0, shape=shape)
@@ -590,7 +671,7 @@ def fit_psf(
     fwhm_coef, inl = _robust_polyfit(u, v, fwhm_i, err_fwhm, order)
     e1_coef, _ = _robust_polyfit(u[inl], v[inl], p2[inl, _E1], err_e1[inl], order)
     e2_coef, _ = _robust_polyfit(u[inl], v[inl], p2[inl, _E2], err_e2[inl], order)
-    terms = _poly_terms(order)
+    terms = poly_exponents(order)
     basis = np.stack([u**i * v**j for i, j in terms], axis=-1)
     resid = fwhm_i[inl] - basis[inl] @ fwhm_coef
     scatter = mad_sigma(resid)

@@ -16,18 +16,14 @@ import threading
 import time
 import warnings
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
-from sqlalchemy.orm import Session, sessionmaker
-
-from skyphot.db.session import make_engine, migrate
 from skyphot.errors import ConfigError, ToolNotFoundError
-from skyphot.jobs import store
 from skyphot.jobs.lifeline import die_with_parent
-from skyphot.jobs.limits import DATABASE_OUTAGE
-from skyphot.jobs.runner import DEFAULT_ENGINE
 from skyphot.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, sessionmaker
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +50,11 @@ def prepare_database(settings: Settings, *, wait_s: float = DATABASE_WAIT_S) -> 
 
     Raises ``ConfigError`` naming the URL when it stays unreachable.
     """
+    # Imported here: every `skyphot` command builds this parser, few need a database.
+    from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+
+    from skyphot.db.session import make_engine, migrate
+
     deadline = time.monotonic() + wait_s
     try:
         engine = make_engine(settings.db_url)
@@ -124,6 +125,9 @@ class WarmShutdownLimit:
 
     def hand_back(self) -> None:
         """Re-queue the jobs this worker's processes still hold (after they stopped)."""
+        from skyphot.jobs import store
+        from skyphot.jobs.limits import DATABASE_OUTAGE
+
         if self._timer is not None:
             self._timer.cancel()
         try:
@@ -155,7 +159,9 @@ def run_worker(args: argparse.Namespace) -> int:
     # database, and a re-delivered duplicate finds the job taken): no reminder needed.
     warnings.filterwarnings(
         "ignore", message=r"(?s).*worker_cancel_long_running_tasks_on_connection_loss")
-    app = make_celery(settings, engine_path=args.engine)
+    from skyphot.jobs.runner import DEFAULT_ENGINE
+
+    app = make_celery(settings, engine_path=args.engine or DEFAULT_ENGINE)
     sweeper = Sweeper(app, settings, app.skyphot_context.sessions)
     sweeper.start()
     node = f"skyphot-{os.getpid()}@{socket.gethostname()}"
@@ -195,9 +201,9 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
                         help="broker queue to consume (default: celery_queue, 'skyphot')")
     worker.add_argument("--loglevel", default="info",
                         choices=["debug", "info", "warning", "error"], help="log level")
-    worker.add_argument("--engine", default=DEFAULT_ENGINE,
+    worker.add_argument("--engine", default=None,
                         help="analysis function as module:function (default: the skyphot "
-                        "engine)")
+                        "engine, skyphot.pipeline.api:measure)")
     worker.add_argument("--database-wait", type=float, default=DATABASE_WAIT_S,
                         help="seconds to wait for the database at start (default 60)")
     worker.set_defaults(handler=run_worker, func=run_worker)

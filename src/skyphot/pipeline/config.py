@@ -193,7 +193,11 @@ class PhotometryConfig(_Model):
         1.0, description="Radius of the reported aperture, in FWHM.", gt=0.1
     )
     annulus_fwhm: tuple[float, float] = Field(
-        (3.0, 5.0), description="Inner and outer radius of the local-background annulus, FWHM."
+        (3.0, 8.0),
+        description="Inner and outer radius of the local-background annulus, FWHM. Its noise "
+        "adds to every PSF-fit flux: 3-8 FWHM keeps the 5-sigma limit within ~0.02 mag of the "
+        "ideal (3-5 FWHM cost ~0.06 mag). The inner radius is also the aperture radius of the "
+        "aperture correction.",
     )
 
     @field_validator("annulus_fwhm")

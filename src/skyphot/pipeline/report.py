@@ -83,6 +83,10 @@ def build_result(state: FrameState, timings: dict[str, float]) -> PhotometryResu
     at_target = _zero_point_at(zp_fit, target.x, target.y, color, ab_offset(bands.band, magsys))
     phot = _psf_photometry(state, at_target)
     quality = _quality(state, color)
+    # The aperture correction's error is common to the calibrators and the target, so it
+    # cancels in the target's magnitude but belongs to the zero point of total fluxes.
+    apcorr = state.aperture_correction
+    apcorr_err = 0.0 if apcorr is None else apcorr.mag_err_at(target.x, target.y)
     scale_arcsec = pixel_scale_arcsec(solution.wcs)
 
     return PhotometryResult(
@@ -101,7 +105,7 @@ def build_result(state: FrameState, timings: dict[str, float]) -> PhotometryResu
         limiting_mag=phot.limiting_mag,
         limit_nsigma=config.nsigma,
         zero_point=at_target.zp,
-        zero_point_err=at_target.zp_err,
+        zero_point_err=math.hypot(at_target.zp_err, apcorr_err),
         color_term=zp_fit.color_term,
         color_term_err=zp_fit.color_term_err,
         color_bands=bands.color_bands if zp_fit.color_term is not None else None,

@@ -14,6 +14,7 @@ import numpy as np
 from astropy.wcs import WCS
 
 from skyphot.catalogs.base import ReferenceCatalog
+from skyphot.core.aperture_correction import ApertureCorrection
 from skyphot.core.astrometry import AstrometricSolution
 from skyphot.core.calibration import ZeroPointFit
 from skyphot.core.detection import BackgroundModel, SourceList
@@ -81,6 +82,7 @@ class FrameState:
     psf: PSFModel | None = None
     calib_stars: CalibrationStars | None = None
     zero_point: ZeroPointFit | None = None
+    aperture_correction: ApertureCorrection | None = None
     target: TargetMeasurement | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
 

@@ -9,15 +9,23 @@ from __future__ import annotations
 import argparse
 import secrets
 from dataclasses import dataclass
+from importlib.util import find_spec
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from sqlalchemy.orm import Session
-
-from skyphot.db import crud
-from skyphot.db.models import Photometry, Source, User
-from skyphot.db.session import make_engine, make_sessionmaker, migrate
-from skyphot.jobs.runner import DEFAULT_ENGINE
 from skyphot.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from skyphot.db.models import Photometry, User
+
+# Every `skyphot` command builds these parsers, so the database layer (~0.25 s of imports)
+# is imported where it is used; a missing web extra must still show here, where the CLI
+# turns it into an install hint.
+for _extra in ("sqlalchemy", "fastapi"):
+    if find_spec(_extra) is None:
+        raise ModuleNotFoundError(f"No module named {_extra!r}", name=_extra)
 
 ADMIN = "admin"
 DEMO_SOURCE = "demo-transient"
@@ -36,6 +44,8 @@ def _write_secret(path: Path, value: str) -> None:
 def ensure_admin(session: Session, settings: Settings) -> tuple[User, str]:
     """The admin account (created on first use with a random password kept in the data
     directory, mode 0600) and its password."""
+    from skyphot.db import crud
+
     password_file = _secret_file(settings, "admin_password")
     user = crud.get_user(session, ADMIN)
     if user is None or not password_file.is_file():
@@ -51,6 +61,8 @@ def ensure_admin(session: Session, settings: Settings) -> tuple[User, str]:
 
 def ensure_admin_token(session: Session, settings: Settings) -> str:
     """The admin API token: the stored one if still valid, else a new one."""
+    from skyphot.db import crud
+
     user, _ = ensure_admin(session, settings)
     token_file = _secret_file(settings, "admin_token")
     if token_file.is_file():
@@ -75,6 +87,9 @@ class DemoFiles:
 
 def prepare_demo(session: Session, settings: Settings, admin: User) -> DemoFiles:
     """A demo source and a simulated frame (with its reference catalog) ready to upload."""
+    from skyphot.db import crud
+    from skyphot.db.models import Source
+
     directory = settings.data_path / "demo"
     try:
         from skyphot.testing import SimulationParams, simulate_frame
@@ -111,6 +126,8 @@ DEMO_MJD0 = 60360.0
 def demo_points(owner_id: int) -> list[Photometry]:
     """An illustrative rising and fading light curve in g and r (AB), starting with upper
     limits, so a new user sees what a light curve looks like before uploading."""
+    from skyphot.db.models import Photometry
+
     points = []
     for days, band, mag, err in _DEMO_CURVE:
         if mag is None:
@@ -142,6 +159,8 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 def run_admin_token(args: argparse.Namespace) -> int:
     """Print the admin API token (creating the instance and token when needed)."""
+    from skyphot.db.session import make_engine, make_sessionmaker, migrate
+
     settings = _settings(args)
     engine = make_engine(settings.db_url)
     try:
@@ -158,6 +177,7 @@ def run_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from skyphot.jobs.queue import make_queue
+    from skyphot.jobs.runner import DEFAULT_ENGINE
     from skyphot.web.app import create_app
     from skyphot.web.shutdown import GracefulShutdown, deadlines
 
@@ -165,7 +185,7 @@ def run_serve(args: argparse.Namespace) -> int:
     # First: a signal during start-up must already stop cleanly.
     shutdown = GracefulShutdown(settings.shutdown_grace_s)
     shutdown.install()
-    queue = make_queue(settings, engine=args.engine)
+    queue = make_queue(settings, engine=args.engine or DEFAULT_ENGINE)
     app = create_app(settings, queue=queue)
     with app.state.sessions() as session:
         admin, password = ensure_admin(session, settings)
@@ -210,7 +230,7 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     serve.add_argument("--data-dir", default=None, help="instance directory (database, uploads)")
     serve.add_argument("--config", default=None, help="config.yaml to use")
     serve.add_argument("--workers", type=int, default=None, help="analysis worker processes")
-    serve.add_argument("--engine", default=DEFAULT_ENGINE, help=argparse.SUPPRESS)
+    serve.add_argument("--engine", default=None, help=argparse.SUPPRESS)
     serve.add_argument("--demo", action="store_true",
                        help="create a demo source and a simulated frame ready to upload")
     serve.set_defaults(handler=run_serve, func=run_serve)

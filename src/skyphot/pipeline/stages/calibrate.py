@@ -6,24 +6,19 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 from astropy.table import Table
-from scipy.spatial import cKDTree
 
 from skyphot.core.astrometry import world_to_pixel
 from skyphot.core.calibration import fit_zero_point
+from skyphot.core.calibration_stars import (
+    inside_frame,
+    isolated,
+    measure_aperture_correction,
+    no_detected_neighbour,
+    predicted_errors,
+)
 from skyphot.core.photometry import forced_psf_photometry
-from skyphot.core.units import MAG_ERR_FACTOR
 from skyphot.errors import CalibrationError
 from skyphot.pipeline.state import CalibrationStars, FrameState, need
-
-# A neighbour this much fainter (or more) cannot bias a calibration star's PSF flux.
-_NEIGHBOUR_DELTA_MAG = 4.0
-# A detection within this many FWHM and brighter than this fraction of a calibration star
-# (and farther than the self-match radius, so not the star itself) disqualifies the star.
-_NEIGHBOUR_RADIUS_FWHM = 2.5
-_SELF_RADIUS_FWHM = 0.5
-_NEIGHBOUR_FLUX_RATIO = 0.005
-# Stars brighter than this S/N give the first, unweighted zero-point guess.
-_GUESS_MIN_SNR = 20.0
 
 
 @dataclass(frozen=True)
@@ -31,7 +26,9 @@ class Calibrate:
     """Forced PSF photometry of isolated catalog stars, then the robust zero-point fit.
 
     Stars are chosen from the catalog (position, isolation, predicted S/N), never from their
-    measured flux, so noise cannot select upward fluctuations and bias the zero point.
+    measured flux, so noise cannot select upward fluctuations and bias the zero point. Their
+    PSF-fit fluxes are put on the total-flux scale by the aperture correction measured on
+    the bright ones, so the zero point is that of total fluxes.
     """
 
     name: str = "calibrate"
@@ -47,9 +44,9 @@ class Calibrate:
         solution = need(state.astrometry, "the astrometric solution")
         psf = need(state.psf, "the PSF")
         fwhm = need(state.fwhm, "the FWHM")
-        config = state.config
-        phot_cfg = config.photometry
-        cal_cfg = config.calibration
+        sources = need(state.sources, "the detections")
+        phot_cfg = state.config.photometry
+        cal_cfg = state.config.calibration
 
         table = catalog.table
         x, y = world_to_pixel(
@@ -59,24 +56,15 @@ class Calibrate:
         )
         mag = np.asarray(table[bands.band], dtype=float)
         err = _errors(table, bands.band)
-        ny, nx = frame.shape
         radius = phot_cfg.psf_radius_fwhm * fwhm
-        on_frame = (
-            np.isfinite(x)
-            & np.isfinite(y)
-            & (x > radius)
-            & (x < nx - 1 - radius)
-            & (y > radius)
-            & (y < ny - 1 - radius)
-        )
+        on_frame = inside_frame(x, y, frame.shape, radius)
         color: np.ndarray | None = None
         if bands.color_bands is not None:
             c1, c2 = bands.color_bands
             color = np.asarray(table[c1], dtype=float) - np.asarray(table[c2], dtype=float)
             on_frame &= np.isfinite(color)
         n_candidates = int(on_frame.sum())
-        candidates = on_frame & _isolated(x, y, mag, radius=2.5 * fwhm)
-        idx = np.flatnonzero(candidates)
+        idx = np.flatnonzero(on_frame & isolated(x, y, mag, radius=2.5 * fwhm))
         if idx.size < cal_cfg.min_stars:
             raise CalibrationError(
                 f"only {idx.size} isolated catalog stars with a {bands.band} magnitude fall on "
@@ -85,57 +73,37 @@ class Calibrate:
             )
         annulus = (phot_cfg.annulus_fwhm[0] * fwhm, phot_cfg.annulus_fwhm[1] * fwhm)
         phot = forced_psf_photometry(
-            data_sub,
-            x[idx],
-            y[idx],
-            psf=psf,
-            rms=background.rms,
-            gain=meta.gain,
-            mask=mask != 0,
-            radius=radius,
-            annulus=annulus,
+            data_sub, x[idx], y[idx], psf=psf, rms=background.rms, gain=meta.gain,
+            mask=mask != 0, radius=radius, annulus=annulus,
         )
         clean = np.isfinite(phot.flux) & (phot.n_masked == 0) & ~phot.near_edge
-        # Predicted flux from a first zero-point guess: errors and the S/N cut then depend
-        # on the catalog, not on each star's own noisy measurement.
-        snr = phot.flux / phot.fluxerr
-        bright = clean & (snr > _GUESS_MIN_SNR)
-        if bright.sum() < 3:
-            bright = clean & (phot.flux > 0)
-        if not bright.any():
-            raise CalibrationError(
-                f"no usable calibration star on the frame ({idx.size} catalog stars measured, "
-                "all masked, saturated or undetected)"
-            )
-        zp_guess = float(np.median(mag[idx][bright] + 2.5 * np.log10(phot.flux[bright])))
-        predicted = 10.0 ** (-0.4 * (mag[idx] - zp_guess))
-        # Source photon noise of a PSF fit is (sum P^3 / (sum P^2)^2) * F / gain, not F / gain;
-        # that factor is read off the measured errors of the bright stars.
-        photon = (phot.fluxerr[bright] ** 2 - phot.fluxerr_background[bright] ** 2) / phot.flux[
-            bright
-        ]
-        photon_per_adu = float(np.median(photon)) if photon.size else 1.0 / meta.gain
-        predicted_err = np.sqrt(phot.fluxerr_background**2 + photon_per_adu * predicted)
-        inst_err = MAG_ERR_FACTOR * predicted_err / predicted
-        sources = need(state.sources, "the detections")
-        uncontaminated = _no_detected_neighbour(
-            x[idx], y[idx], predicted, sources.x, sources.y, sources.flux, fwhm=fwhm
+        predicted = predicted_errors(mag[idx], phot, clean, gain=meta.gain)
+        uncontaminated = no_detected_neighbour(
+            x[idx], y[idx], predicted.flux, sources.x, sources.y, sources.flux, fwhm=fwhm
         )
-        usable = clean & uncontaminated & (inst_err <= cal_cfg.max_mag_err) & (phot.flux > 0)
+        usable = (
+            clean & uncontaminated & (predicted.inst_err <= cal_cfg.max_mag_err)
+            & (phot.flux > 0)
+        )
         if usable.sum() < cal_cfg.min_stars:
             raise CalibrationError(
                 f"only {int(usable.sum())} calibration stars are bright enough and unmasked "
                 f"({idx.size} catalog stars measured, need {cal_cfg.min_stars}); use a deeper "
                 "exposure, a catalog with more stars, or lower calibration.max_mag_err"
             )
+        apcorr = measure_aperture_correction(
+            data_sub, x[idx], y[idx], phot, usable & predicted.bright, predicted.flux, psf=psf,
+            rms=background.rms, gain=meta.gain, mask=mask != 0, radius=annulus[0],
+            annulus=annulus, shape=frame.shape,
+        )
         sel = idx[usable]
         stars = CalibrationStars(
             x=x[sel],
             y=y[sel],
             cat_mag=mag[sel],
             cat_err=err[sel],
-            inst_mag=-2.5 * np.log10(phot.flux[usable]),
-            inst_err=inst_err[usable],
+            inst_mag=-2.5 * np.log10(phot.flux[usable] * apcorr.factor_at(x[sel], y[sel])),
+            inst_err=predicted.inst_err[usable],
             color=None if color is None else color[sel],
             n_candidates=n_candidates,
         )
@@ -153,7 +121,7 @@ class Calibrate:
             clip_sigma=cal_cfg.clip_sigma,
             min_stars=cal_cfg.min_stars,
         )
-        return replace(state, calib_stars=stars, zero_point=fit)
+        return replace(state, calib_stars=stars, zero_point=fit, aperture_correction=apcorr)
 
 
 def _errors(table: Table, band: str) -> np.ndarray:
@@ -163,49 +131,3 @@ def _errors(table: Table, band: str) -> np.ndarray:
         return np.full(len(table), 0.03)
     err = np.asarray(table[name], dtype=float)
     return np.where(np.isfinite(err) & (err > 0), err, 0.03)
-
-
-def _no_detected_neighbour(
-    x: np.ndarray,
-    y: np.ndarray,
-    flux: np.ndarray,
-    det_x: np.ndarray,
-    det_y: np.ndarray,
-    det_flux: np.ndarray,
-    *,
-    fwhm: float,
-) -> np.ndarray:
-    """False for stars with a detected neighbour (not in the catalog, often fainter than its
-    depth) close and bright enough to add more than ~0.5% to the PSF-fit flux."""
-    result = np.ones(x.size, dtype=bool)
-    if det_x.size == 0 or x.size == 0:
-        return result
-    tree = cKDTree(np.column_stack([det_x, det_y]))
-    near = tree.query_ball_point(np.column_stack([x, y]), _NEIGHBOUR_RADIUS_FWHM * fwhm)
-    for k, found in enumerate(near):
-        if not found:
-            continue
-        idx = np.asarray(found)
-        dist = np.hypot(det_x[idx] - x[k], det_y[idx] - y[k])
-        others = idx[dist > _SELF_RADIUS_FWHM * fwhm]
-        if others.size and np.max(det_flux[others]) > _NEIGHBOUR_FLUX_RATIO * flux[k]:
-            result[k] = False
-    return result
-
-
-def _isolated(x: np.ndarray, y: np.ndarray, mag: np.ndarray, *, radius: float) -> np.ndarray:
-    """True for stars with no catalog neighbour within ``radius`` px bright enough to matter."""
-    ok = np.isfinite(x) & np.isfinite(y)
-    result = np.zeros(x.size, dtype=bool)
-    points = np.column_stack([x[ok], y[ok]])
-    if points.shape[0] == 0:
-        return result
-    tree = cKDTree(points)
-    pairs = tree.query_pairs(radius, output_type="ndarray")
-    isolated = np.ones(points.shape[0], dtype=bool)
-    m = mag[ok]
-    first, second = pairs[:, 0], pairs[:, 1]
-    isolated[first[m[second] < m[first] + _NEIGHBOUR_DELTA_MAG]] = False
-    isolated[second[m[first] < m[second] + _NEIGHBOUR_DELTA_MAG]] = False
-    result[np.flatnonzero(ok)] = isolated
-    return result

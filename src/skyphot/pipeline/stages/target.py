@@ -6,7 +6,12 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from skyphot.core.photometry import aperture_photometry, encircled_energy, forced_psf_photometry
+from skyphot.core.photometry import (
+    aperture_photometry,
+    encircled_energy,
+    forced_psf_photometry,
+    ring_level,
+)
 from skyphot.errors import PhotometryError
 from skyphot.io.header import target_pixel
 from skyphot.pipeline.state import FrameState, TargetMeasurement, need
@@ -14,7 +19,11 @@ from skyphot.pipeline.state import FrameState, TargetMeasurement, need
 
 @dataclass(frozen=True)
 class MeasureTarget:
-    """PSF-fit flux (primary) and aperture flux (alongside) at the target, local background."""
+    """PSF-fit flux (primary) and aperture flux (alongside) at the target, local background.
+
+    The PSF-fit flux is scaled by the calibration's aperture correction (when one was
+    measured), so it is a total flux like the calibration stars' fluxes.
+    """
 
     name: str = "target"
 
@@ -48,6 +57,13 @@ class MeasureTarget:
                 f"the target at pixel ({x:.1f}, {y:.1f}) cannot be measured: every pixel around "
                 "it is masked (saturated, bad column or off the frame)"
             )
+        if state.aperture_correction is not None:
+            # The zero point was fitted on total fluxes: put the target on the same scale.
+            k = float(state.aperture_correction.factor_at(np.array([x]), np.array([y]))[0])
+            phot = replace(
+                phot, flux=phot.flux * k, fluxerr=phot.fluxerr * k,
+                fluxerr_background=phot.fluxerr_background * k,
+            )
         ap_radius = cfg.aperture_radius_fwhm * fwhm
         aperture = aperture_photometry(
             data_sub,
@@ -65,7 +81,10 @@ class MeasureTarget:
             psf=phot,
             aperture=aperture,
             aperture_radius=ap_radius,
-            encircled_energy=encircled_energy(psf, x, y, ap_radius),
+            # Less the target's own wing light that the annulus level takes out of the aperture.
+            encircled_energy=encircled_energy(psf, x, y, ap_radius)
+            - float(aperture.area[0]) * float(ring_level(psf, np.array([x]), np.array([y]),
+                                                         annulus)[0]),
             fwhm=fwhm,
         )
         return replace(state, target=measurement)

@@ -1,0 +1,191 @@
+"""Aperture correction: the scale that turns PSF-fit fluxes into total fluxes.
+
+A PSF fit over a small circle (1.5 FWHM by default) only measures total flux if the model's
+wings are right: a fitted Moffat ``beta`` off by 0.03 moves the flux inside the fit circle
+relative to the total by ~0.2 %, and a FWHM polynomial slightly off somewhere does the same
+locally. Such errors cancel in a target's magnitude (calibrators and target share the
+model) but not in the zero point, whose scatter against the truth they dominated. Bright
+stars measured in a wide aperture (whose flux the PSF model only has to extrapolate by its
+~1 % encircled-energy deficit) fix the scale, and their scatter gives its error.
+
+For each star ``r_i = F_aperture / (EE_model(R) F_psf)``; the correction is a weighted,
+sigma-clipped low-order polynomial of ``r`` over the frame (order lowered until there are
+``STARS_PER_TERM`` stars per term). The PSF-fit flux is (near) the efficient estimator and
+the aperture flux an unbiased one of the same photons, so ``Var(r_i) ~ (Var(F_ap) -
+Var(EE F_psf)) / (EE F_psf)^2``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from skyphot.core.units import MAG_ERR_FACTOR
+from skyphot.core.wcs_utils import poly_design, poly_exponents, solve_least_squares
+from skyphot.errors import InputError
+
+# A star's ratio error is never taken below this (relative): pixelisation and centring.
+_RATIO_FLOOR = 1e-3
+_MAX_ITER = 10
+STARS_PER_TERM = 15
+
+
+@dataclass(frozen=True)
+class ApertureCorrection:
+    """Multiply a PSF-fit flux at pixel (x, y) by ``factor_at(x, y)`` to get its total flux.
+
+    The factor is a polynomial of ``order`` in ``u, v`` (the position scaled to [-1, 1] over
+    a frame of ``shape``) with ``coefficients`` and their ``covariance``. ``radius``:
+    aperture radius used, px. ``n_used``: stars left after clipping (0: no correction was
+    measured; the factor is 1 with no error).
+    """
+
+    coefficients: tuple[float, ...]
+    covariance: tuple[tuple[float, ...], ...]
+    order: int
+    shape: tuple[int, int]
+    radius: float
+    n_used: int
+
+    def _design(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        u, v = _normalise(np.atleast_1d(np.asarray(x, float)), np.atleast_1d(np.asarray(y, float)),
+                          self.shape)
+        return poly_design(u, v, poly_exponents(self.order))
+
+    def factor_at(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """The correction factor at pixel positions."""
+        return np.asarray(self._design(x, y) @ np.asarray(self.coefficients))
+
+    def error_at(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """1-sigma relative error of ``factor_at`` (full covariance)."""
+        d = self._design(x, y)
+        var = np.einsum("ni,ij,nj->n", d, np.asarray(self.covariance), d)
+        return np.asarray(np.sqrt(np.maximum(var, 0.0)) / self.factor_at(x, y))
+
+    def mag_err_at(self, x: float, y: float) -> float:
+        """1-sigma error (mag) of the correction at one position."""
+        return float(MAG_ERR_FACTOR * self.error_at(np.array([x]), np.array([y]))[0])
+
+    @property
+    def factor(self) -> float:
+        """The factor at the frame centre."""
+        ny, nx = self.shape
+        return float(self.factor_at(np.array([(nx - 1) / 2.0]), np.array([(ny - 1) / 2.0]))[0])
+
+    @property
+    def error(self) -> float:
+        """1-sigma relative error of ``factor``."""
+        ny, nx = self.shape
+        return float(self.error_at(np.array([(nx - 1) / 2.0]), np.array([(ny - 1) / 2.0]))[0])
+
+    @property
+    def mag(self) -> float:
+        """The correction at the frame centre in magnitudes (added to instrumental ones)."""
+        return float(-2.5 * np.log10(self.factor))
+
+    @property
+    def mag_err(self) -> float:
+        """1-sigma error of ``mag``."""
+        return float(MAG_ERR_FACTOR * self.error)
+
+    @classmethod
+    def none(cls, radius: float, shape: tuple[int, int]) -> ApertureCorrection:
+        """No correction (too few stars to measure one)."""
+        return cls(coefficients=(1.0,), covariance=((0.0,),), order=0,
+                   shape=(int(shape[0]), int(shape[1])), radius=float(radius), n_used=0)
+
+
+def _normalise(
+    x: np.ndarray, y: np.ndarray, shape: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    ny, nx = shape
+    return 2.0 * x / max(nx - 1, 1) - 1.0, 2.0 * y / max(ny - 1, 1) - 1.0
+
+
+def aperture_correction(
+    psf_flux: np.ndarray,
+    psf_fluxerr: np.ndarray,
+    ap_flux: np.ndarray,
+    ap_fluxerr: np.ndarray,
+    encircled_energy: np.ndarray,
+    *,
+    x: np.ndarray,
+    y: np.ndarray,
+    shape: tuple[int, int],
+    radius: float,
+    order: int = 2,
+    clip_sigma: float = 3.0,
+    min_stars: int = 3,
+) -> ApertureCorrection:
+    """The PSF-to-total flux scale over the frame from stars measured both ways (ADU).
+
+    ``encircled_energy``: the PSF model's flux fraction inside the aperture of ``radius`` px
+    at each star; ``x, y``: the stars' pixel positions on a frame of ``shape`` (ny, nx).
+    Stars with a non-finite or non-positive value anywhere are left out; the rest are
+    clipped at ``clip_sigma`` about the fit. Raises ``InputError`` when the arrays differ in
+    length or fewer than ``min_stars`` usable stars remain.
+    """
+    arrays = [np.asarray(a, dtype=float).ravel()
+              for a in (psf_flux, psf_fluxerr, ap_flux, ap_fluxerr, encircled_energy, x, y)]
+    n = arrays[0].size
+    if any(a.size != n for a in arrays):
+        raise InputError(
+            "aperture_correction: psf_flux, psf_fluxerr, ap_flux, ap_fluxerr, "
+            f"encircled_energy, x and y need one value per star; got lengths "
+            f"{[a.size for a in arrays]}"
+        )
+    fp, ep, fa, ea, ee, xs, ys = arrays
+    ok = np.all([np.isfinite(a) for a in arrays], axis=0) & (fp > 0) & (ep > 0) & (ee > 0)
+    ok &= (fa > 0) & (ea > 0)
+    if int(ok.sum()) < min_stars:
+        raise InputError(
+            f"aperture_correction: only {int(ok.sum())} stars have positive, finite PSF and "
+            f"aperture fluxes; need {min_stars}"
+        )
+    expected = ee[ok] * fp[ok]
+    ratio = fa[ok] / expected
+    var_diff = ea[ok] ** 2 - (ee[ok] * ep[ok]) ** 2
+    # The difference can come out negative for noisy error estimates; the floor bounds it.
+    sigma = np.hypot(np.sqrt(np.maximum(var_diff, 0.0)) / expected, _RATIO_FLOOR)
+    while order > 0 and ratio.size < STARS_PER_TERM * len(poly_exponents(order)):
+        order -= 1
+    u, v = _normalise(xs[ok], ys[ok], shape)
+    design = poly_design(u, v, poly_exponents(order))
+    used = np.ones(ratio.size, dtype=bool)
+    model = np.full(ratio.size, float(np.median(ratio)))
+    scale = 1.0
+    for _ in range(_MAX_ITER):
+        new = np.abs(ratio - model) <= clip_sigma * scale * sigma
+        if int(new.sum()) < max(min_stars, design.shape[1] + 1):
+            break
+        coef, scale = _weighted_fit(design[new], ratio[new], sigma[new])
+        model = design @ coef
+        if np.array_equal(new, used):
+            break
+        used = new
+    n_used = int(used.sum())
+    if n_used < max(min_stars, design.shape[1] + 1):
+        raise InputError(
+            f"aperture_correction: only {n_used} stars survive clipping at {clip_sigma} sigma; "
+            f"need {min_stars}"
+        )
+    coef, scale = _weighted_fit(design[used], ratio[used], sigma[used])
+    w = 1.0 / sigma[used] ** 2
+    cov = np.linalg.inv((design[used] * w[:, None]).T @ design[used]) * scale**2
+    return ApertureCorrection(
+        coefficients=tuple(float(c) for c in coef),
+        covariance=tuple(tuple(float(c) for c in row) for row in cov),
+        order=order, shape=(int(shape[0]), int(shape[1])), radius=float(radius), n_used=n_used,
+    )
+
+
+def _weighted_fit(
+    design: np.ndarray, values: np.ndarray, sigma: np.ndarray
+) -> tuple[np.ndarray, float]:
+    """Weighted least squares; returns the coefficients and sqrt(reduced chi^2), at least 1
+    (the stars' scatter beyond their errors inflates the correction's error)."""
+    coef = solve_least_squares(design / sigma[:, None], values / sigma)
+    chi2 = float(np.sum(((values - design @ coef) / sigma) ** 2))
+    dof = max(values.size - design.shape[1], 1)
+    return coef, max(float(np.sqrt(chi2 / dof)), 1.0)

@@ -1,0 +1,176 @@
+"""Choosing and weighting calibration stars: the numerical steps before the zero-point fit.
+
+Stars are chosen from the catalog (position, isolation, predicted S/N), never from their
+measured flux, so noise cannot select upward fluctuations and bias the zero point.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.spatial import cKDTree
+
+from skyphot.core.aperture_correction import ApertureCorrection, aperture_correction
+from skyphot.core.photometry import (
+    PSFPhotometry,
+    aperture_photometry,
+    encircled_energy,
+    ring_level,
+)
+from skyphot.core.psf import PSFModel
+from skyphot.core.units import MAG_ERR_FACTOR
+from skyphot.errors import CalibrationError
+
+# A neighbour this much fainter (or more) cannot bias a calibration star's PSF flux.
+NEIGHBOUR_DELTA_MAG = 4.0
+# A detection within this many FWHM and brighter than this fraction of a calibration star
+# (and farther than the self-match radius, so not the star itself) disqualifies the star.
+_NEIGHBOUR_RADIUS_FWHM = 2.5
+_SELF_RADIUS_FWHM = 0.5
+_NEIGHBOUR_FLUX_RATIO = 0.005
+# Stars brighter than this S/N give the first, unweighted zero-point guess.
+GUESS_MIN_SNR = 20.0
+# Fewest bright clean stars that measure the aperture correction (else none is applied),
+# and the most used: the brightest dominate its weighted mean, more only cost time.
+APCORR_MIN_STARS = 5
+APCORR_MAX_STARS = 100
+
+
+def inside_frame(
+    x: np.ndarray, y: np.ndarray, shape: tuple[int, int], margin: float
+) -> np.ndarray:
+    """True for finite positions at least ``margin`` px inside a frame of ``shape`` (ny, nx)."""
+    ny, nx = shape
+    return np.asarray(
+        np.isfinite(x) & np.isfinite(y) & (x > margin) & (x < nx - 1 - margin)
+        & (y > margin) & (y < ny - 1 - margin)
+    )
+
+
+def isolated(x: np.ndarray, y: np.ndarray, mag: np.ndarray, *, radius: float) -> np.ndarray:
+    """True for stars with no catalog neighbour within ``radius`` px bright enough to matter."""
+    ok = np.isfinite(x) & np.isfinite(y)
+    result = np.zeros(x.size, dtype=bool)
+    points = np.column_stack([x[ok], y[ok]])
+    if points.shape[0] == 0:
+        return result
+    tree = cKDTree(points)
+    pairs = tree.query_pairs(radius, output_type="ndarray")
+    alone = np.ones(points.shape[0], dtype=bool)
+    m = mag[ok]
+    first, second = pairs[:, 0], pairs[:, 1]
+    alone[first[m[second] < m[first] + NEIGHBOUR_DELTA_MAG]] = False
+    alone[second[m[first] < m[second] + NEIGHBOUR_DELTA_MAG]] = False
+    result[np.flatnonzero(ok)] = alone
+    return result
+
+
+def no_detected_neighbour(
+    x: np.ndarray,
+    y: np.ndarray,
+    flux: np.ndarray,
+    det_x: np.ndarray,
+    det_y: np.ndarray,
+    det_flux: np.ndarray,
+    *,
+    fwhm: float,
+) -> np.ndarray:
+    """False for stars with a detected neighbour (not in the catalog, often fainter than its
+    depth) close and bright enough to add more than ~0.5% to the PSF-fit flux."""
+    result = np.ones(x.size, dtype=bool)
+    if det_x.size == 0 or x.size == 0:
+        return result
+    tree = cKDTree(np.column_stack([det_x, det_y]))
+    near = tree.query_ball_point(np.column_stack([x, y]), _NEIGHBOUR_RADIUS_FWHM * fwhm)
+    for k, found in enumerate(near):
+        if not found:
+            continue
+        idx = np.asarray(found)
+        dist = np.hypot(det_x[idx] - x[k], det_y[idx] - y[k])
+        others = idx[dist > _SELF_RADIUS_FWHM * fwhm]
+        if others.size and np.max(det_flux[others]) > _NEIGHBOUR_FLUX_RATIO * flux[k]:
+            result[k] = False
+    return result
+
+
+@dataclass(frozen=True)
+class PredictedErrors:
+    """Catalog-predicted fluxes (ADU) and instrumental magnitude errors of the stars, and
+    which stars were bright enough for the first zero-point guess."""
+
+    flux: np.ndarray
+    inst_err: np.ndarray
+    bright: np.ndarray
+
+
+def predicted_errors(
+    cat_mag: np.ndarray, phot: PSFPhotometry, clean: np.ndarray, *, gain: float
+) -> PredictedErrors:
+    """Fluxes predicted from the catalog through a first zero-point guess, and their errors.
+
+    Errors and the S/N cut then depend on the catalog, not on each star's own noisy
+    measurement. Raises ``CalibrationError`` when no clean star has a positive flux.
+    """
+    snr = phot.flux / phot.fluxerr
+    bright = clean & (snr > GUESS_MIN_SNR)
+    if bright.sum() < 3:
+        bright = clean & (phot.flux > 0)
+    if not bright.any():
+        raise CalibrationError(
+            f"no usable calibration star on the frame ({cat_mag.size} catalog stars measured, "
+            "all masked, saturated or undetected)"
+        )
+    zp_guess = float(np.median(cat_mag[bright] + 2.5 * np.log10(phot.flux[bright])))
+    predicted = 10.0 ** (-0.4 * (cat_mag - zp_guess))
+    # Source photon noise of a PSF fit is (sum P^3 / (sum P^2)^2) * F / gain, not F / gain;
+    # that factor is read off the measured errors of the bright stars.
+    photon = (phot.fluxerr[bright] ** 2 - phot.fluxerr_background[bright] ** 2) / phot.flux[
+        bright
+    ]
+    photon_per_adu = float(np.median(photon)) if photon.size else 1.0 / gain
+    predicted_err = np.sqrt(phot.fluxerr_background**2 + photon_per_adu * predicted)
+    return PredictedErrors(
+        flux=predicted, inst_err=MAG_ERR_FACTOR * predicted_err / predicted, bright=bright
+    )
+
+
+def measure_aperture_correction(
+    data_sub: np.ndarray,
+    x: np.ndarray,
+    y: np.ndarray,
+    phot: PSFPhotometry,
+    select: np.ndarray,
+    brightness: np.ndarray,
+    *,
+    psf: PSFModel,
+    rms: np.ndarray,
+    gain: float,
+    mask: np.ndarray,
+    radius: float,
+    annulus: tuple[float, float],
+    shape: tuple[int, int],
+) -> ApertureCorrection:
+    """PSF-to-total flux scale from the ``select``-ed stars (PSF photometry ``phot`` at
+    ``x, y``) in an aperture of ``radius`` px with the local background of ``annulus``; no
+    correction (factor 1) when fewer than ``APCORR_MIN_STARS`` clean stars are available.
+    ``brightness`` (e.g. the catalog-predicted flux, never the measured one) picks the
+    ``APCORR_MAX_STARS`` brightest."""
+    idx = np.flatnonzero(select)
+    idx = idx[np.argsort(-brightness[idx], kind="stable")[:APCORR_MAX_STARS]]
+    if idx.size < APCORR_MIN_STARS:
+        return ApertureCorrection.none(radius, shape)
+    ap = aperture_photometry(
+        data_sub, x[idx], y[idx], radius=radius, rms=rms, gain=gain, mask=mask, annulus=annulus
+    )
+    clean = (ap.n_masked == 0) & ~ap.near_edge & np.isfinite(ap.flux)
+    if int(clean.sum()) < APCORR_MIN_STARS:
+        return ApertureCorrection.none(radius, shape)
+    keep = idx[clean]
+    ee = np.array([encircled_energy(psf, float(x[k]), float(y[k]), radius) for k in keep])
+    # What the aperture keeps of a unit star once its own wings in the annulus are subtracted.
+    ee = ee - ap.area[clean] * ring_level(psf, x[keep], y[keep], annulus)
+    return aperture_correction(
+        phot.flux[keep], phot.fluxerr[keep], ap.flux[clean], ap.fluxerr[clean], ee,
+        x=x[keep], y=y[keep], shape=shape, radius=radius, min_stars=APCORR_MIN_STARS,
+    )
