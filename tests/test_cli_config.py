@@ -89,7 +89,9 @@ def test_bad_configuration_files_and_options_say_what_to_fix(tmp_path: Path) -> 
     with pytest.raises(ConfigError, match="--target-color is for g-r but --color asks for "
                                           "g-i: they must be the same colour"):
         config_from("--color", "g", "i", "--target-color", "g-r=0.3")
+    negative = tmp_path / "negative.yaml"
+    negative.write_text("nsigma: -1\n")
     with pytest.raises(ConfigError, match=r"invalid settings: nsigma: Input should be greater"):
-        config_from("--nsigma", "-1")
+        config_from("--config", str(negative))
     with pytest.raises(ConfigError, match=r"--catalog-columns item 'ra' is not NAME=COLUMN"):
         config_from("--catalog-columns", "ra")

@@ -190,6 +190,7 @@ def test_hand_back_gives_up_on_a_database_that_stays_away(
         raise OperationalError("UPDATE", {}, Exception("connection refused"))
 
     with caplog.at_level(logging.ERROR, logger="skyphot.jobs.runner"):
-        runner._hand_back(broken, 7, "w", patience_s=0)  # type: ignore[arg-type]
+        runner._hand_back(broken, 7, "w", patience_s=0,  # type: ignore[arg-type]
+                          reason="the database connection was lost")
     assert ("job 7: the database is still unreachable; a sweep will re-queue it once its "
             "heartbeat is stale") in caplog.text

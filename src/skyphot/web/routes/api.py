@@ -16,6 +16,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, PlainTextResponse, Response, StreamingResponse
 from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -79,13 +80,16 @@ from skyphot.web.views import (
     source_out,
 )
 
-# Database ids are signed 64-bit: a larger one in a path is a validation error (422), never
-# an overflow inside the database driver (500).
-RowId = Annotated[int, PathParam(ge=0, le=2**63 - 1, description="Row id.")]
+# Database ids are the schema's INTEGER, signed 32-bit on PostgreSQL: a larger one in a path
+# is a validation error (422), never an overflow inside the database driver (500).
+MAX_ROW_ID = 2**31 - 1
+RowId = Annotated[int, PathParam(ge=0, le=MAX_ROW_ID, description="Row id.")]
 
 log = logging.getLogger(__name__)
-# What a poll of the live-notification stream survives (logged, tried again next tick).
-EVENT_POLL_ERRORS: tuple[type[BaseException], ...] = (SkyphotError, *DATABASE_OUTAGE)
+# What a poll of the live-notification stream survives (logged, tried again next tick): any
+# database error (an outage, or a schema being migrated under it), and our own.
+EVENT_POLL_ERRORS: tuple[type[BaseException], ...] = (SkyphotError, SQLAlchemyError,
+                                                      *DATABASE_OUTAGE)
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorOut} for code in (400, 401, 403, 404, 409, 413, 422, 507)
@@ -274,7 +278,7 @@ def delete_photometry(
 
 @router.post("/photometry/{photometry_id}/push", status_code=202,
              response_model=PhotometryOut, tags=["photometry"])
-def push_photometry(photometry_id: int, session: SessionDep, user: UserDep,
+def push_photometry(photometry_id: RowId, session: SessionDep, user: UserDep,
                     settings: SettingsDep, queue: QueueDep) -> PhotometryOut:
     """Push (or re-push: SkyPortal's copy is updated) one point to SkyPortal; the push is
     queued and retried, its state shows in ``skyportal`` of the point."""
@@ -509,7 +513,7 @@ def create_instrument(body: InstrumentCreate, session: SessionDep,
 
 @router.patch("/instruments/{instrument_id}", response_model=InstrumentOut,
               tags=["instruments"])
-def edit_instrument(instrument_id: int, body: InstrumentUpdate, session: SessionDep,
+def edit_instrument(instrument_id: RowId, body: InstrumentUpdate, session: SessionDep,
                     _user: UserDep) -> InstrumentOut:
     """Change an instrument's name, filters (the full list), gain or saturation."""
     instrument = crud.update_instrument(
@@ -521,7 +525,7 @@ def edit_instrument(instrument_id: int, body: InstrumentUpdate, session: Session
 
 
 @router.delete("/instruments/{instrument_id}", tags=["instruments"])
-def delete_instrument(instrument_id: int, session: SessionDep, _user: UserDep) -> dict[str, int]:
+def delete_instrument(instrument_id: RowId, session: SessionDep, _user: UserDep) -> dict[str, int]:
     """Delete an instrument no photometry point uses."""
     crud.delete_instrument(session, instrument_id)
     session.commit()
@@ -587,7 +591,7 @@ def list_tokens(session: SessionDep, user: UserDep) -> list[TokenOut]:
 
 
 @router.delete("/tokens/{token_id}", tags=["accounts"])
-def revoke_token(token_id: int, session: SessionDep, user: UserDep) -> dict[str, int]:
+def revoke_token(token_id: RowId, session: SessionDep, user: UserDep) -> dict[str, int]:
     """Revoke one of your API tokens."""
     crud.revoke_token(session, user, token_id)
     session.commit()
