@@ -11,13 +11,7 @@ import json
 import os
 from typing import Any
 
-from skyphot.db.errors import NotFoundError
-from skyphot.db.models import Photometry
-from skyphot.db.session import make_engine, make_sessionmaker, migrate
-from skyphot.jobs import push
-from skyphot.jobs.skyportal_import import import_source
 from skyphot.settings import Settings, load_settings
-from skyphot.web.commands import ensure_admin
 
 EXIT_OK = 0
 EXIT_NOT_ALL_PUSHED = 1
@@ -35,6 +29,12 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 def run_import(args: argparse.Namespace) -> int:
     """Import one SkyPortal source into the instance (owned by the admin account)."""
+    # Every `skyphot` command builds this parser: the database layer is imported here.
+    from skyphot.db.session import make_engine, make_sessionmaker, migrate
+    from skyphot.jobs import push
+    from skyphot.jobs.skyportal_import import import_source
+    from skyphot.web.commands import ensure_admin
+
     settings = _settings(args)
     engine = make_engine(settings.db_url)
     try:
@@ -59,6 +59,11 @@ def run_import(args: argparse.Namespace) -> int:
 
 def run_push(args: argparse.Namespace) -> int:
     """Push points now (a pushed point is updated in SkyPortal, never posted twice)."""
+    from skyphot.db.errors import NotFoundError
+    from skyphot.db.models import Photometry
+    from skyphot.db.session import make_engine, make_sessionmaker, migrate
+    from skyphot.jobs import push
+
     settings = _settings(args)
     client = push.client_for(settings.skyportal)
     engine = make_engine(settings.db_url)
