@@ -54,6 +54,11 @@ class ConfigError(InputError):
     """A configuration value is invalid."""
 
 
+class TemplateError(InputError):
+    """The template (reference image) for subtraction is unusable: unreadable, not covering
+    the target, in another band, unsolvable, or too shallow."""
+
+
 # --- the analysis could not reach a trustworthy answer -----------------------------------
 
 

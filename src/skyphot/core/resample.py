@@ -67,7 +67,7 @@ def resample(
     if order not in (0, 1, 3):
         raise InputError(f"resampling order must be 0, 1 or 3, got {order}")
     src = np.asarray(image, dtype=np.float64)
-    out = map_coordinates(src, [pmap.y, pmap.x], order=order, mode="constant", cval=np.nan,
+    out = map_coordinates(src, [pmap.y, pmap.x], order=order, mode="constant", cval=0.0,
                           prefilter=order > 1)
     ny, nx = src.shape
     outside = (pmap.x < -0.5) | (pmap.x > nx - 0.5) | (pmap.y < -0.5) | (pmap.y > ny - 0.5)

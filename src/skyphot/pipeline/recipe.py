@@ -14,6 +14,7 @@ from skyphot.pipeline.stages.image import (
     SubtractBackground,
 )
 from skyphot.pipeline.stages.reference import LoadCatalog, RefineAstrometry
+from skyphot.pipeline.stages.subtraction import PrepareTemplate, SubtractTemplate
 from skyphot.pipeline.stages.target import MeasureTarget
 
 
@@ -44,4 +45,6 @@ def default_recipe(config: MeasureConfig) -> list[Stage]:
         Calibrate(),
         MeasureTarget(),
     ]
+    if config.subtraction.template != "none":
+        stages += [PrepareTemplate(), SubtractTemplate()]
     return stages

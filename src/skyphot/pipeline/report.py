@@ -13,6 +13,7 @@ from skyphot.core.masking import MaskBits
 from skyphot.core.units import MAG_ERR_FACTOR, adu_to_ujy_scale
 from skyphot.pipeline.result import ApertureMeasurement, PhotometryResult, QualityFlag, flag_names
 from skyphot.pipeline.state import FrameState, need
+from skyphot.pipeline.subtraction_report import subtraction_report
 
 _BLEND_RADIUS_FWHM = 2.0
 _FEW_CALIB = 10
@@ -122,6 +123,7 @@ def build_result(state: FrameState, timings: dict[str, float]) -> PhotometryResu
         timings=timings,
         software_version=__version__,
         config=config,
+        subtraction=subtraction_report(state, zp, calib_err, config.nsigma),
     )
 
 

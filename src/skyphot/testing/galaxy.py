@@ -24,6 +24,7 @@ FloatArray = NDArray[np.float64]
 
 # Sub-pixels per pixel side when sampling a profile; enough for r_eff >= 0.5 px.
 _SUBSAMPLE = 5
+_CORE_SUBSAMPLE = 41
 # The profile is cut at this many effective radii (on the sky, the same in every frame).
 _TRUNCATE_REFF = 5.0
 
@@ -89,6 +90,33 @@ def sky_position(
     return ra, dec
 
 
+def _pixel_profile(
+    component: HostComponent,
+    jac: FloatArray,
+    x0: int,
+    y0: int,
+    size: int,
+    cx: float,
+    cy: float,
+    subsample: int,
+) -> FloatArray:
+    """Pixel means of the (unnormalised) truncated profile on a ``size`` box at (x0, y0)."""
+    sub = (np.arange(size * subsample) + 0.5) / subsample - 0.5
+    dx, dy = np.meshgrid(x0 + sub - cx, y0 + sub - cy)
+    east = jac[0, 0] * dx + jac[0, 1] * dy
+    north = jac[1, 0] * dx + jac[1, 1] * dy
+    pa = math.radians(component.angle_deg)
+    # major axis along the position angle (east of north)
+    along = east * math.sin(pa) + north * math.cos(pa)
+    across = east * math.cos(pa) - north * math.sin(pa)
+    r = np.hypot(along, across / component.axis_ratio)
+    n = component.sersic_n
+    b_n = float(gammaincinv(2.0 * n, 0.5))
+    profile = np.exp(-b_n * (r / component.r_eff_arcsec) ** (1.0 / n))
+    profile[r > _TRUNCATE_REFF * component.r_eff_arcsec] = 0.0
+    return np.asarray(profile.reshape(size, subsample, size, subsample).mean(axis=(1, 3)))
+
+
 def render_host(
     image: FloatArray,
     component: HostComponent,
@@ -108,25 +136,15 @@ def render_host(
     half = math.ceil(r_trunc_px + 4.0 * fwhm) + 2
     x0, y0 = round(cx) - half, round(cy) - half
     size = 2 * half + 1
-    sub = (np.arange(size * _SUBSAMPLE) + 0.5) / _SUBSAMPLE - 0.5
-    gx = x0 + sub - cx
-    gy = y0 + sub - cy
-    dx, dy = np.meshgrid(gx, gy)
-    east = jac[0, 0] * dx + jac[0, 1] * dy
-    north = jac[1, 0] * dx + jac[1, 1] * dy
-    pa = math.radians(component.angle_deg)
-    # major axis along position angle (east of north)
-    along = east * math.sin(pa) + north * math.cos(pa)
-    across = east * math.cos(pa) - north * math.sin(pa)
-    r = np.hypot(along, across / component.axis_ratio)
-    n = component.sersic_n
-    b_n = float(gammaincinv(2.0 * n, 0.5))
-    profile = np.exp(-b_n * (r / component.r_eff_arcsec) ** (1.0 / n))
-    profile[r > _TRUNCATE_REFF * component.r_eff_arcsec] = 0.0
-    pix = profile.reshape(size, _SUBSAMPLE, size, _SUBSAMPLE).sum(axis=(1, 3))
+    pix = _pixel_profile(component, jac, x0, y0, size, cx, cy, _SUBSAMPLE)
+    # The cusp of a high-index profile needs finer sampling in the central pixels.
+    c0x, c0y = round(cx) - 2 - x0, round(cy) - 2 - y0
+    core = _pixel_profile(component, jac, x0 + c0x, y0 + c0y, 5, cx, cy, _CORE_SUBSAMPLE)
+    pix[c0y : c0y + 5, c0x : c0x + 5] = core
     pix /= pix.sum()
     kernel_size = 2 * math.ceil(4.0 * fwhm) + 1
-    kernel, _, _ = psf.render(cx, cy, kernel_size)
+    # Centred on a pixel centre: the kernel must not shift the galaxy.
+    kernel, _, _ = psf.render(float(round(cx)), float(round(cy)), kernel_size)
     stamp = fftconvolve(pix, kernel / kernel.sum(), mode="same") * flux_adu
     ys, xs = slice(max(y0, 0), min(y0 + size, ny)), slice(max(x0, 0), min(x0 + size, nx))
     if ys.start >= ys.stop or xs.start >= xs.stop:

@@ -1,0 +1,348 @@
+"""Template subtraction: calibrate the template with the same stages, align it onto the
+science grid, subtract with ZOGY and measure the target on the difference image.
+
+The science-frame measurement made by ``MeasureTarget`` stays in ``state.subtraction``;
+``state.target`` becomes the difference-image measurement, in science ADU, so the report
+calibrates it with the science zero point like any other measurement.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+from scipy.ndimage import map_coordinates, maximum_filter
+
+from skyphot.catalogs.filters import resolve_filter
+from skyphot.core.photometry import aperture_photometry, encircled_energy, forced_psf_photometry
+from skyphot.core.psf import PSFModel, effective_area
+from skyphot.core.resample import PixelMap, pixel_map, resample
+from skyphot.core.zogy import StampPSF, zogy
+from skyphot.errors import PhotometryError, SkyphotError, TemplateError, UnknownFilterError
+from skyphot.pipeline.config import HeaderOverrides, MeasureConfig
+from skyphot.pipeline.runner import Stage
+from skyphot.pipeline.stages.calibrate import Calibrate
+from skyphot.pipeline.stages.frame import NormaliseHeader, ReadFrame
+from skyphot.pipeline.stages.image import BuildMask, DetectSources, FitPSF, SubtractBackground
+from skyphot.pipeline.stages.reference import RefineAstrometry
+from skyphot.pipeline.state import (
+    FrameState,
+    SubtractionProducts,
+    TargetMeasurement,
+    TemplateFrame,
+    need,
+)
+
+# The difference-image noise is checked in an annulus around the target (px).
+_NOISE_INNER_FWHM = 3.0
+_NOISE_OUTER_PX = 60.0
+# Template pixels this close to the target must be on the template.
+_COVER_FWHM = 3.0
+
+
+def resolve_template(config: MeasureConfig) -> tuple[str, str, str]:
+    """(path, origin, label) of the configured template; raises ``TemplateError``."""
+    choice = config.subtraction.template
+    if choice == "auto":
+        from skyphot.templates.cache import template_from_cache
+
+        return template_from_cache(config)
+    path = Path(choice)
+    if not path.is_file():
+        raise TemplateError(f"template file {choice} does not exist or is not a file")
+    return str(path), "file", path.name
+
+
+def _template_config(config: MeasureConfig) -> MeasureConfig:
+    """The science configuration for the template: its own HDU, and header values from the
+    template's own header (the science frame's overrides do not apply to it)."""
+    return config.model_copy(
+        update={"hdu": config.subtraction.template_hdu, "header": HeaderOverrides()}
+    )
+
+
+@dataclass(frozen=True)
+class PrepareTemplate:
+    """Read the template and calibrate it with the science frame's own stages and catalog."""
+
+    name: str = "template"
+
+    def run(self, state: FrameState) -> FrameState:
+        bands = need(state.bands, "the bands")
+        catalog = need(state.catalog, "the reference catalog")
+        path, origin, label = resolve_template(state.config)
+        tstate = FrameState(image_path=path, config=_template_config(state.config))
+        before: list[Stage] = [
+            ReadFrame(), NormaliseHeader(), BuildMask(), SubtractBackground(), DetectSources()
+        ]
+        after: list[Stage] = [RefineAstrometry(), FitPSF(), Calibrate()]
+        tstate = _run(before, tstate, label)
+        note = _band_note(need(tstate.meta, "the template header").filter, bands.band, label)
+        tstate = replace(tstate, catalog=catalog, bands=bands)
+        tstate = _run(after, tstate, label)
+        template = TemplateFrame(state=tstate, origin=origin, label=label, band_note=note)
+        return replace(state, template=template)
+
+
+def _run(stages: list[Stage], state: FrameState, label: str) -> FrameState:
+    for stage in stages:
+        try:
+            state = stage.run(state)
+        except TemplateError:
+            raise
+        except SkyphotError as err:
+            raise TemplateError(f"template {label} unusable ({stage.name}): {err}") from err
+    return state
+
+
+def _band_note(template_filter: str | None, band: str, label: str) -> str | None:
+    """None when the template is in the frame's band; refuse another band."""
+    if template_filter is None:
+        return f"the template {label} names no filter; assumed to be {band}"
+    try:
+        tband = resolve_filter(template_filter).band
+    except UnknownFilterError as err:
+        raise TemplateError(
+            f"template {label} has filter {template_filter!r}, which maps to no band: {err}"
+        ) from err
+    if tband != band:
+        raise TemplateError(
+            f"template {label} is in band {tband} (filter {template_filter!r}) but the frame is "
+            f"calibrated in {band}; give a template in the same band"
+        )
+    return None
+
+
+@dataclass(frozen=True)
+class SubtractTemplate:
+    """Align the template, subtract it with ZOGY and measure the target on the difference."""
+
+    name: str = "subtract"
+
+    def run(self, state: FrameState) -> FrameState:
+        template = need(state.template, "the calibrated template")
+        science_target = need(state.target, "the science-frame measurement")
+        t_state = template.state
+        frame = need(state.frame, "the frame")
+        meta = need(state.meta, "the header")
+        data_sub = need(state.data_sub, "the background-subtracted image")
+        background = need(state.background, "the background")
+        mask = need(state.mask, "the mask")
+        solution = need(state.astrometry, "the astrometric solution")
+        psf = need(state.psf, "the PSF")
+        zp_fit = need(state.zero_point, "the zero point")
+        t_data = need(t_state.data_sub, "the template image")
+        t_bg = need(t_state.background, "the template background")
+        t_mask = need(t_state.mask, "the template mask")
+        t_meta = need(t_state.meta, "the template header")
+        t_wcs = need(t_state.astrometry, "the template astrometry").wcs
+        t_psf = need(t_state.psf, "the template PSF")
+        t_zp_fit = need(t_state.zero_point, "the template zero point")
+        cfg = state.config
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+
+        x, y = science_target.x, science_target.y
+        ny, nx = frame.shape
+        side = min(cfg.subtraction.cutout_px, ny, nx)
+        x0 = int(np.clip(round(x) - side // 2, 0, nx - side))
+        y0 = int(np.clip(round(y) - side // 2, 0, ny - side))
+        cut = (slice(y0, y0 + side), slice(x0, x0 + side))
+        pmap = pixel_map(t_wcs, solution.wcs, (side, side), origin=(x0, y0))
+        xi, yi = round(x), round(y)
+        txc = float(pmap.x[yi - y0, xi - x0])
+        tyc = float(pmap.y[yi - y0, xi - x0])
+        t_fwhm_native = t_psf.fwhm_at(txc, tyc)
+        _check_coverage(t_data.shape, txc, tyc, _COVER_FWHM * t_fwhm_native, template.label)
+
+        # --- align: counts, mask and background variance onto the science grid
+        t_bad = t_mask != 0
+        ref = resample(np.where(t_bad, 0.0, t_data), pmap, order=3)
+        ref_bad = ~np.isfinite(ref) | (
+            resample(t_bad.astype(np.float64), pmap, order=0, flux=False) > 0
+        )
+        area = pmap.area_ratio
+        # White-equivalent variance per science pixel: the source-pixel variance times the
+        # number of source pixels per science pixel (noise power per unit sky area is kept).
+        ref_bgvar = resample(t_bg.rms.astype(np.float64) ** 2, pmap, order=1, flux=False) * area
+        ref = np.where(ref_bad, 0.0, ref)
+        ref_bgvar = np.where(np.isfinite(ref_bgvar), ref_bgvar, float(np.nanmedian(ref_bgvar)))
+        timings["align"] = time.perf_counter() - t0
+
+        # --- match: flux ratio from both zero points, PSFs at the target on this grid
+        t1 = time.perf_counter()
+        zp_n, _ = zp_fit.predict(x, y, None)
+        zp_t, zp_t_err = t_zp_fit.predict(txc, tyc, None)
+        flux_ratio = 10.0 ** (0.4 * (zp_t - zp_n))
+        fwhm_n = psf.fwhm_at(x, y)
+        jac = _jacobian(pmap, xi - x0, yi - y0)
+        t_fwhm_sci = t_fwhm_native / math.sqrt(abs(float(np.linalg.det(jac))))
+        size = 2 * math.ceil(4.0 * max(fwhm_n, t_fwhm_sci, 1.5)) + 1
+        psf_n, _, _ = psf.render(float(xi), float(yi), size)
+        psf_r = _template_psf_on_grid(t_psf, txc, tyc, jac, size)
+        sci = np.where(mask[cut] != 0, 0.0, data_sub[cut].astype(np.float64))
+        sci_bad = mask[cut] != 0
+        sigma_n = float(np.median(background.rms[cut]))
+        sigma_r = math.sqrt(float(np.median(ref_bgvar)))
+        _check_depth(
+            sigma_n, fwhm_n, sigma_r / flux_ratio, t_fwhm_sci,
+            cfg.subtraction.max_template_noise_ratio, template.label,
+        )
+        # Source noise of the static sky from the (deeper, transient-free) template.
+        static = np.maximum(ref, 0.0)
+        var_n = background.rms[cut].astype(np.float64) ** 2 + static / flux_ratio / meta.gain
+        var_r = ref_bgvar + static / t_meta.gain
+        timings["match"] = time.perf_counter() - t1
+
+        t2 = time.perf_counter()
+        z = zogy(
+            sci, ref, psf_n, psf_r, sigma_new=sigma_n, sigma_ref=sigma_r, flux_ratio=flux_ratio,
+            var_new=var_n, var_ref=var_r, psf_size=size,
+        )
+        timings["subtract"] = time.perf_counter() - t2
+
+        # --- forced photometry on the difference image
+        t3 = time.perf_counter()
+        # A masked pixel spoils the difference over about the matching kernels' core.
+        halo = math.ceil(1.5 * max(fwhm_n, t_fwhm_sci))
+        bad = maximum_filter((sci_bad | ref_bad).astype(np.uint8), size=2 * halo + 1) > 0
+        d_psf = StampPSF.from_stamp(z.psf)
+        measurement = _measure(
+            z.difference, z.variance, bad, d_psf, x - x0, y - y0, meta.gain, cfg, (x0, y0)
+        )
+        noise, n_pix = _noise_check(z.difference, z.variance, bad, x - x0, y - y0, d_psf.fwhm)
+        timings["photometry"] = time.perf_counter() - t3
+        timings["total"] = time.perf_counter() - t0
+        t_limit = 5.0 * float(np.median(t_bg.rms)) * math.sqrt(effective_area(t_psf, txc, tyc))
+
+        products = SubtractionProducts(
+            science_target=science_target,
+            template=template,
+            origin=(x0, y0),
+            science=sci,
+            template_aligned=ref / flux_ratio,
+            difference=z.difference,
+            variance=z.variance,
+            score=z.score,
+            flux_ratio=flux_ratio,
+            template_zero_point=zp_t,
+            template_zero_point_err=zp_t_err,
+            template_fwhm_px=t_fwhm_native,
+            template_limit_flux=t_limit,
+            noise_measured=noise,
+            noise_pixels=n_pix,
+            timings=timings,
+        )
+        return replace(state, target=measurement, subtraction=products)
+
+
+def _check_coverage(shape: tuple[int, ...], x: float, y: float, margin: float, label: str) -> None:
+    ny, nx = shape
+    if not (margin - 0.5 <= x <= nx - 0.5 - margin and margin - 0.5 <= y <= ny - 0.5 - margin):
+        raise TemplateError(
+            f"template {label} does not cover the target: it falls at template pixel "
+            f"({x:.1f}, {y:.1f}) of a {nx}x{ny} image; use a template of this field"
+        )
+
+
+def _check_depth(
+    sigma_n: float, fwhm_n: float, sigma_r: float, fwhm_r: float, limit: float, label: str
+) -> None:
+    """Refuse a template whose PSF-flux noise (science units) exceeds ``limit`` x the frame's."""
+    # A PSF fit's flux error is sigma * sqrt(n_eff), n_eff ~ FWHM^2 for a given profile.
+    ratio = (sigma_r * fwhm_r) / (sigma_n * fwhm_n)
+    if ratio > limit:
+        raise TemplateError(
+            f"template {label} is too shallow: its noise in the target's flux would be "
+            f"{ratio:.2f} times the frame's (allowed {limit:g}); use a deeper template"
+        )
+
+
+def _jacobian(pmap: PixelMap, i: int, j: int) -> np.ndarray:
+    """d(template x, y) / d(science x, y) at cutout pixel (i, j)."""
+    ny, nx = pmap.x.shape
+    i0, i1 = max(i - 1, 0), min(i + 1, nx - 1)
+    j0, j1 = max(j - 1, 0), min(j + 1, ny - 1)
+    jac = np.empty((2, 2))
+    jac[0, 0] = (pmap.x[j, i1] - pmap.x[j, i0]) / (i1 - i0)
+    jac[0, 1] = (pmap.x[j1, i] - pmap.x[j0, i]) / (j1 - j0)
+    jac[1, 0] = (pmap.y[j, i1] - pmap.y[j, i0]) / (i1 - i0)
+    jac[1, 1] = (pmap.y[j1, i] - pmap.y[j0, i]) / (j1 - j0)
+    return jac
+
+
+def _template_psf_on_grid(
+    t_psf: PSFModel, tx: float, ty: float, jac: np.ndarray, size: int
+) -> np.ndarray:
+    """The template's PSF at template pixel (tx, ty), resampled onto the science grid as a
+    centred ``size`` stamp (unit sum)."""
+    scale = float(np.max(np.abs(jac)))
+    native = 2 * math.ceil(size * max(scale, 1.0) * 0.75) + 1
+    stamp, sx0, sy0 = t_psf.render(tx, ty, native)
+    h = size // 2
+    dy, dx = np.mgrid[-h : h + 1, -h : h + 1].astype(float)
+    src_x = tx + jac[0, 0] * dx + jac[0, 1] * dy - sx0
+    src_y = ty + jac[1, 0] * dx + jac[1, 1] * dy - sy0
+    out = map_coordinates(np.asarray(stamp, float), [src_y, src_x], order=3, mode="constant")
+    out = np.maximum(out, 0.0)
+    return np.asarray(out / out.sum())
+
+
+def _measure(
+    diff: np.ndarray,
+    var: np.ndarray,
+    bad: np.ndarray,
+    psf: StampPSF,
+    x: float,
+    y: float,
+    gain: float,
+    config: MeasureConfig,
+    origin: tuple[int, int],
+) -> TargetMeasurement:
+    """Forced PSF (and aperture) photometry at cutout position (x, y); no local background:
+    the difference image has none by construction."""
+    cfg = config.photometry
+    fwhm = psf.fwhm
+    rms = np.sqrt(var)
+    phot = forced_psf_photometry(
+        diff, np.array([x]), np.array([y]), psf=psf, rms=rms, gain=gain, mask=bad,
+        radius=cfg.psf_radius_fwhm * fwhm, annulus=None,
+    )
+    if not np.isfinite(phot.flux[0]):
+        raise PhotometryError(
+            "the target cannot be measured on the difference image: every pixel around it is "
+            "masked in the frame or the template"
+        )
+    ap_radius = cfg.aperture_radius_fwhm * fwhm
+    aperture = aperture_photometry(
+        diff, np.array([x]), np.array([y]), radius=ap_radius, rms=rms, gain=gain, mask=bad,
+        annulus=None,
+    )
+    return TargetMeasurement(
+        x=x + origin[0],
+        y=y + origin[1],
+        psf=phot,
+        aperture=aperture,
+        aperture_radius=ap_radius,
+        encircled_energy=encircled_energy(psf, x, y, ap_radius),
+        fwhm=fwhm,
+    )
+
+
+def _noise_check(
+    diff: np.ndarray, var: np.ndarray, bad: np.ndarray, x: float, y: float, fwhm: float
+) -> tuple[float, int]:
+    """Robust std of difference / predicted sigma in an annulus around the target (1 when
+    the subtraction is clean and the noise model right), and the pixels used."""
+    yy, xx = np.indices(diff.shape)
+    r = np.hypot(xx - x, yy - y)
+    sel = (r > _NOISE_INNER_FWHM * fwhm) & (r < _NOISE_OUTER_PX) & ~bad
+    n = int(sel.sum())
+    if n < 50:
+        return float("nan"), n
+    z = diff[sel] / np.sqrt(var[sel])
+    q25, q75 = np.percentile(z, [25, 75])
+    return float((q75 - q25) / 1.349), n
