@@ -168,6 +168,10 @@ def build_measure_config(args: argparse.Namespace) -> Any:
         section("detection")["method"] = args.detection
     if args.cosmic_rays:
         section("masking")["cosmic_rays"] = True
+    if args.template is not None:
+        section("subtraction")["template"] = args.template
+    if args.template_catalog is not None:
+        section("subtraction")["survey"] = args.template_catalog
     try:
         return MeasureConfig.model_validate(base)
     except ValidationError as err:
@@ -217,8 +221,30 @@ def format_result(result: Any) -> str:
             f'{result.catalog}; FWHM {result.fwhm_arcsec:.2f}"; astrometric rms '
             f'{result.astrometry_rms_arcsec:.3f}"',
             f"  flags: {', '.join(result.flag_names) or 'none'}; {result.timings['total']:.2f} s",
+            *_subtraction_lines(result),
         ]
     )
+
+
+def _subtraction_lines(result: Any) -> list[str]:
+    """What the template subtraction did, when it ran."""
+    sub = result.subtraction
+    if sub is None:
+        return []
+    science = (
+        f"{sub.science_mag:.3f} ± {sub.science_magerr:.3f}"
+        if sub.science_mag is not None
+        else f"flux {sub.science_flux:.3f} µJy"
+    )
+    noise = (
+        f"{sub.difference_noise_ratio:.2f}" if sub.difference_noise_ratio is not None else "n/a"
+    )
+    return [
+        f"  difference image ({sub.method}) against {sub.template} [{sub.template_origin}]: "
+        f"template depth {sub.template_limiting_mag:.2f}, FWHM {sub.template_fwhm_arcsec:.2f}\", "
+        f"noise/expected {noise}; {sub.timings['total']:.2f} s",
+        f"  science frame alone (host light included): {science}",
+    ]
 
 
 def add_measure_parser(sub: Any) -> None:
@@ -270,6 +296,18 @@ def add_measure_parser(sub: Any) -> None:
     p.add_argument("--engine", choices=["skyphot", "stdpipe"], help="measurement engine")
     p.add_argument("--detection", choices=["sep", "sextractor"], help="detection engine")
     p.add_argument("--cosmic-rays", action="store_true", help="mask cosmic rays")
+    p.add_argument(
+        "--template",
+        metavar="FILE|auto|none",
+        help="subtract a template before measuring: a FITS file, 'auto' (survey template from "
+        "the template cache or the cutout service) or 'none' (default)",
+    )
+    p.add_argument(
+        "--template-catalog",
+        metavar="SURVEY",
+        help="survey for --template auto (default: chosen from the band and declination; "
+        "'ps1' is implemented)",
+    )
     p.add_argument("--config", help="YAML file with MeasureConfig settings")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.add_argument("--plot", help="write the diagnostic PNG here")

@@ -209,6 +209,16 @@ class SubtractionConfig(_Model):
     template_hdu: int | str | None = Field(
         None, description="HDU index or EXTNAME of the template; None: the first image HDU."
     )
+    survey: str | None = Field(
+        None,
+        description="Survey for 'auto' templates ('ps1'); None: chosen from band and "
+        "declination.",
+    )
+    service_url: str | None = Field(
+        None, description="Image cutout service base URL for 'auto'; None: the survey's own."
+    )
+    timeout_s: float = Field(60.0, description="Timeout of one cutout request, seconds.", gt=0)
+    retries: int = Field(3, description="Attempts per cutout request (with back-off).", ge=1)
     method: Literal["zogy"] = Field(
         "zogy", description="Subtraction algorithm: ZOGY (Zackay, Ofek & Gal-Yam 2016)."
     )

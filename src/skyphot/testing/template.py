@@ -52,6 +52,11 @@ class TemplateParams:
     """Template epoch (UTC start)."""
     wcs_offset_arcsec: float = 2.0
     """Error of the template header WCS centre, arcsec."""
+    transient_mag: float | None = None
+    """The transient as it was at the template epoch (bands[1] mag); None: absent. With it
+    brighter than on the science frame, the difference flux is negative (a fading source)."""
+    filter: str | None = None
+    """Header FILTER of the template; None: the science frame's."""
 
 
 def simulate_template(
@@ -91,6 +96,16 @@ def simulate_template(
         truth = science.truth
         add_hosts(
             image, sp.hosts, wcs=wcs, psf=psf, photo=photo, target_radec=(truth.ra, truth.dec)
+        )
+    if tp.transient_mag is not None:
+        truth = science.truth
+        txy = wcs.all_world2pix(np.array([truth.ra]), np.array([truth.dec]), 0)
+        t_flux = photo.flux_adu(
+            np.array([tp.transient_mag]), np.array([truth.color]), txy[0], txy[1]
+        )
+        image += render_stars(
+            tp.shape, txy[0], txy[1], t_flux, psf, wing_level=0.01 * max(rms, 0.1),
+            max_outside_fraction=1e-5,
         )
     noiseless = sky_adu + image
     electrons = rng.poisson(noiseless * tp.gain).astype(np.float64)
@@ -138,14 +153,14 @@ def _header(
     h["DATE-OBS"] = (tp.date_obs, "UTC start of exposure")
     h["MJD-OBS"] = (mjd, "UTC MJD at start of exposure")
     h["EXPTIME"] = (300.0, "[s] exposure time")
-    h["FILTER"] = sp.filter
+    h["FILTER"] = tp.filter or sp.filter
     h["GAIN"] = (tp.gain, "[e-/ADU]")
     h["RDNOISE"] = (tp.read_noise, "[e-] read noise")
     h["SATURATE"] = (tp.saturation, "[ADU] saturation level")
     h["INSTRUME"] = "SimTemplateCam"
     h["TELESCOP"] = "Sim survey"
     h["BUNIT"] = "adu"
-    h["SIMULATD"] = (True, "template made by skyphot.testing.simulate_template")
+    h["SIMULATD"] = (True, "skyphot.testing.simulate_template")
     h["SIMSEED"] = (seed, "simulation seed")
     h.extend(header_wcs_cards(
         tp.shape, center, tp.pixel_scale, tp.rotation_deg,

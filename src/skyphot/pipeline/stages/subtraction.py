@@ -21,7 +21,13 @@ from skyphot.core.photometry import aperture_photometry, encircled_energy, force
 from skyphot.core.psf import PSFModel, effective_area
 from skyphot.core.resample import PixelMap, pixel_map, resample
 from skyphot.core.zogy import StampPSF, zogy
-from skyphot.errors import PhotometryError, SkyphotError, TemplateError, UnknownFilterError
+from skyphot.errors import (
+    PhotometryError,
+    SkyphotError,
+    TargetOutsideFrameError,
+    TemplateError,
+    UnknownFilterError,
+)
 from skyphot.pipeline.config import HeaderOverrides, MeasureConfig
 from skyphot.pipeline.runner import Stage
 from skyphot.pipeline.stages.calibrate import Calibrate
@@ -93,6 +99,10 @@ def _run(stages: list[Stage], state: FrameState, label: str) -> FrameState:
             state = stage.run(state)
         except TemplateError:
             raise
+        except TargetOutsideFrameError as err:
+            raise TemplateError(
+                f"template {label} does not cover the target ({err}); use a template of this field"
+            ) from err
         except SkyphotError as err:
             raise TemplateError(f"template {label} unusable ({stage.name}): {err}") from err
     return state
