@@ -20,6 +20,7 @@ matched-filter score is normalised by it (S_corr, eq. 25 in spirit).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -143,6 +144,61 @@ def zogy(
         score=score,
         flux_scale=f_d,
         background_sigma=1.0 / f_d,
+    )
+
+
+def zogy_tiled(
+    new: np.ndarray,
+    ref: np.ndarray,
+    var_new: np.ndarray,
+    var_ref: np.ndarray,
+    psfs_at: Callable[[int, int], tuple[np.ndarray, np.ndarray]],
+    *,
+    flux_ratio: float,
+    tile: int,
+    overlap: int,
+    focus: tuple[int, int],
+    psf_size: int,
+) -> ZogyResult:
+    """ZOGY over sub-images so a spatially varying PSF is followed: each tile (plus
+    ``overlap`` px of context on every side) is subtracted with both PSFs at its centre (the
+    tile holding ``focus`` uses the PSFs at ``focus``) and the white noise levels of the
+    tile, and only its core is kept. ``psfs_at(x, y)`` gives (science, template) stamps at
+    pixel (x, y). The returned ``psf`` and ``flux_scale`` are those of the ``focus`` tile.
+    """
+    ny, nx = new.shape
+    diff = np.empty((ny, nx))
+    var = np.empty((ny, nx))
+    score = np.empty((ny, nx))
+    fx, fy = focus
+    focus_result: ZogyResult | None = None
+    for ty0 in range(0, ny, tile):
+        for tx0 in range(0, nx, tile):
+            ty1, tx1 = min(ty0 + tile, ny), min(tx0 + tile, nx)
+            has_focus = ty0 <= fy < ty1 and tx0 <= fx < tx1
+            cx, cy = (fx, fy) if has_focus else ((tx0 + tx1 - 1) // 2, (ty0 + ty1 - 1) // 2)
+            ey0, ey1 = max(ty0 - overlap, 0), min(ty1 + overlap, ny)
+            ex0, ex1 = max(tx0 - overlap, 0), min(tx1 + overlap, nx)
+            box = (slice(ey0, ey1), slice(ex0, ex1))
+            pn, pr = psfs_at(cx, cy)
+            vn, vr = var_new[box], var_ref[box]
+            res = zogy(
+                new[box], ref[box], pn, pr,
+                sigma_new=math.sqrt(float(np.median(vn))),
+                sigma_ref=math.sqrt(float(np.median(vr))),
+                flux_ratio=flux_ratio, var_new=vn, var_ref=vr, psf_size=psf_size,
+            )
+            core = (slice(ty0 - ey0, ty1 - ey0), slice(tx0 - ex0, tx1 - ex0))
+            diff[ty0:ty1, tx0:tx1] = res.difference[core]
+            var[ty0:ty1, tx0:tx1] = res.variance[core]
+            score[ty0:ty1, tx0:tx1] = res.score[core]
+            if has_focus:
+                focus_result = res
+    if focus_result is None:
+        raise InputError(f"focus pixel {focus} is outside the {nx}x{ny} image")
+    return ZogyResult(
+        difference=diff, variance=var, psf=focus_result.psf, score=score,
+        flux_scale=focus_result.flux_scale, background_sigma=focus_result.background_sigma,
     )
 
 

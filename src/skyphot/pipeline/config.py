@@ -222,6 +222,18 @@ class SubtractionConfig(_Model):
     method: Literal["zogy"] = Field(
         "zogy", description="Subtraction algorithm: ZOGY (Zackay, Ofek & Gal-Yam 2016)."
     )
+    region: Literal["target", "full"] = Field(
+        "target",
+        description="'target': subtract a cutout_px square around the target; 'full': the "
+        "whole frame, in tiles (for difference-image searches and diagnostics).",
+    )
+    tile_px: int = Field(
+        512,
+        description="Side of the sub-images ZOGY works on, px; each uses the PSFs at its "
+        "centre, so a PSF varying across the frame is followed.",
+        ge=64,
+        le=8192,
+    )
     cutout_px: int = Field(
         512,
         description="Side of the square region around the target that is aligned and "

@@ -91,6 +91,7 @@ class SubtractionProducts:
     difference: np.ndarray
     variance: np.ndarray
     score: np.ndarray
+    bad: np.ndarray  # difference pixels spoilt by a masked pixel in either image
     flux_ratio: float
     template_zero_point: float
     template_zero_point_err: float

@@ -20,7 +20,7 @@ from skyphot.catalogs.filters import resolve_filter
 from skyphot.core.photometry import aperture_photometry, encircled_energy, forced_psf_photometry
 from skyphot.core.psf import PSFModel, effective_area
 from skyphot.core.resample import PixelMap, pixel_map, resample
-from skyphot.core.zogy import StampPSF, zogy
+from skyphot.core.zogy import StampPSF, zogy_tiled
 from skyphot.errors import (
     PhotometryError,
     SkyphotError,
@@ -157,11 +157,14 @@ class SubtractTemplate:
 
         x, y = science_target.x, science_target.y
         ny, nx = frame.shape
-        side = min(cfg.subtraction.cutout_px, ny, nx)
-        x0 = int(np.clip(round(x) - side // 2, 0, nx - side))
-        y0 = int(np.clip(round(y) - side // 2, 0, ny - side))
-        cut = (slice(y0, y0 + side), slice(x0, x0 + side))
-        pmap = pixel_map(t_wcs, solution.wcs, (side, side), origin=(x0, y0))
+        if cfg.subtraction.region == "full":
+            x0, y0, wy, wx = 0, 0, ny, nx
+        else:
+            wy = wx = min(cfg.subtraction.cutout_px, ny, nx)
+            x0 = int(np.clip(round(x) - wx // 2, 0, nx - wx))
+            y0 = int(np.clip(round(y) - wy // 2, 0, ny - wy))
+        cut = (slice(y0, y0 + wy), slice(x0, x0 + wx))
+        pmap = pixel_map(t_wcs, solution.wcs, (wy, wx), origin=(x0, y0))
         xi, yi = round(x), round(y)
         txc = float(pmap.x[yi - y0, xi - x0])
         tyc = float(pmap.y[yi - y0, xi - x0])
@@ -208,9 +211,19 @@ class SubtractTemplate:
         timings["match"] = time.perf_counter() - t1
 
         t2 = time.perf_counter()
-        z = zogy(
-            sci, ref, psf_n, psf_r, sigma_new=sigma_n, sigma_ref=sigma_r, flux_ratio=flux_ratio,
-            var_new=var_n, var_ref=var_r, psf_size=size,
+        tile = cfg.subtraction.tile_px
+
+        def psfs_at(cx: int, cy: int) -> tuple[np.ndarray, np.ndarray]:
+            """Both PSFs at cutout pixel (cx, cy), on the science grid."""
+            if (cx, cy) == (xi - x0, yi - y0):
+                return psf_n, psf_r
+            tx, ty = float(pmap.x[cy, cx]), float(pmap.y[cy, cx])
+            pn, _, _ = psf.render(float(cx + x0), float(cy + y0), size)
+            return pn, _template_psf_on_grid(t_psf, tx, ty, _jacobian(pmap, cx, cy), size)
+
+        z = zogy_tiled(
+            sci, ref, var_n, var_r, psfs_at, flux_ratio=flux_ratio, tile=tile,
+            overlap=2 * size, focus=(xi - x0, yi - y0), psf_size=size,
         )
         timings["subtract"] = time.perf_counter() - t2
 
@@ -237,6 +250,7 @@ class SubtractTemplate:
             difference=z.difference,
             variance=z.variance,
             score=z.score,
+            bad=bad,
             flux_ratio=flux_ratio,
             template_zero_point=zp_t,
             template_zero_point_err=zp_t_err,
