@@ -46,9 +46,9 @@ def pixel_map(
     fy = np.interp(np.arange(ny, dtype=float), gy, np.arange(gy.size, dtype=float))
     fx = np.interp(np.arange(nx, dtype=float), gx, np.arange(gx.size, dtype=float))
     iy, ix = np.meshgrid(fy, fx, indexing="ij")
-    order = 3 if min(gx.size, gy.size) >= 4 else 1
-    xs = map_coordinates(sx, [iy, ix], order=order, mode="nearest")
-    ys = map_coordinates(sy, [iy, ix], order=order, mode="nearest")
+    # Bilinear between nodes: a TAN(-SIP) map curves by far less than 0.01 px over a cell.
+    xs = map_coordinates(sx, [iy, ix], order=1, mode="nearest")
+    ys = map_coordinates(sy, [iy, ix], order=1, mode="nearest")
     # Jacobian of the map (source px per destination px) on the coarse grid -> area ratio.
     dxdx = np.gradient(sx, gx, axis=1)
     dxdy = np.gradient(sx, gy, axis=0)

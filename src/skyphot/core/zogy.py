@@ -101,7 +101,21 @@ def zogy(
         )
     if not (np.all(np.isfinite(new)) and np.all(np.isfinite(ref))):
         raise InputError("the images given to ZOGY contain NaN or infinite pixels; fill them")
-    shape = new.shape
+    out_shape = new.shape
+    # FFTs of sizes with only small prime factors are several times faster: pad (zeros in
+    # the images, the white level in the variances) and crop the results.
+    shape = (
+        sfft.next_fast_len(out_shape[0], real=True),
+        sfft.next_fast_len(out_shape[1], real=True),
+    )
+    if shape != out_shape:
+        pads = ((0, shape[0] - out_shape[0]), (0, shape[1] - out_shape[1]))
+        new = np.pad(new, pads)
+        ref = np.pad(ref, pads)
+        if var_new is not None:
+            var_new = np.pad(var_new, pads, constant_values=sigma_new**2)
+        if var_ref is not None:
+            var_ref = np.pad(var_ref, pads, constant_values=sigma_ref**2)
     fr = float(flux_ratio)
     pn = sfft.rfft2(_embed(psf_new, shape), workers=_WORKERS)
     pr = sfft.rfft2(_embed(psf_ref, shape), workers=_WORKERS)
@@ -109,13 +123,16 @@ def zogy(
     den = np.sqrt(den2 + _DEN_FLOOR * float(den2.max()))
     f_d = fr / math.sqrt(sigma_new**2 * fr**2 + sigma_ref**2)
     # Kernels applied to each image so that the result is D / F_D (science flux units).
-    kn = fr * pr / den / f_d
-    kr = pn / den / f_d
-    n_hat = sfft.rfft2(new, workers=_WORKERS)
-    r_hat = sfft.rfft2(ref, workers=_WORKERS)
-    diff = sfft.irfft2(kn * n_hat - kr * r_hat, s=shape, workers=_WORKERS)
-    pd_hat = fr * pr * pn / (f_d * den)
-    pd_full = sfft.irfft2(pd_hat, s=shape, workers=_WORKERS)
+    # Images are transformed in single precision (twice as fast; their noise is far above
+    # its round-off), kernels are built in double precision.
+    kn = (fr * pr / den / f_d).astype(np.complex64)
+    kr = (pn / den / f_d).astype(np.complex64)
+    pd_hat = (fr * pr * pn / (f_d * den)).astype(np.complex64)
+    n_hat = sfft.rfft2(new.astype(np.float32), workers=_WORKERS)
+    r_hat = sfft.rfft2(ref.astype(np.float32), workers=_WORKERS)
+    d_hat = kn * n_hat - kr * r_hat
+    diff = sfft.irfft2(d_hat, s=shape, workers=_WORKERS)
+    pd_full = sfft.irfft2(pd_hat, s=shape, workers=_WORKERS).astype(np.float64)
     size = psf_size or max(psf_new.shape[0], psf_ref.shape[0])
     size = min(size | 1, (min(shape) - 1) | 1)
     psf_d = _centred(pd_full, size)
@@ -125,23 +142,24 @@ def zogy(
     v_r = np.full(shape, sigma_ref**2) if var_ref is None else var_ref
     kn2 = sfft.rfft2(sfft.irfft2(kn, s=shape, workers=_WORKERS) ** 2, workers=_WORKERS)
     kr2 = sfft.rfft2(sfft.irfft2(kr, s=shape, workers=_WORKERS) ** 2, workers=_WORKERS)
-    var = sfft.irfft2(
-        kn2 * sfft.rfft2(v_n, workers=_WORKERS) + kr2 * sfft.rfft2(v_r, workers=_WORKERS),
-        s=shape,
-        workers=_WORKERS,
+    var_hat = kn2 * sfft.rfft2(v_n.astype(np.float32), workers=_WORKERS) + kr2 * sfft.rfft2(
+        v_r.astype(np.float32), workers=_WORKERS
     )
+    var = sfft.irfft2(var_hat, s=shape, workers=_WORKERS)
     var = np.maximum(var, 0.25 / f_d**2)  # round-off floor: never below a quarter of white
-    # Matched filter of D with P_D and its variance through P_D^2.
-    pd_flip = np.conj(pd_hat)
-    s_img = sfft.irfft2(sfft.rfft2(diff, workers=_WORKERS) * pd_flip, s=shape, workers=_WORKERS)
-    pd2 = sfft.rfft2(pd_full**2, workers=_WORKERS)
-    v_s = sfft.irfft2(sfft.rfft2(var, workers=_WORKERS) * np.conj(pd2), s=shape, workers=_WORKERS)
+    # Matched filter of D with P_D, and its variance: var convolved with P_D^2.
+    s_img = sfft.irfft2(d_hat * np.conj(pd_hat), s=shape, workers=_WORKERS)
+    pd2 = sfft.rfft2((pd_full**2).astype(np.float32), workers=_WORKERS)
+    v_s = sfft.irfft2(
+        sfft.rfft2(var, workers=_WORKERS) * np.conj(pd2), s=shape, workers=_WORKERS
+    )
     score = s_img / np.sqrt(np.maximum(v_s, 1e-30))
+    crop = (slice(0, out_shape[0]), slice(0, out_shape[1]))
     return ZogyResult(
-        difference=diff,
-        variance=var,
+        difference=diff[crop],
+        variance=var[crop],
         psf=psf_d,
-        score=score,
+        score=score[crop],
         flux_scale=f_d,
         background_sigma=1.0 / f_d,
     )
