@@ -93,6 +93,10 @@ class ToolNotFoundError(ExternalToolError):
     """An external program or optional Python extra is not installed."""
 
 
+class TemplateServiceError(ExternalToolError):
+    """An image cutout service (survey templates) failed or could not be reached."""
+
+
 class CatalogServiceError(SkyphotError):
     """An online catalog service could not be reached or answered badly."""
 

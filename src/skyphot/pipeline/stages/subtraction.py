@@ -20,6 +20,7 @@ from skyphot.catalogs.filters import resolve_filter
 from skyphot.core.photometry import aperture_photometry, encircled_energy, forced_psf_photometry
 from skyphot.core.psf import PSFModel, effective_area
 from skyphot.core.resample import PixelMap, pixel_map, resample
+from skyphot.core.wcs_utils import pixel_scale_arcsec
 from skyphot.core.zogy import StampPSF, zogy_tiled
 from skyphot.errors import (
     PhotometryError,
@@ -45,21 +46,30 @@ from skyphot.pipeline.state import (
 # The difference-image noise is checked in an annulus around the target (px).
 _NOISE_INNER_FWHM = 3.0
 _NOISE_OUTER_PX = 60.0
+# Survey cutouts reach this far beyond the region subtracted (pointing and WCS slack).
+_SIZE_MARGIN_ARCSEC = 60.0
 # Template pixels this close to the target must be on the template.
 _COVER_FWHM = 3.0
 
 
-def resolve_template(config: MeasureConfig) -> tuple[str, str, str]:
-    """(path, origin, label) of the configured template; raises ``TemplateError``."""
+def resolve_template(
+    config: MeasureConfig, *, band: str, size_arcsec: float
+) -> tuple[str, str, str, str | None]:
+    """(path, origin, label, band note) of the configured template; raises
+    ``TemplateError`` (or ``TemplateServiceError`` when a cutout service fails)."""
     choice = config.subtraction.template
     if choice == "auto":
-        from skyphot.templates.cache import template_from_cache
+        from skyphot.templates.auto import auto_template
 
-        return template_from_cache(config)
-    path = Path(choice)
-    if not path.is_file():
+        path, label, note = auto_template(
+            config.subtraction, ra=config.target.ra, dec=config.target.dec, band=band,
+            size_arcsec=size_arcsec,
+        )
+        return path, "survey", label, note
+    file = Path(choice)
+    if not file.is_file():
         raise TemplateError(f"template file {choice} does not exist or is not a file")
-    return str(path), "file", path.name
+    return str(file), "file", file.name, None
 
 
 def _template_config(config: MeasureConfig) -> MeasureConfig:
@@ -79,14 +89,23 @@ class PrepareTemplate:
     def run(self, state: FrameState) -> FrameState:
         bands = need(state.bands, "the bands")
         catalog = need(state.catalog, "the reference catalog")
-        path, origin, label = resolve_template(state.config)
+        frame = need(state.frame, "the frame")
+        scale = pixel_scale_arcsec(need(state.astrometry, "the astrometric solution").wcs)
+        sub = state.config.subtraction
+        side = math.hypot(*frame.shape) if sub.region == "full" else sub.cutout_px * 1.42
+        path, origin, label, survey_note = resolve_template(
+            state.config, band=bands.band, size_arcsec=side * scale + _SIZE_MARGIN_ARCSEC
+        )
         tstate = FrameState(image_path=path, config=_template_config(state.config))
         before: list[Stage] = [
             ReadFrame(), NormaliseHeader(), BuildMask(), SubtractBackground(), DetectSources()
         ]
         after: list[Stage] = [RefineAstrometry(), FitPSF(), Calibrate()]
         tstate = _run(before, tstate, label)
-        note = _band_note(need(tstate.meta, "the template header").filter, bands.band, label)
+        if origin == "file":
+            note = _band_note(need(tstate.meta, "the template header").filter, bands.band, label)
+        else:  # a survey image was chosen for this band (or its nearest, said in the note)
+            note = survey_note
         tstate = replace(tstate, catalog=catalog, bands=bands)
         tstate = _run(after, tstate, label)
         template = TemplateFrame(state=tstate, origin=origin, label=label, band_note=note)
