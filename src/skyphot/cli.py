@@ -414,6 +414,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_simulate_parser(sub)
     add_demo_parser(sub)
     _add_catalog_parsers(sub)
+    _add_template_parsers(sub)
     _add_batch_parsers(sub)
     _add_web_parsers(sub)
     return parser
@@ -421,6 +422,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_catalog_parsers(sub: Any) -> None:
     from skyphot.catalogs.commands import add_parsers
+
+    add_parsers(sub)
+
+
+def _add_template_parsers(sub: Any) -> None:
+    from skyphot.templates.commands import add_parsers
 
     add_parsers(sub)
 

@@ -31,8 +31,8 @@ from skyphot.errors import TemplateError
 DEFAULT_MAX_BYTES = 20 * 1024**3
 _NAME = re.compile(r"^[A-Za-z0-9_.+-]{1,40}$")
 _TILE_DEG = 0.5
-# The target must be this many pixels inside a cached template to use it.
-_EDGE_PX = 64
+# By default the target must be this far inside a cached template to use it.
+_EDGE_ARCSEC = 30.0
 
 
 def default_template_dir() -> Path:
@@ -74,7 +74,7 @@ def _image_hdu(hdul: fits.HDUList) -> fits.hdu.base.ExtensionHDU | fits.PrimaryH
 
 
 def _footprint_margin(path: Path, ra: float, dec: float) -> float:
-    """Pixels between (ra, dec) and the nearest edge of the template (negative: outside)."""
+    """Arcsec between (ra, dec) and the nearest edge of the template (negative: outside)."""
     import warnings
 
     with warnings.catch_warnings():
@@ -86,7 +86,8 @@ def _footprint_margin(path: Path, ra: float, dec: float) -> float:
     x, y = wcs.all_world2pix(np.array([ra]), np.array([dec]), 0)
     if not (np.isfinite(x[0]) and np.isfinite(y[0])):
         return -math.inf
-    return float(min(x[0] + 0.5, nx - 0.5 - x[0], y[0] + 0.5, ny - 0.5 - y[0]))
+    scale = float(np.sqrt(abs(np.linalg.det(wcs.pixel_scale_matrix)))) * 3600.0
+    return scale * float(min(x[0] + 0.5, nx - 0.5 - x[0], y[0] + 0.5, ny - 0.5 - y[0]))
 
 
 class TemplateCache:
@@ -103,10 +104,10 @@ class TemplateCache:
         band: str,
         *,
         survey: str | None = None,
-        min_margin_px: float = _EDGE_PX,
+        min_margin_arcsec: float = _EDGE_ARCSEC,
     ) -> CachedTemplate | None:
         """The cached template of ``band`` that holds (ra, dec) deepest inside it (at least
-        ``min_margin_px`` from every edge), or None when the cache has none (a miss is an
+        ``min_margin_arcsec`` from every edge), or None when the cache has none (a miss is an
         ordinary answer, not a failure)."""
         surveys = [survey] if survey else sorted(
             p.name for p in self.root.iterdir() if p.is_dir()
@@ -118,7 +119,7 @@ class TemplateCache:
                 continue
             for path in sorted(directory.glob("*.fits")):
                 margin = _footprint_margin(path, ra, dec)
-                if margin >= min_margin_px and (best is None or margin > best[0]):
+                if margin >= min_margin_arcsec and (best is None or margin > best[0]):
                     best = (margin, CachedTemplate(path=path, survey=name, band=band))
         if best is None:
             return None

@@ -61,9 +61,11 @@ def resolve_template(
     if choice == "auto":
         from skyphot.templates.auto import auto_template
 
+        sub = config.subtraction
         path, label, note = auto_template(
-            config.subtraction, ra=config.target.ra, dec=config.target.dec, band=band,
-            size_arcsec=size_arcsec,
+            ra=config.target.ra, dec=config.target.dec, band=band, size_arcsec=size_arcsec,
+            survey_name=sub.survey, cache_dir=sub.cache_dir, service_url=sub.service_url,
+            timeout=sub.timeout_s, retries=sub.retries,
         )
         return path, "survey", label, note
     file = Path(choice)
