@@ -382,3 +382,14 @@ def test_template_field_errors(instance: Instance, source: str) -> None:
     assert r.status_code == 422
     assert error_of(r)["field"] == "template"
     assert upload_files(instance) == before  # a refused upload keeps no file
+
+
+def test_settings_hash_tells_subtracted_from_plain() -> None:
+    from skyphot.jobs.store import settings_hash
+
+    plain = {"filter": "r", "nsigma": 5.0}
+    assert settings_hash(plain) == settings_hash({**plain, "template": "none"})
+    assert settings_hash(plain) != settings_hash({**plain, "template": "auto"})
+    a = {**plain, "template": "file", "template_file_hash": "a" * 64}
+    b = {**plain, "template": "file", "template_file_hash": "b" * 64}
+    assert settings_hash(a) != settings_hash(b)
