@@ -80,6 +80,19 @@ def test_difference_photometry_recovers_the_transient_on_its_host(
     assert err > ideal
 
 
+def test_diagnostics_show_science_template_and_difference(
+    pair: Pair, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from PIL import Image
+
+    png = tmp_path / "diag.png"
+    _run(_argv(pair, str(pair.template), "--plot", str(png)), capsys)
+    with Image.open(png) as image:
+        width, height = image.size
+    # three rows of panels instead of two
+    assert height > width * 0.9
+
+
 def test_without_template_the_result_has_no_subtraction_block(
     pair: Pair, capsys: pytest.CaptureFixture[str]
 ) -> None:
