@@ -67,7 +67,15 @@ class SubtractionReport(BaseModel):
     template_limiting_mag: float = Field(
         description="Template 5-sigma PSF-fit point-source depth at the target, mag."
     )
-    flux_ratio: float = Field(description="Template counts per science count (from the ZPs).")
+    flux_ratio: float = Field(description="Template counts per science count at the target.")
+    flux_ratio_err: float = Field(
+        description="Its 1-sigma error; times the static light under the target it is "
+        "included in fluxerr."
+    )
+    flux_ratio_source: str = Field(
+        description="How the ratio was found: 'N stars on both frames' (nearest the target) "
+        "or 'zero points'."
+    )
     cutout_px: int = Field(description="Side of the subtracted region around the target, px.")
     difference_noise_ratio: float | None = Field(
         description="Robust std of the difference image over its predicted noise near the "

@@ -93,6 +93,8 @@ class SubtractionProducts:
     score: np.ndarray
     bad: np.ndarray  # difference pixels spoilt by a masked pixel in either image
     flux_ratio: float
+    flux_ratio_err: float
+    flux_ratio_source: str
     template_zero_point: float
     template_zero_point_err: float
     template_fwhm_px: float

@@ -41,6 +41,8 @@ def subtraction_report(
         template_fwhm_arcsec=sub.template_fwhm_px * pixel_scale_arcsec(t_wcs),
         template_limiting_mag=sub.template_zero_point - 2.5 * math.log10(sub.template_limit_flux),
         flux_ratio=sub.flux_ratio,
+        flux_ratio_err=sub.flux_ratio_err,
+        flux_ratio_source=sub.flux_ratio_source,
         cutout_px=int(sub.difference.shape[0]),
         difference_noise_ratio=noise,
         difference_noise_pixels=sub.noise_pixels,

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 from scipy.ndimage import map_coordinates, maximum_filter
+from scipy.spatial import cKDTree
 
 from skyphot.catalogs.filters import resolve_filter
 from skyphot.core.photometry import aperture_photometry, encircled_energy, forced_psf_photometry
@@ -46,6 +47,11 @@ from skyphot.pipeline.state import (
 # The difference-image noise is checked in an annulus around the target (px).
 _NOISE_INNER_FWHM = 3.0
 _NOISE_OUTER_PX = 60.0
+# The flux ratio comes from up to this many stars nearest the target, matched within this
+# radius, and needs at least this many.
+_RATIO_STARS = 40
+_MATCH_ARCSEC = 1.0
+_MIN_RATIO_STARS = 5
 # Survey cutouts reach this far beyond the region subtracted (pointing and WCS slack).
 _SIZE_MARGIN_ARCSEC = 60.0
 # Template pixels this close to the target must be on the template.
@@ -208,9 +214,15 @@ class SubtractTemplate:
 
         # --- match: flux ratio from both zero points, PSFs at the target on this grid
         t1 = time.perf_counter()
-        zp_n, _ = zp_fit.predict(x, y, None)
+        zp_n, zp_n_err = zp_fit.predict(x, y, None)
         zp_t, zp_t_err = t_zp_fit.predict(txc, tyc, None)
-        flux_ratio = 10.0 ** (0.4 * (zp_t - zp_n))
+        matched = _matched_flux_ratio(state, t_state, x, y)
+        if matched is not None:
+            flux_ratio, ln_ratio_err, ratio_source = matched
+        else:  # too few stars measured on both: the two zero points give the ratio
+            flux_ratio = 10.0 ** (0.4 * (zp_t - zp_n))
+            ln_ratio_err = 0.4 * math.log(10.0) * math.hypot(zp_t_err, zp_n_err)
+            ratio_source = "zero points"
         fwhm_n = psf.fwhm_at(x, y)
         jac = _jacobian(pmap, xi - x0, yi - y0)
         t_fwhm_sci = t_fwhm_native / math.sqrt(abs(float(np.linalg.det(jac))))
@@ -257,6 +269,14 @@ class SubtractTemplate:
         measurement = _measure(
             z.difference, z.variance, bad, d_psf, x - x0, y - y0, meta.gain, cfg, (x0, y0)
         )
+        # An error in the flux ratio leaves a fraction of the static light (host, star) under
+        # the target in the difference: add it to the error.
+        static_flux = float(science_target.psf.flux[0] - measurement.psf.flux[0])
+        ratio_term = abs(static_flux) * ln_ratio_err
+        measurement = replace(
+            measurement,
+            psf=replace(measurement.psf, fluxerr=np.hypot(measurement.psf.fluxerr, ratio_term)),
+        )
         noise, n_pix = _noise_check(z.difference, z.variance, bad, x - x0, y - y0, d_psf.fwhm)
         timings["photometry"] = time.perf_counter() - t3
         timings["total"] = time.perf_counter() - t0
@@ -273,6 +293,8 @@ class SubtractTemplate:
             score=z.score,
             bad=bad,
             flux_ratio=flux_ratio,
+            flux_ratio_err=flux_ratio * ln_ratio_err,
+            flux_ratio_source=ratio_source,
             template_zero_point=zp_t,
             template_zero_point_err=zp_t_err,
             template_fwhm_px=t_fwhm_native,
@@ -282,6 +304,45 @@ class SubtractTemplate:
             timings=timings,
         )
         return replace(state, target=measurement, subtraction=products)
+
+
+def _matched_flux_ratio(
+    state: FrameState, t_state: FrameState, x: float, y: float
+) -> tuple[float, float, str] | None:
+    """Template/science flux ratio from the calibration stars measured on both frames
+    nearest the target (catalog errors cancel star by star), its relative error, and a
+    description; None when fewer than ``_MIN_RATIO_STARS`` stars are shared."""
+    s_st = need(state.calib_stars, "the calibration stars")
+    t_st = need(t_state.calib_stars, "the template calibration stars")
+    s_wcs = need(state.astrometry, "the astrometric solution").wcs
+    t_wcs = need(t_state.astrometry, "the template astrometry").wcs
+    if s_st.x.size < _MIN_RATIO_STARS or t_st.x.size < _MIN_RATIO_STARS:
+        return None
+    s_ra, s_dec = s_wcs.all_pix2world(s_st.x, s_st.y, 0)
+    t_ra, t_dec = t_wcs.all_pix2world(t_st.x, t_st.y, 0)
+    cosd = math.cos(math.radians(float(np.median(s_dec))))
+    tree = cKDTree(np.column_stack([t_ra * cosd, t_dec]) * 3600.0)
+    dist, idx = tree.query(np.column_stack([s_ra * cosd, s_dec]) * 3600.0)
+    ok = dist < _MATCH_ARCSEC
+    if int(ok.sum()) < _MIN_RATIO_STARS:
+        return None
+    si = np.flatnonzero(ok)
+    ti = idx[ok]
+    near = np.argsort(np.hypot(s_st.x[si] - x, s_st.y[si] - y))[:_RATIO_STARS]
+    si, ti = si[near], ti[near]
+    d = t_st.inst_mag[ti] - s_st.inst_mag[si]
+    w = 1.0 / (t_st.inst_err[ti] ** 2 + s_st.inst_err[si] ** 2)
+    med = float(np.median(d))
+    mad = 1.4826 * float(np.median(np.abs(d - med)))
+    keep = np.abs(d - med) <= max(3.0 * mad, 0.01)
+    if int(keep.sum()) < _MIN_RATIO_STARS:
+        return None
+    d, w = d[keep], w[keep]
+    mean = float(np.sum(w * d) / np.sum(w))
+    chi2 = float(np.sum(w * (d - mean) ** 2)) / max(d.size - 1, 1)
+    err_mag = math.sqrt(max(chi2, 1.0) / float(np.sum(w)))
+    ratio = 10.0 ** (-0.4 * mean)
+    return ratio, 0.4 * math.log(10.0) * err_mag, f"{d.size} stars on both frames"
 
 
 def _check_coverage(shape: tuple[int, ...], x: float, y: float, margin: float, label: str) -> None:
