@@ -64,8 +64,8 @@ def resample(
 ) -> np.ndarray:
     """``image`` interpolated at ``pmap``; NaN outside the source. ``flux``: multiply by the
     area ratio so per-pixel counts stay counts (surface brightness times pixel area)."""
-    if order not in (0, 1, 3):
-        raise InputError(f"resampling order must be 0, 1 or 3, got {order}")
+    if order not in (0, 1, 3, 5):
+        raise InputError(f"resampling order must be 0, 1, 3 or 5, got {order}")
     src = np.asarray(image, dtype=np.float64)
     out = map_coordinates(src, [pmap.y, pmap.x], order=order, mode="constant", cval=0.0,
                           prefilter=order > 1)

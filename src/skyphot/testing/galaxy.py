@@ -18,12 +18,14 @@ from numpy.typing import NDArray
 from scipy.signal import fftconvolve
 from scipy.special import gammaincinv
 
-from skyphot.testing.psf import MoffatField
+from skyphot.testing.psf import MoffatField, profile
 
 FloatArray = NDArray[np.float64]
 
 # Sub-pixels per pixel side when sampling a profile; enough for r_eff >= 0.5 px.
-_SUBSAMPLE = 5
+_FINE = 5  # fine cells per pixel side for the convolution
+_CELL_SUBSAMPLE = 3  # samples per fine-cell side
+_CORE_PX = 9  # fine cells around the centre sampled more finely
 _CORE_SUBSAMPLE = 41
 # The profile is cut at this many effective radii (on the sky, the same in every frame).
 _TRUNCATE_REFF = 5.0
@@ -99,10 +101,13 @@ def _pixel_profile(
     cx: float,
     cy: float,
     subsample: int,
+    *,
+    scale: float = 1.0,
 ) -> FloatArray:
-    """Pixel means of the (unnormalised) truncated profile on a ``size`` box at (x0, y0)."""
+    """Cell means of the (unnormalised) truncated profile on a ``size`` box of cells starting
+    at cell (x0, y0); a cell is ``scale`` frame pixels wide, (cx, cy) is in cells."""
     sub = (np.arange(size * subsample) + 0.5) / subsample - 0.5
-    dx, dy = np.meshgrid(x0 + sub - cx, y0 + sub - cy)
+    dx, dy = np.meshgrid((x0 + sub - cx) * scale, (y0 + sub - cy) * scale)
     east = jac[0, 0] * dx + jac[0, 1] * dy
     north = jac[1, 0] * dx + jac[1, 1] * dy
     pa = math.radians(component.angle_deg)
@@ -115,6 +120,41 @@ def _pixel_profile(
     profile = np.exp(-b_n * (r / component.r_eff_arcsec) ** (1.0 / n))
     profile[r > _TRUNCATE_REFF * component.r_eff_arcsec] = 0.0
     return np.asarray(profile.reshape(size, subsample, size, subsample).mean(axis=(1, 3)))
+
+
+def _profile_on_fine_grid(
+    component: HostComponent,
+    jac: FloatArray,
+    x0: int,
+    y0: int,
+    size: int,
+    cx: float,
+    cy: float,
+) -> FloatArray:
+    """The profile averaged over each cell of a grid ``_FINE`` times finer than the pixels
+    (cells near the centre sampled more finely still, for the cusp), unit sum."""
+    n = size * _FINE
+    grid = _pixel_profile(component, jac, 0, 0, n, (cx - x0 + 0.5) * _FINE - 0.5,
+                          (cy - y0 + 0.5) * _FINE - 0.5, _CELL_SUBSAMPLE, scale=1.0 / _FINE)
+    c = _CORE_PX // 2
+    fx, fy = round((cx - x0 + 0.5) * _FINE - 0.5), round((cy - y0 + 0.5) * _FINE - 0.5)
+    core = _pixel_profile(component, jac, fx - c, fy - c, _CORE_PX,
+                          (cx - x0 + 0.5) * _FINE - 0.5, (cy - y0 + 0.5) * _FINE - 0.5,
+                          _CORE_SUBSAMPLE, scale=1.0 / _FINE)
+    if fx - c >= 0 and fx + c < n and fy - c >= 0 and fy + c < n:
+        grid[fy - c : fy + c + 1, fx - c : fx + c + 1] = core
+    return np.asarray(grid / grid.sum())
+
+
+def _psf_on_fine_grid(psf: MoffatField, x: float, y: float, fwhm: float) -> FloatArray:
+    """The Moffat PSF at (x, y) sampled at the centres of the fine cells, unit sum."""
+    half = math.ceil(6.0 * fwhm) * _FINE
+    d = np.arange(-half, half + 1, dtype=np.float64) / _FINE
+    a, b, c, _ = psf.coefficients(np.array([x]), np.array([y]))
+    dx, dy = np.meshgrid(d, d)
+    q = a[0] * dx * dx + 2.0 * b[0] * dx * dy + c[0] * dy * dy
+    kernel = profile(q, psf.beta)
+    return np.asarray(kernel / kernel.sum())
 
 
 def render_host(
@@ -136,16 +176,14 @@ def render_host(
     half = math.ceil(r_trunc_px + 4.0 * fwhm) + 2
     x0, y0 = round(cx) - half, round(cy) - half
     size = 2 * half + 1
-    pix = _pixel_profile(component, jac, x0, y0, size, cx, cy, _SUBSAMPLE)
-    # The cusp of a high-index profile needs finer sampling in the central pixels.
-    c0x, c0y = round(cx) - 2 - x0, round(cy) - 2 - y0
-    core = _pixel_profile(component, jac, x0 + c0x, y0 + c0y, 5, cx, cy, _CORE_SUBSAMPLE)
-    pix[c0y : c0y + 5, c0x : c0x + 5] = core
-    pix /= pix.sum()
-    kernel_size = 2 * math.ceil(4.0 * fwhm) + 1
-    # Centred on a pixel centre: the kernel must not shift the galaxy.
-    kernel, _, _ = psf.render(float(round(cx)), float(round(cy)), kernel_size)
-    stamp = fftconvolve(pix, kernel / kernel.sum(), mode="same") * flux_adu
+    # Convolve on a grid finer than the pixels, then integrate over each pixel: convolving
+    # pixel-integrated profile and PSF would apply the pixel response twice, in a way that
+    # depends on where the centre falls within a pixel (and so differs between frames).
+    fine = _profile_on_fine_grid(component, jac, x0, y0, size, cx, cy)
+    kernel = _psf_on_fine_grid(psf, float(round(cx)), float(round(cy)), fwhm)
+    conv = fftconvolve(fine, kernel, mode="same")
+    stamp = conv.reshape(size, _FINE, size, _FINE).sum(axis=(1, 3))
+    stamp *= flux_adu / stamp.sum()
     ys, xs = slice(max(y0, 0), min(y0 + size, ny)), slice(max(x0, 0), min(x0 + size, nx))
     if ys.start >= ys.stop or xs.start >= xs.stop:
         return

@@ -52,6 +52,9 @@ _NOISE_OUTER_PX = 60.0
 _RATIO_STARS = 40
 _MATCH_ARCSEC = 1.0
 _MIN_RATIO_STARS = 5
+# Spline order of the template resampling (and of its PSF, resampled the same way): quintic
+# splines depend less on a source's sub-pixel phase than cubic ones.
+_ORDER = 5
 # Survey cutouts reach this far beyond the region subtracted (pointing and WCS slack).
 _SIZE_MARGIN_ARCSEC = 60.0
 # Template pixels this close to the target must be on the template.
@@ -200,7 +203,7 @@ class SubtractTemplate:
 
         # --- align: counts, mask and background variance onto the science grid
         t_bad = t_mask != 0
-        ref = resample(np.where(t_bad, 0.0, t_data), pmap, order=3)
+        ref = resample(np.where(t_bad, 0.0, t_data), pmap, order=_ORDER)
         ref_bad = ~np.isfinite(ref) | (
             resample(t_bad.astype(np.float64), pmap, order=0, flux=False) > 0
         )
@@ -226,7 +229,9 @@ class SubtractTemplate:
         fwhm_n = psf.fwhm_at(x, y)
         jac = _jacobian(pmap, xi - x0, yi - y0)
         t_fwhm_sci = t_fwhm_native / math.sqrt(abs(float(np.linalg.det(jac))))
-        size = 2 * math.ceil(4.0 * max(fwhm_n, t_fwhm_sci, 1.5)) + 1
+        # Stamps out to 6 FWHM: truncating Moffat wings differently in the two PSFs would
+        # leave a fraction of every static source in the difference.
+        size = 2 * math.ceil(6.0 * max(fwhm_n, t_fwhm_sci, 1.5)) + 1
         psf_n, _, _ = psf.render(float(xi), float(yi), size)
         psf_r = _template_psf_on_grid(t_psf, txc, tyc, jac, size)
         sci = np.where(mask[cut] != 0, 0.0, data_sub[cut].astype(np.float64))
@@ -392,7 +397,9 @@ def _template_psf_on_grid(
     dy, dx = np.mgrid[-h : h + 1, -h : h + 1].astype(float)
     src_x = tx + jac[0, 0] * dx + jac[0, 1] * dy - sx0
     src_y = ty + jac[1, 0] * dx + jac[1, 1] * dy - sy0
-    out = map_coordinates(np.asarray(stamp, float), [src_y, src_x], order=3, mode="constant")
+    out = map_coordinates(
+        np.asarray(stamp, float), [src_y, src_x], order=_ORDER, mode="constant"
+    )
     out = np.maximum(out, 0.0)
     return np.asarray(out / out.sum())
 
@@ -413,9 +420,12 @@ def _measure(
     cfg = config.photometry
     fwhm = psf.fwhm
     rms = np.sqrt(var)
+    # A local background: each image's background model absorbs a different part of an
+    # extended host, which leaves a smooth offset in the difference under the target.
+    annulus = (cfg.annulus_fwhm[0] * fwhm, cfg.annulus_fwhm[1] * fwhm)
     phot = forced_psf_photometry(
         diff, np.array([x]), np.array([y]), psf=psf, rms=rms, gain=gain, mask=bad,
-        radius=cfg.psf_radius_fwhm * fwhm, annulus=None,
+        radius=cfg.psf_radius_fwhm * fwhm, annulus=annulus,
     )
     if not np.isfinite(phot.flux[0]):
         raise PhotometryError(
@@ -425,7 +435,7 @@ def _measure(
     ap_radius = cfg.aperture_radius_fwhm * fwhm
     aperture = aperture_photometry(
         diff, np.array([x]), np.array([y]), radius=ap_radius, rms=rms, gain=gain, mask=bad,
-        annulus=None,
+        annulus=annulus,
     )
     return TargetMeasurement(
         x=x + origin[0],
