@@ -76,7 +76,10 @@ class SubtractionReport(BaseModel):
         description="How the ratio was found: 'N stars on both frames' (nearest the target) "
         "or 'zero points'."
     )
-    cutout_px: int = Field(description="Side of the subtracted region around the target, px.")
+    cutout_px: int = Field(
+        description="Side of the subtracted region around the target (longer side of the "
+        "frame when the whole frame was subtracted), px."
+    )
     difference_noise_ratio: float | None = Field(
         description="Robust std of the difference image over its predicted noise near the "
         "target (1 = as expected; well above 1 = subtraction residuals). None: too few pixels."

@@ -43,7 +43,7 @@ def subtraction_report(
         flux_ratio=sub.flux_ratio,
         flux_ratio_err=sub.flux_ratio_err,
         flux_ratio_source=sub.flux_ratio_source,
-        cutout_px=int(sub.difference.shape[0]),
+        cutout_px=int(max(sub.difference.shape)),
         difference_noise_ratio=noise,
         difference_noise_pixels=sub.noise_pixels,
         science_mag=mag,
