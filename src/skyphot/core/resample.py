@@ -75,3 +75,16 @@ def resample(
     if flux:
         out = out * pmap.area_ratio
     return out
+
+
+def sample_nearest(image: np.ndarray, pmap: PixelMap, *, fill: float) -> np.ndarray:
+    """``image`` at the nearest source pixel of each destination pixel (``fill`` outside):
+    for masks and for smooth maps such as a background rms, at a fraction of a spline's
+    cost."""
+    ny, nx = image.shape
+    xi = np.rint(pmap.x).astype(np.intp)
+    yi = np.rint(pmap.y).astype(np.intp)
+    inside = (xi >= 0) & (xi < nx) & (yi >= 0) & (yi < ny)
+    out = np.full(pmap.x.shape, fill, dtype=np.result_type(image.dtype, np.asarray(fill)))
+    out[inside] = image[yi[inside], xi[inside]]
+    return out

@@ -228,7 +228,7 @@ class SubtractionConfig(_Model):
         "whole frame, in tiles (for difference-image searches and diagnostics).",
     )
     tile_px: int = Field(
-        512,
+        1024,
         description="Side of the sub-images ZOGY works on, px; each uses the PSFs at its "
         "centre, so a PSF varying across the frame is followed.",
         ge=64,

@@ -20,7 +20,7 @@ from scipy.spatial import cKDTree
 from skyphot.catalogs.filters import resolve_filter
 from skyphot.core.photometry import aperture_photometry, encircled_energy, forced_psf_photometry
 from skyphot.core.psf import PSFModel, effective_area
-from skyphot.core.resample import PixelMap, pixel_map, resample
+from skyphot.core.resample import PixelMap, pixel_map, resample, sample_nearest
 from skyphot.core.wcs_utils import pixel_scale_arcsec
 from skyphot.core.zogy import StampPSF, zogy_tiled
 from skyphot.errors import (
@@ -204,15 +204,15 @@ class SubtractTemplate:
         # --- align: counts, mask and background variance onto the science grid
         t_bad = t_mask != 0
         ref = resample(np.where(t_bad, 0.0, t_data), pmap, order=_ORDER)
-        ref_bad = ~np.isfinite(ref) | (
-            resample(t_bad.astype(np.float64), pmap, order=0, flux=False) > 0
-        )
+        ref_bad = ~np.isfinite(ref) | sample_nearest(t_bad, pmap, fill=True)
         area = pmap.area_ratio
         # White-equivalent variance per science pixel: the source-pixel variance times the
         # number of source pixels per science pixel (noise power per unit sky area is kept).
-        ref_bgvar = resample(t_bg.rms.astype(np.float64) ** 2, pmap, order=1, flux=False) * area
+        # The background rms map is smooth, so its nearest sample is enough.
+        t_rms = t_bg.rms.astype(np.float64)
+        ref_bgvar = sample_nearest(t_rms, pmap, fill=float(np.median(t_rms[::8, ::8]))) ** 2
+        ref_bgvar = ref_bgvar * area
         ref = np.where(ref_bad, 0.0, ref)
-        ref_bgvar = np.where(np.isfinite(ref_bgvar), ref_bgvar, float(np.nanmedian(ref_bgvar)))
         timings["align"] = time.perf_counter() - t0
 
         # --- match: flux ratio from both zero points, PSFs at the target on this grid
@@ -261,7 +261,7 @@ class SubtractTemplate:
 
         z = zogy_tiled(
             sci, ref, var_n, var_r, psfs_at, flux_ratio=flux_ratio, tile=tile,
-            overlap=2 * size, focus=(xi - x0, yi - y0), psf_size=size,
+            overlap=size, focus=(xi - x0, yi - y0), psf_size=size,
         )
         timings["subtract"] = time.perf_counter() - t2
 
@@ -453,8 +453,13 @@ def _noise_check(
 ) -> tuple[float, int]:
     """Robust std of difference / predicted sigma in an annulus around the target (1 when
     the subtraction is clean and the noise model right), and the pixels used."""
+    ny, nx = diff.shape
+    r_out = math.ceil(_NOISE_OUTER_PX)
+    ys = slice(max(int(y) - r_out, 0), min(int(y) + r_out + 2, ny))
+    xs = slice(max(int(x) - r_out, 0), min(int(x) + r_out + 2, nx))
+    diff, var, bad = diff[ys, xs], var[ys, xs], bad[ys, xs]
     yy, xx = np.indices(diff.shape)
-    r = np.hypot(xx - x, yy - y)
+    r = np.hypot(xx + xs.start - x, yy + ys.start - y)
     sel = (r > _NOISE_INNER_FWHM * fwhm) & (r < _NOISE_OUTER_PX) & ~bad
     n = int(sel.sum())
     if n < 50:
