@@ -25,7 +25,7 @@ from scipy import fft as sfft
 from scipy.ndimage import maximum_filter
 
 from skyphot import __version__
-from skyphot.pipeline.config import MeasureConfig
+from skyphot.pipeline.config import MeasureConfig, SubtractionConfig
 from skyphot.pipeline.recipe import default_recipe
 from skyphot.pipeline.report import build_result
 from skyphot.pipeline.stages.subtraction import SubtractTemplate, _template_psf_on_grid
@@ -35,6 +35,7 @@ from skyphot.testing.galaxy import HostComponent
 from skyphot.testing.template import TemplateParams, simulate_template
 
 HERE = Path(__file__).resolve().parent
+_DEFAULTS = SubtractionConfig()
 SHAPE = (2048, 2048)
 
 
@@ -243,7 +244,8 @@ def _md(rows: list[Row], wall: float) -> str:
         lines.append(f"| {r.seed} | {r.limiting_mag:.3f} | {r.ideal_limit:.3f} | "
                      f"{r.limiting_mag - r.ideal_limit:+.3f} |")
     lines += ["", "## Speed (seconds per frame; median over all frames)", "",
-              "| step | target cutout (512 px) | full frame 2048x2048 (tiles of 512) |",
+              f"| step | target cutout ({_DEFAULTS.cutout_px} px) | full frame 2048x2048 "
+              f"(tiles of {_DEFAULTS.tile_px} px) |",
               "|---|---|---|"]
     for key in ("align", "match", "subtract", "photometry", "total"):
         a = statistics.median(r.t_target[key] for r in rows)
