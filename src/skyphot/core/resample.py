@@ -42,21 +42,35 @@ def pixel_map(
     sx, sy = src_wcs.all_world2pix(ra, dec, 0)
     if not (np.all(np.isfinite(sx)) and np.all(np.isfinite(sy))):
         raise InputError("the template's WCS cannot map the science frame's sky")
-    # Fractional node index of every destination pixel, then cubic interpolation of the map.
+    # Fractional node index of every destination pixel; the map is bilinear between nodes
+    # (a TAN(-SIP) map curves by far less than 0.01 px over a cell), done separably.
     fy = np.interp(np.arange(ny, dtype=float), gy, np.arange(gy.size, dtype=float))
     fx = np.interp(np.arange(nx, dtype=float), gx, np.arange(gx.size, dtype=float))
-    iy, ix = np.meshgrid(fy, fx, indexing="ij")
-    # Bilinear between nodes: a TAN(-SIP) map curves by far less than 0.01 px over a cell.
-    xs = map_coordinates(sx, [iy, ix], order=1, mode="nearest")
-    ys = map_coordinates(sy, [iy, ix], order=1, mode="nearest")
+    xs = _bilinear(sx, fx, fy)
+    ys = _bilinear(sy, fx, fy)
     # Jacobian of the map (source px per destination px) on the coarse grid -> area ratio.
     dxdx = np.gradient(sx, gx, axis=1)
     dxdy = np.gradient(sx, gy, axis=0)
     dydx = np.gradient(sy, gx, axis=1)
     dydy = np.gradient(sy, gy, axis=0)
     det = np.abs(dxdx * dydy - dxdy * dydx)
-    area = map_coordinates(det, [iy, ix], order=1, mode="nearest")
+    area = _bilinear(det, fx, fy)
     return PixelMap(x=xs, y=ys, area_ratio=area)
+
+
+def _bilinear(nodes: np.ndarray, fx: np.ndarray, fy: np.ndarray) -> np.ndarray:
+    """Bilinear interpolation of a node grid at fractional node coordinates: ``fx`` along
+    the columns for every output column, ``fy`` along the rows for every output row."""
+    kx = np.minimum(np.floor(fx).astype(np.intp), nodes.shape[1] - 2) if nodes.shape[1] > 1 \
+        else np.zeros(fx.size, dtype=np.intp)
+    ky = np.minimum(np.floor(fy).astype(np.intp), nodes.shape[0] - 2) if nodes.shape[0] > 1 \
+        else np.zeros(fy.size, dtype=np.intp)
+    tx = np.clip(fx - kx, 0.0, 1.0) if nodes.shape[1] > 1 else np.zeros(fx.size)
+    ty = np.clip(fy - ky, 0.0, 1.0) if nodes.shape[0] > 1 else np.zeros(fy.size)
+    right = np.minimum(kx + 1, nodes.shape[1] - 1)
+    up = np.minimum(ky + 1, nodes.shape[0] - 1)
+    rows = nodes[:, kx] * (1.0 - tx) + nodes[:, right] * tx  # (n_nodes_y, nx)
+    return np.asarray(rows[ky] * (1.0 - ty)[:, None] + rows[up] * ty[:, None])
 
 
 def resample(
@@ -66,10 +80,19 @@ def resample(
     area ratio so per-pixel counts stay counts (surface brightness times pixel area)."""
     if order not in (0, 1, 3, 5):
         raise InputError(f"resampling order must be 0, 1, 3 or 5, got {order}")
-    src = np.asarray(image, dtype=np.float64)
-    out = map_coordinates(src, [pmap.y, pmap.x], order=order, mode="constant", cval=0.0,
-                          prefilter=order > 1)
-    ny, nx = src.shape
+    ny, nx = image.shape
+    # Only the part of the source the map reaches (plus the spline's reach) is filtered and
+    # interpolated: a template larger than the frame costs nothing extra.
+    pad = 12
+    x_lo = int(np.clip(np.floor(np.min(pmap.x)) - pad, 0, nx))
+    x_hi = int(np.clip(np.ceil(np.max(pmap.x)) + pad + 1, 0, nx))
+    y_lo = int(np.clip(np.floor(np.min(pmap.y)) - pad, 0, ny))
+    y_hi = int(np.clip(np.ceil(np.max(pmap.y)) + pad + 1, 0, ny))
+    if x_hi - x_lo < 2 or y_hi - y_lo < 2:
+        return np.full(pmap.x.shape, np.nan)
+    src = np.asarray(image[y_lo:y_hi, x_lo:x_hi], dtype=np.float64)
+    out = map_coordinates(src, [pmap.y - y_lo, pmap.x - x_lo], order=order, mode="constant",
+                          cval=0.0, prefilter=order > 1)
     outside = (pmap.x < -0.5) | (pmap.x > nx - 0.5) | (pmap.y < -0.5) | (pmap.y > ny - 0.5)
     out[outside] = np.nan
     if flux:
