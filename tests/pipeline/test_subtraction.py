@@ -191,3 +191,21 @@ def test_full_frame_tiled_subtraction_agrees_with_the_target_cutout(pair: Pair) 
     assert abs(full.flux - cut.flux) < 0.5 * cut.fluxerr
     truth = 10.0 ** (-0.4 * (t.mag - 23.9))
     assert abs(full.flux - truth) < 4 * full.fluxerr + 0.01 * truth
+
+
+def test_sfft_method_for_comparison(pair: Pair, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("sfft")
+    out = _run(_argv(pair, str(pair.template), "--config", str(_sfft_config(pair))), capsys)
+    sub = out["subtraction"]
+    assert isinstance(sub, dict) and sub["method"] == "sfft"
+    truth = _true_ujy(pair.sim.truth.mag)
+    flux, err = float(out["flux"]), float(out["fluxerr"])  # type: ignore[arg-type]
+    # SFFT removes the host too (its errors here are conservative)
+    assert abs(flux - truth) < 4 * err + 0.02 * truth
+    assert float(sub["science_flux"]) - truth > 10 * float(sub["science_fluxerr"])
+
+
+def _sfft_config(p: Pair) -> Path:
+    path = p.directory / "sfft.yaml"
+    path.write_text("subtraction:\n  method: sfft\n")
+    return path

@@ -219,8 +219,11 @@ class SubtractionConfig(_Model):
     )
     timeout_s: float = Field(60.0, description="Timeout of one cutout request, seconds.", gt=0)
     retries: int = Field(3, description="Attempts per cutout request (with back-off).", ge=1)
-    method: Literal["zogy"] = Field(
-        "zogy", description="Subtraction algorithm: ZOGY (Zackay, Ofek & Gal-Yam 2016)."
+    method: Literal["zogy", "sfft"] = Field(
+        "zogy",
+        description="Subtraction algorithm: ZOGY (Zackay, Ofek & Gal-Yam 2016), or SFFT "
+        "(Hu et al. 2022; needs the sfft extra and a template sharper than the frame) for "
+        "comparison.",
     )
     region: Literal["target", "full"] = Field(
         "target",
