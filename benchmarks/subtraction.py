@@ -62,6 +62,9 @@ class Row:
     t_target: dict[str, float]
     t_full: dict[str, float]
     wall_s: float
+    sfft_full_s: float | None = None  # SFFT over the whole frame (numba compiled already)
+    sfft_target_s: float | None = None  # SFFT on the target cutout
+    sfft_pull: float | None = None
 
 
 def _mag_bias(flux: float, true_flux: float) -> float:
@@ -117,7 +120,11 @@ def _ideal_limit(sim: SimulatedFrame, tmpl: SimulatedFrame, tp: TemplateParams) 
     return zp_n - 2.5 * math.log10(5.0 * sigma)
 
 
-def run_one(seed: int, hosted: bool, workdir: Path) -> Row:
+def _with_method(config: MeasureConfig, **sub: object) -> MeasureConfig:
+    return config.model_copy(update={"subtraction": config.subtraction.model_copy(update=sub)})
+
+
+def run_one(seed: int, hosted: bool, workdir: Path, *, sfft: bool = False) -> Row:
     rng = np.random.default_rng(1000 + seed)
     host_mag = float(rng.uniform(16.0, 17.0))
     hosts = (
@@ -162,6 +169,16 @@ def run_one(seed: int, hosted: bool, workdir: Path) -> Row:
     )
     pre = replace(state, config=full_cfg, target=sub.science_target, subtraction=None)
     full = need(SubtractTemplate().run(pre).subtraction, "the full-frame subtraction")
+    sfft_full = sfft_target = sfft_pull = None
+    if sfft:
+        s_pre = replace(pre, config=_with_method(config, method="sfft"))
+        s_cut = SubtractTemplate().run(s_pre)
+        sfft_target = need(s_cut.subtraction, "sfft").timings["total"]
+        s_result = build_result(s_cut, timings)
+        true_ujy0 = 10 ** (-0.4 * (truth.mag - 23.9))
+        sfft_pull = (s_result.flux - true_ujy0) / s_result.fluxerr
+        f_pre = replace(pre, config=_with_method(config, method="sfft", region="full"))
+        sfft_full = need(SubtractTemplate().run(f_pre).subtraction, "sfft").timings["total"]
     z = full.difference / np.sqrt(full.variance)
     yy, xx = np.indices(z.shape, sparse=True)
     far = np.hypot(xx - truth.x, yy - truth.y) > 30
@@ -194,6 +211,7 @@ def run_one(seed: int, hosted: bool, workdir: Path) -> Row:
         full_std=float(np.std(zs)), full_robust_std=float((q75 - q25) / 1.349),
         clean_std=float(np.std(clean)), clean_fraction=float(clean.size / max(zs.size, 1)),
         t_target=dict(sub.timings), t_full=dict(full.timings), wall_s=wall,
+        sfft_full_s=sfft_full, sfft_target_s=sfft_target, sfft_pull=sfft_pull,
     )
 
 
@@ -255,7 +273,7 @@ def _md(rows: list[Row], wall: float) -> str:
         "",
         f"Whole measurement with subtraction (science + template calibration included): "
         f"median {statistics.median(r.wall_s for r in rows):.1f} s per frame.",
-        "SFFT and HOTPANTS are not timed: their adapters are not written yet.",
+        *_sfft_lines(rows),
         "",
         "## Clean subtraction (full frame, > 30 px from the target, masked pixels excluded)",
         "",
@@ -274,11 +292,39 @@ def _md(rows: list[Row], wall: float) -> str:
     return "\n".join(lines)
 
 
+def _sfft_available() -> bool:
+    try:
+        import sfft  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _sfft_lines(rows: list[Row]) -> list[str]:
+    timed = [r for r in rows if r.sfft_full_s is not None and r.sfft_target_s is not None]
+    if not timed:
+        return ["SFFT was not run (sfft not installed, or --sfft-frames 0). HOTPANTS: no "
+                "adapter yet."]
+    lines = ["", "SFFT (sfft package, CPU, `subtraction.method: sfft`) on the same frames "
+             f"(seeds {', '.join(str(r.seed) for r in timed)}: templates sharper than the "
+             "frame, which SFFT's template-side convolution needs; numba compilation excluded):",
+             "", "| seed | SFFT full frame (s) | ZOGY full frame (s) | SFFT cutout (s) | "
+             "ZOGY cutout (s) | SFFT pull | ZOGY pull |", "|---|---|---|---|---|---|---|"]
+    for r in timed:
+        lines.append(f"| {r.seed} | {r.sfft_full_s:.2f} | {r.t_full['total']:.2f} | "
+                     f"{r.sfft_target_s:.2f} | {r.t_target['total']:.2f} | "
+                     f"{r.sfft_pull:+.2f} | {r.diff_flux_pull:+.2f} |")
+    lines += ["", "HOTPANTS: no adapter yet (its binary is not packaged here)."]
+    return lines
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--frames", type=int, default=20, help="frames with host galaxies")
     ap.add_argument("--depth-frames", type=int, default=5, help="frames on blank sky")
     ap.add_argument("--out", default=str(HERE / "subtraction.md"))
+    ap.add_argument("--sfft-frames", type=int, default=3,
+                    help="also time SFFT on this many frames with sharper templates")
     ap.add_argument("--from-json", help="rewrite the table from a previous run's JSON")
     args = ap.parse_args()
     if args.from_json:
@@ -289,10 +335,17 @@ def main() -> None:
         Path(args.out).write_text(_md(rows_in, float(saved["wall_s"])))
         return
     rows: list[Row] = []
+    if args.sfft_frames > 0 and _sfft_available():
+        from skyphot.adapters.sfft import subtract_sfft
+
+        # numba compiles SFFT on first use (seconds); keep that out of the timings
+        warm = np.random.default_rng(0).normal(size=(64, 64))
+        subtract_sfft(warm, warm, exclude=np.zeros(warm.shape, bool), kernel_half_width=4)
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="skyphot-sub-") as tmp:
         for seed in range(args.frames):
-            rows.append(run_one(seed, True, Path(tmp)))
+            use_sfft = _sfft_available() and seed % 2 == 0 and seed < 2 * args.sfft_frames
+            rows.append(run_one(seed, True, Path(tmp), sfft=use_sfft))
             print(json.dumps(asdict(rows[-1])), flush=True)
         for seed in range(args.depth_frames):
             rows.append(run_one(100 + seed, False, Path(tmp)))
