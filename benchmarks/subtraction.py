@@ -323,8 +323,9 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=20, help="frames with host galaxies")
     ap.add_argument("--depth-frames", type=int, default=5, help="frames on blank sky")
     ap.add_argument("--out", default=str(HERE / "subtraction.md"))
-    ap.add_argument("--sfft-frames", type=int, default=3,
-                    help="also time SFFT on this many frames with sharper templates")
+    ap.add_argument("--sfft-frames", type=int, default=1,
+                    help="also time SFFT on this many frames with sharper templates (SFFT "
+                    "over a whole 2048x2048 frame takes minutes and ~16 GB here)")
     ap.add_argument("--from-json", help="rewrite the table from a previous run's JSON")
     args = ap.parse_args()
     if args.from_json:
