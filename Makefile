@@ -29,7 +29,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[web,online,postgres,celery,stdpipe,dev]"
+	$(PY) -m pip install -q -e ".[web,online,postgres,celery,stdpipe,sfft,dev]"
 	@touch $(STAMP)
 
 # The web application on http://localhost:5000 with a demo source and a simulated frame.

@@ -87,6 +87,7 @@ def build_measure_config(args: argparse.Namespace) -> Any:
         "astrometry": _astrometry_options(args),
         "detection": {"method": args.detection} if args.detection is not None else {},
         "masking": {"cosmic_rays": True} if args.cosmic_rays else {},
+        "subtraction": _given(args, {"template": "template", "survey": "template_catalog"}),
     }
     for name, options in sections.items():
         settings[name] = _overlay_section(settings, name, options)
@@ -241,6 +242,7 @@ def format_result(result: Any) -> str:
             f'{result.astrometry_rms_arcsec:.3f}"',
             f"  flags: {', '.join(result.flag_names) or 'none'}; {result.timings['total']:.2f} s",
             *(f"  note: {note}" for note in result.notes),
+            *_subtraction_lines(result),
         ]
     )
 
@@ -263,6 +265,27 @@ exit codes:
   {EXIT_FAILURE}   any other error
   {EXIT_INTERNAL}  a bug: please report it with the command line
 """
+
+
+def _subtraction_lines(result: Any) -> list[str]:
+    """What the template subtraction did, when it ran."""
+    sub = result.subtraction
+    if sub is None:
+        return []
+    science = (
+        f"{sub.science_mag:.3f} ± {sub.science_magerr:.3f}"
+        if sub.science_mag is not None
+        else f"flux {sub.science_flux:.3f} µJy"
+    )
+    noise = (
+        f"{sub.difference_noise_ratio:.2f}" if sub.difference_noise_ratio is not None else "n/a"
+    )
+    return [
+        f"  difference image ({sub.method}) against {sub.template} [{sub.template_origin}]: "
+        f"template depth {sub.template_limiting_mag:.2f}, FWHM {sub.template_fwhm_arcsec:.2f}\", "
+        f"noise/expected {noise}; {sub.timings['total']:.2f} s",
+        f"  science frame alone (host light included): {science}",
+    ]
 
 
 def add_measure_parser(sub: Any) -> None:
@@ -322,6 +345,18 @@ def add_measure_parser(sub: Any) -> None:
     p.add_argument("--engine", choices=["skyphot", "stdpipe"], help="measurement engine")
     p.add_argument("--detection", choices=["sep", "sextractor"], help="detection engine")
     p.add_argument("--cosmic-rays", action="store_true", help="mask cosmic rays")
+    p.add_argument(
+        "--template",
+        metavar="FILE|auto|none",
+        help="subtract a template before measuring: a FITS file, 'auto' (survey template from "
+        "the template cache or the cutout service) or 'none' (default)",
+    )
+    p.add_argument(
+        "--template-catalog",
+        metavar="SURVEY",
+        help="survey for --template auto (default: chosen from the band and declination; "
+        "'ps1' is implemented)",
+    )
     p.add_argument("--config", help="YAML file with MeasureConfig settings")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.add_argument("--plot", help="write the diagnostic PNG here")
@@ -436,6 +471,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_simulate_parser(sub)
     add_demo_parser(sub)
     _add_catalog_parsers(sub)
+    _add_template_parsers(sub)
     _add_batch_parsers(sub)
     _add_web_parsers(sub)
     return parser
@@ -443,6 +479,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_catalog_parsers(sub: Any) -> None:
     from skyphot.catalogs.commands import add_parsers
+
+    add_parsers(sub)
+
+
+def _add_template_parsers(sub: Any) -> None:
+    from skyphot.templates.commands import add_parsers
 
     add_parsers(sub)
 

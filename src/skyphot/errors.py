@@ -54,6 +54,11 @@ class ConfigError(InputError):
     """A configuration value is invalid."""
 
 
+class TemplateError(InputError):
+    """The template (reference image) for subtraction is unusable: unreadable, not covering
+    the target, in another band, unsolvable, or too shallow."""
+
+
 # --- the analysis could not reach a trustworthy answer -----------------------------------
 
 
@@ -86,6 +91,10 @@ class ExternalToolError(SkyphotError):
 
 class ToolNotFoundError(ExternalToolError):
     """An external program or optional Python extra is not installed."""
+
+
+class TemplateServiceError(ExternalToolError):
+    """An image cutout service (survey templates) failed or could not be reached."""
 
 
 class CatalogServiceError(SkyphotError):

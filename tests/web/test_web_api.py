@@ -346,3 +346,56 @@ def test_info_needs_no_login_and_reports_the_upload_limit(instance: Instance) ->
     assert body["image_analysis"] is True
     assert body["max_body_size"] > 0
     assert body["database"] == "ok"
+
+
+def test_template_choice_and_uploaded_template_are_kept(instance: Instance, source: str) -> None:
+    from skyphot.db.models import Job as JobModel
+    from skyphot.db.models import Source
+    from skyphot.jobs.runner import build_config
+
+    r = upload(instance, source, fits_bytes(), template="auto")
+    assert r.status_code == 202, r.text
+    job = instance.client.get(f"/api/jobs/{r.json()['job_id']}", headers=instance.alice).json()
+    assert job["params"]["template"] == "auto"
+    r = instance.client.post(
+        f"/api/sources/{source}/image_analysis",
+        files={"file": ("frame.fits", fits_bytes()), "template_file": ("ref.fits.gz", b"x" * 99)},
+        headers=instance.alice,
+    )
+    assert r.status_code == 202, r.text
+    with instance.app.state.sessions() as session:
+        stored = session.get(JobModel, r.json()["job_id"])
+        assert stored is not None
+        params = stored.params
+        assert params["template"] == "file" and Path(params["template_file"]).is_file()
+        src = session.get(Source, stored.source_id)
+        assert src is not None
+        config = build_config(stored, src, instance.settings, gain=None, saturation=None)
+    assert config.subtraction.template == params["template_file"]
+
+
+def test_template_field_errors(instance: Instance, source: str) -> None:
+    before = upload_files(instance)
+    r = upload(instance, source, fits_bytes(), template="sometimes")
+    assert r.status_code == 422
+    err = error_of(r)
+    assert err["field"] == "template" and "must be one of none, auto" in err["message"]
+    r = instance.client.post(
+        f"/api/sources/{source}/image_analysis", data={"template": "auto"},
+        files={"file": ("frame.fits", fits_bytes()), "template_file": ("ref.fits", b"x" * 99)},
+        headers=instance.alice,
+    )
+    assert r.status_code == 422
+    assert error_of(r)["field"] == "template"
+    assert upload_files(instance) == before  # a refused upload keeps no file
+
+
+def test_settings_hash_tells_subtracted_from_plain() -> None:
+    from skyphot.jobs.store import settings_hash
+
+    plain = {"filter": "r", "nsigma": 5.0}
+    assert settings_hash(plain) == settings_hash({**plain, "template": "none"})
+    assert settings_hash(plain) != settings_hash({**plain, "template": "auto"})
+    a = {**plain, "template": "file", "template_file_hash": "a" * 64}
+    b = {**plain, "template": "file", "template_file_hash": "b" * 64}
+    assert settings_hash(a) != settings_hash(b)

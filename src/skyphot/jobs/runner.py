@@ -46,6 +46,7 @@ from skyphot.pipeline.config import (
     CatalogConfig,
     HeaderOverrides,
     MeasureConfig,
+    SubtractionConfig,
     Target,
 )
 from skyphot.pipeline.result import PhotometryResult
@@ -110,7 +111,15 @@ def build_config(
         astrometry=AstrometryConfig(pixel_scale_arcsec=params.get("pixel_scale")),
         calibration=CalibrationConfig(color_bands=tuple(params["color_bands"]))
         if params.get("color_bands") else CalibrationConfig(),
+        subtraction=SubtractionConfig(template=_template_choice(params)),
     )
+
+
+def _template_choice(params: dict[str, object]) -> str:
+    """The configured template: the uploaded file's path, 'auto' or 'none'."""
+    if params.get("template") == "file":
+        return str(params["template_file"])
+    return str(params.get("template") or "none")
 
 
 def point_from_result(job: Job, result: PhotometryResult, instrument: str | None) -> Photometry:

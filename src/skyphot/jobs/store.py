@@ -32,6 +32,11 @@ HASHED_PARAMS = (
 def settings_hash(params: dict[str, Any]) -> str:
     """SHA-256 of the measurement-relevant parameters in canonical JSON."""
     relevant = {key: params.get(key) for key in HASHED_PARAMS}
+    # A subtracted measurement differs from a plain one; without a template the hash stays
+    # what it was before templates existed.
+    if params.get("template") not in (None, "none"):
+        relevant["template"] = params["template"]
+        relevant["template_file_hash"] = params.get("template_file_hash")
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()
 
 

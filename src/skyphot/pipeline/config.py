@@ -208,6 +208,65 @@ class PhotometryConfig(_Model):
         return value
 
 
+class SubtractionConfig(_Model):
+    """Template (reference image) subtraction before the target is measured."""
+
+    template: str = Field(
+        "none",
+        description="'none': measure on the science frame alone; 'auto': a survey template "
+        "from the template cache; otherwise the path of a template FITS file (.fits, .fz, .gz).",
+    )
+    template_hdu: int | str | None = Field(
+        None, description="HDU index or EXTNAME of the template; None: the first image HDU."
+    )
+    survey: str | None = Field(
+        None,
+        description="Survey for 'auto' templates ('ps1'); None: chosen from band and "
+        "declination.",
+    )
+    service_url: str | None = Field(
+        None, description="Image cutout service base URL for 'auto'; None: the survey's own."
+    )
+    timeout_s: float = Field(60.0, description="Timeout of one cutout request, seconds.", gt=0)
+    retries: int = Field(3, description="Attempts per cutout request (with back-off).", ge=1)
+    method: Literal["zogy", "sfft"] = Field(
+        "zogy",
+        description="Subtraction algorithm: ZOGY (Zackay, Ofek & Gal-Yam 2016), or SFFT "
+        "(Hu et al. 2022; needs the sfft extra and a template sharper than the frame) for "
+        "comparison.",
+    )
+    region: Literal["target", "full"] = Field(
+        "target",
+        description="'target': subtract a cutout_px square around the target; 'full': the "
+        "whole frame, in tiles (for difference-image searches and diagnostics).",
+    )
+    tile_px: int = Field(
+        1024,
+        description="Side of the sub-images ZOGY works on, px; each uses the PSFs at its "
+        "centre, so a PSF varying across the frame is followed.",
+        ge=64,
+        le=8192,
+    )
+    cutout_px: int = Field(
+        512,
+        description="Side of the square region around the target that is aligned and "
+        "subtracted, px (clipped to the frame); the PSFs are taken at the target.",
+        ge=64,
+        le=8192,
+    )
+    max_template_noise_ratio: float = Field(
+        1.0,
+        description="Refuse a template whose noise in a PSF-fit flux at the target exceeds "
+        "this multiple of the science frame's (template noise would dominate the difference).",
+        gt=0,
+    )
+    cache_dir: str | None = Field(
+        None,
+        description="Template cache directory for 'auto'; None: $SKYPHOT_CACHE_DIR/templates "
+        "or ~/.cache/skyphot/templates.",
+    )
+
+
 class MeasureConfig(_Model):
     """Everything that determines one measurement of one target on one frame."""
 
@@ -244,4 +303,7 @@ class MeasureConfig(_Model):
     )
     photometry: PhotometryConfig = Field(
         default_factory=PhotometryConfig, description="Photometry."
+    )
+    subtraction: SubtractionConfig = Field(
+        default_factory=SubtractionConfig, description="Template subtraction (default: none)."
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import matplotlib
@@ -37,14 +37,19 @@ class WriteDiagnostics:
 
 def write_diagnostics(state: FrameState, result: PhotometryResult, path: Path) -> None:
     """Render the figure and write it atomically to ``path`` (PNG)."""
-    fig = plt.figure(figsize=(13, 8.5), dpi=90)
+    sub = state.subtraction
+    fig = plt.figure(figsize=(13, 8.5 if sub is None else 12.5), dpi=90)
     try:
-        grid = fig.add_gridspec(2, 3, hspace=0.35, wspace=0.3)
-        _cutouts(state, result, fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[0, 1]))
+        grid = fig.add_gridspec(2 if sub is None else 3, 3, hspace=0.35, wspace=0.3)
+        # With subtraction the top panels show the science frame and its own PSF fit.
+        science = state if sub is None else replace(state, target=sub.science_target)
+        _cutouts(science, result, fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[0, 1]))
         _summary(result, fig.add_subplot(grid[0, 2]))
         _calibration_vs_mag(state, fig.add_subplot(grid[1, 0]))
         _calibration_vs_color(state, result, fig.add_subplot(grid[1, 1]))
         _astrometry(state, fig.add_subplot(grid[1, 2]))
+        if sub is not None:
+            _subtraction_cutouts(state, result, [fig.add_subplot(grid[2, i]) for i in range(3)])
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(suffix=".png", dir=path.parent)
         os.close(fd)
@@ -100,6 +105,41 @@ def _cutouts(state: FrameState, result: PhotometryResult, ax_data: Axes, ax_resi
     ax_data.text(
         0.02, 0.98, verdict, transform=ax_data.transAxes, va="top", color="yellow", fontsize=9
     )
+
+
+def _subtraction_cutouts(state: FrameState, result: PhotometryResult, axes: list[Axes]) -> None:
+    """Science, aligned template (science flux scale) and difference around the target."""
+    sub = need(state.subtraction, "the subtraction")
+    target = need(state.target, "the target measurement")
+    x0, y0 = sub.origin
+    cx, cy = round(target.x) - x0, round(target.y) - y0
+    half = max(8, int(_CUTOUT_FWHM * target.fwhm))
+    ny, nx = sub.difference.shape
+    ys, ye = max(0, cy - half), min(ny, cy + half + 1)
+    xs, xe = max(0, cx - half), min(nx, cx + half + 1)
+    extent = (xs + x0 - 0.5, xe + x0 - 0.5, ys + y0 - 0.5, ye + y0 - 0.5)
+    science = sub.science[ys:ye, xs:xe]
+    lo, hi = np.percentile(science, [1, 99.5])
+    diff = sub.difference[ys:ye, xs:xe]
+    # +-5 sigma of the predicted noise: residuals and the transient stand out the same way
+    dlim = 5.0 * float(np.median(np.sqrt(sub.variance[ys:ye, xs:xe])))
+    panels = (
+        (axes[0], science, "science", lo, hi),
+        (axes[1], sub.template_aligned[ys:ye, xs:xe], f"template ({sub.template.label})", lo, hi),
+        (axes[2], diff, "difference (ZOGY), ±5σ", -dlim, dlim),
+    )
+    for ax, image, title, vmin, vmax in panels:
+        ax.imshow(image, origin="lower", cmap="gray", vmin=vmin, vmax=vmax, extent=extent)
+        ax.add_patch(
+            Circle((target.x, target.y), target.aperture_radius, fill=False, color="tab:red")
+        )
+        ax.set_title(title[:60], fontsize=9)
+        ax.set_xlabel("x [px]")
+        ax.set_ylabel("y [px]")
+    block = result.subtraction
+    if block is not None and block.difference_noise_ratio is not None:
+        axes[2].text(0.02, 0.98, f"noise/expected {block.difference_noise_ratio:.2f}",
+                     transform=axes[2].transAxes, va="top", color="yellow", fontsize=9)
 
 
 def _summary(result: PhotometryResult, ax: Axes) -> None:

@@ -22,6 +22,7 @@ from skyphot.pipeline.stages.image import (
     SubtractBackground,
 )
 from skyphot.pipeline.stages.reference import LoadCatalog, RefineAstrometry
+from skyphot.pipeline.stages.subtraction import PrepareTemplate, SubtractTemplate
 from skyphot.pipeline.stages.target import MeasureTarget
 
 
@@ -89,4 +90,6 @@ def recipe_for(config: MeasureConfig) -> list[Stage]:
         variants.calibrate,
         variants.target,
     ]
+    if config.subtraction.template != "none":
+        stages += [PrepareTemplate(), SubtractTemplate()]
     return stages

@@ -22,6 +22,7 @@ from skyphot.core.units import MAG_ERR_FACTOR, ab_offset, adu_to_ujy_scale, inst
 from skyphot.pipeline.config import MeasureConfig
 from skyphot.pipeline.result import ApertureMeasurement, PhotometryResult, QualityFlag, flag_names
 from skyphot.pipeline.state import Bands, FrameState, need
+from skyphot.pipeline.subtraction_report import subtraction_report
 
 _BLEND_RADIUS_FWHM = 2.0
 _FEW_CALIB = 10
@@ -137,6 +138,7 @@ def build_result(state: FrameState, timings: dict[str, float]) -> PhotometryResu
         timings=timings,
         software_version=__version__,
         config=config,
+        subtraction=subtraction_report(state, zp, calib_err, config.nsigma),
     )
 
 

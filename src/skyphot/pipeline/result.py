@@ -51,6 +51,57 @@ class ApertureMeasurement(BaseModel):
     )
 
 
+class SubtractionReport(BaseModel):
+    """How the template was subtracted, and the science-frame measurement kept alongside.
+
+    Present only when subtraction ran; the result's ``mag``/``flux`` are then the
+    difference-image measurement (negative fluxes are reported as they are).
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    method: str = Field(description="Subtraction algorithm ('zogy').")
+    template: str = Field(description="Template file name, or survey + band + cutout.")
+    template_origin: str = Field(description="'file' (uploaded or given) or 'survey'.")
+    template_note: str | None = Field(description="Band assumption or substitution, in words.")
+    template_zero_point: float = Field(
+        description="Template zero point at the target, mag (template ADU, same catalog)."
+    )
+    template_zero_point_err: float = Field(description="Its 1-sigma error, mag.")
+    template_fwhm_arcsec: float = Field(description="Template PSF FWHM at the target, arcsec.")
+    template_limiting_mag: float = Field(
+        description="Template 5-sigma PSF-fit point-source depth at the target, mag."
+    )
+    flux_ratio: float = Field(description="Template counts per science count at the target.")
+    flux_ratio_err: float = Field(
+        description="Its 1-sigma error; times the static light under the target it is "
+        "included in fluxerr."
+    )
+    flux_ratio_source: str = Field(
+        description="How the ratio was found: 'N stars on both frames' (nearest the target) "
+        "or 'zero points'."
+    )
+    cutout_px: int = Field(
+        description="Side of the subtracted region around the target (longer side of the "
+        "frame when the whole frame was subtracted), px."
+    )
+    difference_noise_ratio: float | None = Field(
+        description="Robust std of the difference image over its predicted noise near the "
+        "target (1 = as expected; well above 1 = subtraction residuals). None: too few pixels."
+    )
+    difference_noise_pixels: int = Field(description="Pixels the noise ratio was measured on.")
+    science_mag: float | None = Field(
+        description="PSF-fit magnitude on the science frame alone (host light included); "
+        "None if not detected there."
+    )
+    science_magerr: float | None = Field(description="Its 1-sigma error.")
+    science_flux: float = Field(description="Science-frame flux, µJy (AB).")
+    science_fluxerr: float = Field(description="Its 1-sigma error, µJy.")
+    timings: dict[str, float] = Field(
+        description="Seconds for align, match, subtract, photometry and their total."
+    )
+
+
 class PhotometryResult(BaseModel):
     """Calibrated photometry of the target on one frame, with everything needed to trust it."""
 
@@ -130,3 +181,6 @@ class PhotometryResult(BaseModel):
     timings: dict[str, float] = Field(description="Seconds per stage, plus 'total'.")
     software_version: str = Field(description="skyphot version.")
     config: MeasureConfig = Field(description="The full configuration used.")
+    subtraction: SubtractionReport | None = Field(
+        None, description="Template subtraction details; None when no template was subtracted."
+    )

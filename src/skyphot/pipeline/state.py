@@ -63,6 +63,49 @@ class TargetMeasurement:
 
 
 @dataclass(frozen=True)
+class TemplateFrame:
+    """The template, calibrated by the same stages as the science frame.
+
+    ``state`` is the template's own final state (its data, mask, background, refined WCS,
+    PSF and zero point); ``origin`` is 'file' or 'survey'; ``label`` says where it came from.
+    """
+
+    state: FrameState
+    origin: str
+    label: str
+    band_note: str | None = None
+
+
+@dataclass(frozen=True)
+class SubtractionProducts:
+    """What the subtraction made, beside the difference-image measurement in ``target``.
+
+    Arrays are the cutout around the target (science grid), whose [0, 0] pixel is frame pixel
+    ``origin``; ``science_target`` is the measurement on the science frame alone.
+    """
+
+    science_target: TargetMeasurement
+    template: TemplateFrame
+    origin: tuple[int, int]
+    science: np.ndarray
+    template_aligned: np.ndarray
+    difference: np.ndarray
+    variance: np.ndarray
+    score: np.ndarray
+    bad: np.ndarray  # difference pixels spoilt by a masked pixel in either image
+    flux_ratio: float
+    flux_ratio_err: float
+    flux_ratio_source: str
+    template_zero_point: float
+    template_zero_point_err: float
+    template_fwhm_px: float
+    template_limit_flux: float  # 5-sigma PSF-fit flux limit of the template at the target, ADU_t
+    noise_measured: float  # robust std of difference / predicted sigma near the target
+    noise_pixels: int
+    timings: dict[str, float]
+
+
+@dataclass(frozen=True)
 class FrameState:
     """Everything known about the frame so far."""
 
@@ -84,6 +127,8 @@ class FrameState:
     zero_point: ZeroPointFit | None = None
     aperture_correction: ApertureCorrection | None = None
     target: TargetMeasurement | None = None
+    template: TemplateFrame | None = None
+    subtraction: SubtractionProducts | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
 
 

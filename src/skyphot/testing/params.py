@@ -9,6 +9,7 @@ from typing import Literal
 from astropy.time import Time
 
 from skyphot.errors import ConfigError
+from skyphot.testing.galaxy import HostComponent
 
 
 class SimulationError(ConfigError, ValueError):
@@ -126,6 +127,8 @@ class SimulationParams:
     """Header OBJECT."""
     bands: tuple[str, str] = ("g", "r")
     """Catalog bands; calibration band is bands[1], colour is bands[0] - bands[1]."""
+    hosts: tuple[HostComponent, ...] = ()
+    """Host-galaxy components (Sérsic) placed relative to the target; need a target."""
 
     def __post_init__(self) -> None:
         problems = _problems(self)
@@ -197,6 +200,10 @@ def _problems(p: SimulationParams) -> list[str]:
                 f"[-0.5, {nx - 0.5}) and y in [-0.5, {ny - 0.5}). Put the target on the "
                 "frame, or pass target_xy=None for a random position."
             )
+    if p.hosts and p.target_mag is None:
+        out.append("hosts are placed relative to the target; set target_mag.")
+    for host in p.hosts:
+        out.extend(host.problems())
     try:
         Time(p.date_obs, format="isot", scale="utc")
     except ValueError as exc:

@@ -29,6 +29,7 @@ from astropy.time import Time
 from numpy.typing import NDArray
 
 from skyphot.testing.frame import Defects, PhotometricModel, SimulatedFrame, Truth
+from skyphot.testing.galaxy import add_hosts
 from skyphot.testing.params import SimulationError, SimulationParams
 from skyphot.testing.psf import MoffatField
 from skyphot.testing.render import (
@@ -106,6 +107,7 @@ def simulate_frame(params: SimulationParams = DEFAULT_PARAMS, *, seed: int = 0) 
         # n_eff from the unit PSF itself (its far wings add nothing to sum(P^2))
         stamp, _, _ = unit_stamps(psf, xs, ys, halfwidth(math.inf))
         n_eff = 1.0 / float(np.sum(stamp[0] ** 2))
+        add_hosts(noiseless, p.hosts, wcs=wcs, psf=psf, photo=photo, target_xy=target_xy)
 
     electrons = rng_noise.poisson(noiseless * p.gain).astype(np.float64)
     if p.read_noise > 0:

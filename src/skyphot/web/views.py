@@ -172,6 +172,9 @@ def parse_target_color(raw: str) -> tuple[float, tuple[str, str] | None]:
 ENGINES = ("skyphot", "stdpipe")
 """Measurement engines a job may ask for (``MeasureConfig.engine``)."""
 
+TEMPLATE_CHOICES = ("none", "auto")
+"""Template choices by name; an uploaded template_file is the third way."""
+
 
 def analysis_params(session: Session, fields: dict[str, str]) -> dict[str, Any]:
     """Validated analysis parameters from form fields (FieldError names the bad field)."""
@@ -200,6 +203,13 @@ def analysis_params(session: Session, fields: dict[str, str]) -> dict[str, Any]:
     params["gain"] = _float(fields, "gain", positive=True)
     params["saturation"] = _float(fields, "saturation", positive=True)
     params["pixel_scale"] = _float(fields, "pixel_scale", positive=True)
+    template = fields.get("template", "").strip().lower() or "none"
+    if template not in TEMPLATE_CHOICES:
+        raise FieldError(
+            "template", f"template must be one of {', '.join(TEMPLATE_CHOICES)} or an uploaded "
+            f"template_file (got {template!r})"
+        )
+    params["template"] = template
     check_filter(session, params["instrument"], params["filter"])
     return params
 

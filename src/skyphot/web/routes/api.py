@@ -127,6 +127,12 @@ UPLOAD_SCHEMA: dict[str, Any] = {
                                 "Pixel scale, arcsec/px (frames without WCS)."},
                 "gain": {"type": "number", "description": "Gain, e-/ADU."},
                 "saturation": {"type": "number", "description": "Saturation, ADU."},
+                "template": {"type": "string", "enum": ["none", "auto"], "description":
+                             "Template subtraction: 'none' (default) or 'auto' (survey "
+                             "template); an uploaded template_file overrides it."},
+                "template_file": {"type": "string", "format": "binary", "description":
+                                  "Template FITS image of the field (.fits, .fits.fz, "
+                                  ".fits.gz), without the transient."},
             },
         }}},
     }
@@ -314,7 +320,8 @@ async def image_analysis(
     await run_in_threadpool(crud.get_source, session, user, source_id)
     upload = await receive_multipart(
         request, root=settings.upload_path, max_bytes=settings.max_body_bytes,
-        file_fields={"file": FITS_SUFFIXES, "catalog_file": CATALOG_SUFFIXES},
+        file_fields={"file": FITS_SUFFIXES, "catalog_file": CATALOG_SUFFIXES,
+                     "template_file": FITS_SUFFIXES},
         quota_bytes=settings.upload_quota_bytes,
     )
     try:
@@ -338,6 +345,15 @@ def _create_job(session: Session, user: User, source_id: str, upload: Upload) ->
     if catalog_file is not None:
         params["catalog_file"] = str(catalog_file.path)
         params["catalog_file_hash"] = catalog_file.sha256
+    template_file = upload.files.get("template_file")
+    if template_file is not None:
+        if params["template"] == "auto":
+            raise FieldError(
+                "template", "choose either an automatic template or an uploaded template file"
+            )
+        params["template"] = "file"
+        params["template_file"] = str(template_file.path)
+        params["template_file_hash"] = template_file.sha256
     kept = store.kept_upload(session, image.sha256)
     job = store.create_job(
         session, source_id=source_id, owner_id=user.id,

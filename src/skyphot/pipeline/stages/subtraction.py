@@ -1,0 +1,511 @@
+"""Template subtraction: calibrate the template with the same stages, align it onto the
+science grid, subtract with ZOGY and measure the target on the difference image.
+
+The science-frame measurement made by ``MeasureTarget`` stays in ``state.subtraction``;
+``state.target`` becomes the difference-image measurement, in science ADU, so the report
+calibrates it with the science zero point like any other measurement.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+from scipy.ndimage import map_coordinates, maximum_filter
+from scipy.spatial import cKDTree
+
+from skyphot.catalogs.filters import resolve_filter
+from skyphot.core.photometry import aperture_photometry, encircled_energy, forced_psf_photometry
+from skyphot.core.psf import PSFModel, effective_area
+from skyphot.core.resample import PixelMap, pixel_map, resample, sample_nearest
+from skyphot.core.wcs_utils import pixel_scale_arcsec
+from skyphot.core.zogy import StampPSF, ZogyResult, zogy_tiled
+from skyphot.errors import (
+    PhotometryError,
+    SkyphotError,
+    TargetOutsideFrameError,
+    TemplateError,
+    UnknownFilterError,
+)
+from skyphot.pipeline.config import HeaderOverrides, MeasureConfig
+from skyphot.pipeline.runner import Stage
+from skyphot.pipeline.stages.calibrate import Calibrate
+from skyphot.pipeline.stages.frame import NormaliseHeader, ReadFrame
+from skyphot.pipeline.stages.image import BuildMask, DetectSources, FitPSF, SubtractBackground
+from skyphot.pipeline.stages.reference import RefineAstrometry
+from skyphot.pipeline.state import (
+    FrameState,
+    SubtractionProducts,
+    TargetMeasurement,
+    TemplateFrame,
+    need,
+)
+
+# The difference-image noise is checked in an annulus around the target (px).
+_NOISE_INNER_FWHM = 3.0
+_NOISE_OUTER_PX = 60.0
+# The flux ratio comes from up to this many stars nearest the target, matched within this
+# radius, and needs at least this many.
+_RATIO_STARS = 40
+_MATCH_ARCSEC = 1.0
+_MIN_RATIO_STARS = 5
+# Spline order of the template resampling (and of its PSF, resampled the same way): quintic
+# splines depend less on a source's sub-pixel phase than cubic ones.
+_ORDER = 5
+# Survey cutouts reach this far beyond the region subtracted (pointing and WCS slack).
+_SIZE_MARGIN_ARCSEC = 60.0
+# Template pixels this close to the target must be on the template.
+_COVER_FWHM = 3.0
+
+
+def resolve_template(
+    config: MeasureConfig, *, band: str, size_arcsec: float
+) -> tuple[str, str, str, str | None]:
+    """(path, origin, label, band note) of the configured template; raises
+    ``TemplateError`` (or ``TemplateServiceError`` when a cutout service fails)."""
+    choice = config.subtraction.template
+    if choice == "auto":
+        from skyphot.templates.auto import auto_template
+
+        sub = config.subtraction
+        path, label, note = auto_template(
+            ra=config.target.ra, dec=config.target.dec, band=band, size_arcsec=size_arcsec,
+            survey_name=sub.survey, cache_dir=sub.cache_dir, service_url=sub.service_url,
+            timeout=sub.timeout_s, retries=sub.retries,
+        )
+        return path, "survey", label, note
+    file = Path(choice)
+    if not file.is_file():
+        raise TemplateError(f"template file {choice} does not exist or is not a file")
+    return str(file), "file", file.name, None
+
+
+def _template_config(config: MeasureConfig) -> MeasureConfig:
+    """The science configuration for the template: its own HDU, and header values from the
+    template's own header (the science frame's overrides do not apply to it)."""
+    return config.model_copy(
+        update={"hdu": config.subtraction.template_hdu, "header": HeaderOverrides()}
+    )
+
+
+@dataclass(frozen=True)
+class PrepareTemplate:
+    """Read the template and calibrate it with the science frame's own stages and catalog."""
+
+    name: str = "template"
+
+    def run(self, state: FrameState) -> FrameState:
+        bands = need(state.bands, "the bands")
+        catalog = need(state.catalog, "the reference catalog")
+        frame = need(state.frame, "the frame")
+        scale = pixel_scale_arcsec(need(state.astrometry, "the astrometric solution").wcs)
+        sub = state.config.subtraction
+        side = math.hypot(*frame.shape) if sub.region == "full" else sub.cutout_px * 1.42
+        path, origin, label, survey_note = resolve_template(
+            state.config, band=bands.band, size_arcsec=side * scale + _SIZE_MARGIN_ARCSEC
+        )
+        tstate = FrameState(image_path=path, config=_template_config(state.config))
+        before: list[Stage] = [
+            ReadFrame(), NormaliseHeader(), BuildMask(), SubtractBackground(), DetectSources()
+        ]
+        after: list[Stage] = [RefineAstrometry(), FitPSF(), Calibrate()]
+        tstate = _run(before, tstate, label)
+        if origin == "file":
+            note = _band_note(need(tstate.meta, "the template header").filter, bands.band, label)
+        else:  # a survey image was chosen for this band (or its nearest, said in the note)
+            note = survey_note
+        tstate = replace(tstate, catalog=catalog, bands=bands)
+        tstate = _run(after, tstate, label)
+        template = TemplateFrame(state=tstate, origin=origin, label=label, band_note=note)
+        return replace(state, template=template)
+
+
+def _run(stages: list[Stage], state: FrameState, label: str) -> FrameState:
+    for stage in stages:
+        try:
+            state = stage.run(state)
+        except TemplateError:
+            raise
+        except TargetOutsideFrameError as err:
+            raise TemplateError(
+                f"template {label} does not cover the target ({err}); use a template of this field"
+            ) from err
+        except SkyphotError as err:
+            raise TemplateError(f"template {label} unusable ({stage.name}): {err}") from err
+    return state
+
+
+def _band_note(template_filter: str | None, band: str, label: str) -> str | None:
+    """None when the template is in the frame's band; refuse another band."""
+    if template_filter is None:
+        return f"the template {label} names no filter; assumed to be {band}"
+    try:
+        tband = resolve_filter(template_filter).band
+    except UnknownFilterError as err:
+        raise TemplateError(
+            f"template {label} has filter {template_filter!r}, which maps to no band: {err}"
+        ) from err
+    if tband != band:
+        raise TemplateError(
+            f"template {label} is in band {tband} (filter {template_filter!r}) but the frame is "
+            f"calibrated in {band}; give a template in the same band"
+        )
+    return None
+
+
+@dataclass(frozen=True)
+class SubtractTemplate:
+    """Align the template, subtract it with ZOGY and measure the target on the difference."""
+
+    name: str = "subtract"
+
+    def run(self, state: FrameState) -> FrameState:
+        template = need(state.template, "the calibrated template")
+        science_target = need(state.target, "the science-frame measurement")
+        t_state = template.state
+        frame = need(state.frame, "the frame")
+        meta = need(state.meta, "the header")
+        data_sub = need(state.data_sub, "the background-subtracted image")
+        background = need(state.background, "the background")
+        mask = need(state.mask, "the mask")
+        solution = need(state.astrometry, "the astrometric solution")
+        psf = need(state.psf, "the PSF")
+        zp_fit = need(state.zero_point, "the zero point")
+        t_data = need(t_state.data_sub, "the template image")
+        t_bg = need(t_state.background, "the template background")
+        t_mask = need(t_state.mask, "the template mask")
+        t_meta = need(t_state.meta, "the template header")
+        t_wcs = need(t_state.astrometry, "the template astrometry").wcs
+        t_psf = need(t_state.psf, "the template PSF")
+        t_zp_fit = need(t_state.zero_point, "the template zero point")
+        cfg = state.config
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+
+        x, y = science_target.x, science_target.y
+        ny, nx = frame.shape
+        if cfg.subtraction.region == "full":
+            x0, y0, wy, wx = 0, 0, ny, nx
+        else:
+            wy = wx = min(cfg.subtraction.cutout_px, ny, nx)
+            x0 = int(np.clip(round(x) - wx // 2, 0, nx - wx))
+            y0 = int(np.clip(round(y) - wy // 2, 0, ny - wy))
+        cut = (slice(y0, y0 + wy), slice(x0, x0 + wx))
+        pmap = pixel_map(t_wcs, solution.wcs, (wy, wx), origin=(x0, y0))
+        xi, yi = round(x), round(y)
+        txc = float(pmap.x[yi - y0, xi - x0])
+        tyc = float(pmap.y[yi - y0, xi - x0])
+        t_fwhm_native = t_psf.fwhm_at(txc, tyc)
+        _check_coverage(t_data.shape, txc, tyc, _COVER_FWHM * t_fwhm_native, template.label)
+
+        # --- align: counts, mask and background variance onto the science grid
+        t_bad = t_mask != 0
+        ref = resample(np.where(t_bad, 0.0, t_data), pmap, order=_ORDER)
+        ref_bad = ~np.isfinite(ref) | sample_nearest(t_bad, pmap, fill=True)
+        area = pmap.area_ratio
+        # White-equivalent variance per science pixel: the source-pixel variance times the
+        # number of source pixels per science pixel (noise power per unit sky area is kept).
+        # The background rms map is smooth, so its nearest sample is enough.
+        t_rms = t_bg.rms.astype(np.float64)
+        ref_bgvar = sample_nearest(t_rms, pmap, fill=float(np.median(t_rms[::8, ::8]))) ** 2
+        ref_bgvar = ref_bgvar * area
+        ref = np.where(ref_bad, 0.0, ref)
+        timings["align"] = time.perf_counter() - t0
+
+        # --- match: flux ratio from both zero points, PSFs at the target on this grid
+        t1 = time.perf_counter()
+        zp_n, zp_n_err = zp_fit.predict(x, y, None)
+        zp_t, zp_t_err = t_zp_fit.predict(txc, tyc, None)
+        matched = _matched_flux_ratio(state, t_state, x, y)
+        if matched is not None:
+            flux_ratio, ln_ratio_err, ratio_source = matched
+        else:  # too few stars measured on both: the two zero points give the ratio
+            flux_ratio = 10.0 ** (0.4 * (zp_t - zp_n))
+            ln_ratio_err = 0.4 * math.log(10.0) * math.hypot(zp_t_err, zp_n_err)
+            ratio_source = "zero points"
+        fwhm_n = psf.fwhm_at(x, y)
+        jac = _jacobian(pmap, xi - x0, yi - y0)
+        t_fwhm_sci = t_fwhm_native / math.sqrt(abs(float(np.linalg.det(jac))))
+        # Stamps out to 6 FWHM: truncating Moffat wings differently in the two PSFs would
+        # leave a fraction of every static source in the difference.
+        size = 2 * math.ceil(6.0 * max(fwhm_n, t_fwhm_sci, 1.5)) + 1
+        psf_n, _, _ = psf.render(float(xi), float(yi), size)
+        psf_r = _template_psf_on_grid(t_psf, txc, tyc, jac, size)
+        sci = np.where(mask[cut] != 0, 0.0, data_sub[cut].astype(np.float64))
+        sci_bad = mask[cut] != 0
+        sigma_n = float(np.median(background.rms[cut]))
+        sigma_r = math.sqrt(float(np.median(ref_bgvar)))
+        _check_depth(
+            sigma_n, fwhm_n, sigma_r / flux_ratio, t_fwhm_sci,
+            cfg.subtraction.max_template_noise_ratio, template.label,
+        )
+        # Source noise of the static sky from the (deeper, transient-free) template.
+        static = np.maximum(ref, 0.0)
+        var_n = background.rms[cut].astype(np.float64) ** 2 + static / flux_ratio / meta.gain
+        var_r = ref_bgvar + static / t_meta.gain
+        timings["match"] = time.perf_counter() - t1
+
+        t2 = time.perf_counter()
+        tile = cfg.subtraction.tile_px
+
+        def psfs_at(cx: int, cy: int) -> tuple[np.ndarray, np.ndarray]:
+            """Both PSFs at cutout pixel (cx, cy), on the science grid."""
+            if (cx, cy) == (xi - x0, yi - y0):
+                return psf_n, psf_r
+            tx, ty = float(pmap.x[cy, cx]), float(pmap.y[cy, cx])
+            pn, _, _ = psf.render(float(cx + x0), float(cy + y0), size)
+            return pn, _template_psf_on_grid(t_psf, tx, ty, _jacobian(pmap, cx, cy), size)
+
+        if cfg.subtraction.method == "sfft":
+            yy, xx = np.ogrid[:wy, :wx]
+            near_target = np.hypot(xx - (x - x0), yy - (y - y0)) < 4.0 * fwhm_n
+            exclude = (maximum_filter((sci_bad | ref_bad).astype(np.uint8), size=size) > 0) | (
+                near_target
+            )
+            z = _sfft(sci, ref, var_n, var_r, psf_n, flux_ratio, fwhm_n, t_fwhm_sci,
+                      template.label, exclude)
+        else:
+            z = zogy_tiled(
+                sci, ref, var_n, var_r, psfs_at, flux_ratio=flux_ratio, tile=tile,
+                overlap=size, focus=(xi - x0, yi - y0), psf_size=size,
+            )
+        timings["subtract"] = time.perf_counter() - t2
+
+        # --- forced photometry on the difference image
+        t3 = time.perf_counter()
+        # A masked pixel spoils the difference over about the matching kernels' core.
+        halo = math.ceil(1.5 * max(fwhm_n, t_fwhm_sci))
+        bad = maximum_filter((sci_bad | ref_bad).astype(np.uint8), size=2 * halo + 1) > 0
+        d_psf = StampPSF.from_stamp(z.psf)
+        measurement = _measure(
+            z.difference, z.variance, bad, d_psf, x - x0, y - y0, meta.gain, cfg, (x0, y0)
+        )
+        # An error in the flux ratio leaves a fraction of the static light (host, star) under
+        # the target in the difference: add it to the error.
+        static_flux = float(science_target.psf.flux[0] - measurement.psf.flux[0])
+        ratio_term = abs(static_flux) * ln_ratio_err
+        measurement = replace(
+            measurement,
+            psf=replace(measurement.psf, fluxerr=np.hypot(measurement.psf.fluxerr, ratio_term)),
+        )
+        noise, n_pix = _noise_check(z.difference, z.variance, bad, x - x0, y - y0, d_psf.fwhm)
+        timings["photometry"] = time.perf_counter() - t3
+        timings["total"] = time.perf_counter() - t0
+        t_limit = 5.0 * float(np.median(t_bg.rms)) * math.sqrt(effective_area(t_psf, txc, tyc))
+
+        products = SubtractionProducts(
+            science_target=science_target,
+            template=template,
+            origin=(x0, y0),
+            science=sci,
+            template_aligned=ref / flux_ratio,
+            difference=z.difference,
+            variance=z.variance,
+            score=z.score,
+            bad=bad,
+            flux_ratio=flux_ratio,
+            flux_ratio_err=flux_ratio * ln_ratio_err,
+            flux_ratio_source=ratio_source,
+            template_zero_point=zp_t,
+            template_zero_point_err=zp_t_err,
+            template_fwhm_px=t_fwhm_native,
+            template_limit_flux=t_limit,
+            noise_measured=noise,
+            noise_pixels=n_pix,
+            timings=timings,
+        )
+        return replace(state, target=measurement, subtraction=products)
+
+
+def _sfft(
+    sci: np.ndarray,
+    ref: np.ndarray,
+    var_n: np.ndarray,
+    var_r: np.ndarray,
+    psf_n: np.ndarray,
+    flux_ratio: float,
+    fwhm_n: float,
+    fwhm_r: float,
+    label: str,
+    exclude: np.ndarray,
+) -> ZogyResult:
+    """SFFT's difference with the science PSF; its variance is taken as the sum of both
+    images' (the matching kernel's smoothing of the template noise is ignored, so the
+    errors are somewhat conservative)."""
+    from skyphot.adapters.sfft import subtract_sfft
+
+    if fwhm_r > fwhm_n:
+        raise TemplateError(
+            f"template {label} is broader than the frame (FWHM {fwhm_r:.2f} vs {fwhm_n:.2f} px) "
+            "and SFFT here only convolves the template; use method 'zogy'"
+        )
+    diff = subtract_sfft(
+        sci, ref / flux_ratio, exclude=exclude, kernel_half_width=math.ceil(2.0 * fwhm_n)
+    )
+    var = var_n + var_r / flux_ratio**2
+    stamp = psf_n / float(psf_n.sum())
+    return ZogyResult(
+        difference=diff, variance=var, psf=stamp, score=diff / np.sqrt(var),
+        flux_scale=1.0, background_sigma=float(np.sqrt(np.median(var))),
+    )
+
+
+def _matched_flux_ratio(
+    state: FrameState, t_state: FrameState, x: float, y: float
+) -> tuple[float, float, str] | None:
+    """Template/science flux ratio from the calibration stars measured on both frames
+    nearest the target (catalog errors cancel star by star), its relative error, and a
+    description; None when fewer than ``_MIN_RATIO_STARS`` stars are shared."""
+    s_st = need(state.calib_stars, "the calibration stars")
+    t_st = need(t_state.calib_stars, "the template calibration stars")
+    s_wcs = need(state.astrometry, "the astrometric solution").wcs
+    t_wcs = need(t_state.astrometry, "the template astrometry").wcs
+    if s_st.x.size < _MIN_RATIO_STARS or t_st.x.size < _MIN_RATIO_STARS:
+        return None
+    s_ra, s_dec = s_wcs.all_pix2world(s_st.x, s_st.y, 0)
+    t_ra, t_dec = t_wcs.all_pix2world(t_st.x, t_st.y, 0)
+    cosd = math.cos(math.radians(float(np.median(s_dec))))
+    tree = cKDTree(np.column_stack([t_ra * cosd, t_dec]) * 3600.0)
+    dist, idx = tree.query(np.column_stack([s_ra * cosd, s_dec]) * 3600.0)
+    ok = dist < _MATCH_ARCSEC
+    if int(ok.sum()) < _MIN_RATIO_STARS:
+        return None
+    si = np.flatnonzero(ok)
+    ti = idx[ok]
+    near = np.argsort(np.hypot(s_st.x[si] - x, s_st.y[si] - y))[:_RATIO_STARS]
+    si, ti = si[near], ti[near]
+    d = t_st.inst_mag[ti] - s_st.inst_mag[si]
+    w = 1.0 / (t_st.inst_err[ti] ** 2 + s_st.inst_err[si] ** 2)
+    med = float(np.median(d))
+    mad = 1.4826 * float(np.median(np.abs(d - med)))
+    keep = np.abs(d - med) <= max(3.0 * mad, 0.01)
+    if int(keep.sum()) < _MIN_RATIO_STARS:
+        return None
+    d, w = d[keep], w[keep]
+    mean = float(np.sum(w * d) / np.sum(w))
+    chi2 = float(np.sum(w * (d - mean) ** 2)) / max(d.size - 1, 1)
+    err_mag = math.sqrt(max(chi2, 1.0) / float(np.sum(w)))
+    ratio = 10.0 ** (-0.4 * mean)
+    return ratio, 0.4 * math.log(10.0) * err_mag, f"{d.size} stars on both frames"
+
+
+def _check_coverage(shape: tuple[int, ...], x: float, y: float, margin: float, label: str) -> None:
+    ny, nx = shape
+    if not (margin - 0.5 <= x <= nx - 0.5 - margin and margin - 0.5 <= y <= ny - 0.5 - margin):
+        raise TemplateError(
+            f"template {label} does not cover the target: it falls at template pixel "
+            f"({x:.1f}, {y:.1f}) of a {nx}x{ny} image; use a template of this field"
+        )
+
+
+def _check_depth(
+    sigma_n: float, fwhm_n: float, sigma_r: float, fwhm_r: float, limit: float, label: str
+) -> None:
+    """Refuse a template whose PSF-flux noise (science units) exceeds ``limit`` x the frame's."""
+    # A PSF fit's flux error is sigma * sqrt(n_eff), n_eff ~ FWHM^2 for a given profile.
+    ratio = (sigma_r * fwhm_r) / (sigma_n * fwhm_n)
+    if ratio > limit:
+        raise TemplateError(
+            f"template {label} is too shallow: its noise in the target's flux would be "
+            f"{ratio:.2f} times the frame's (allowed {limit:g}); use a deeper template"
+        )
+
+
+def _jacobian(pmap: PixelMap, i: int, j: int) -> np.ndarray:
+    """d(template x, y) / d(science x, y) at cutout pixel (i, j)."""
+    ny, nx = pmap.x.shape
+    i0, i1 = max(i - 1, 0), min(i + 1, nx - 1)
+    j0, j1 = max(j - 1, 0), min(j + 1, ny - 1)
+    jac = np.empty((2, 2))
+    jac[0, 0] = (pmap.x[j, i1] - pmap.x[j, i0]) / (i1 - i0)
+    jac[0, 1] = (pmap.x[j1, i] - pmap.x[j0, i]) / (j1 - j0)
+    jac[1, 0] = (pmap.y[j, i1] - pmap.y[j, i0]) / (i1 - i0)
+    jac[1, 1] = (pmap.y[j1, i] - pmap.y[j0, i]) / (j1 - j0)
+    return jac
+
+
+def _template_psf_on_grid(
+    t_psf: PSFModel, tx: float, ty: float, jac: np.ndarray, size: int
+) -> np.ndarray:
+    """The template's PSF at template pixel (tx, ty), resampled onto the science grid as a
+    centred ``size`` stamp (unit sum)."""
+    scale = float(np.max(np.abs(jac)))
+    native = 2 * math.ceil(size * max(scale, 1.0) * 0.75) + 1
+    stamp, sx0, sy0 = t_psf.render(tx, ty, native)
+    h = size // 2
+    dy, dx = np.mgrid[-h : h + 1, -h : h + 1].astype(float)
+    src_x = tx + jac[0, 0] * dx + jac[0, 1] * dy - sx0
+    src_y = ty + jac[1, 0] * dx + jac[1, 1] * dy - sy0
+    out = map_coordinates(
+        np.asarray(stamp, float), [src_y, src_x], order=_ORDER, mode="constant"
+    )
+    out = np.maximum(out, 0.0)
+    return np.asarray(out / out.sum())
+
+
+def _measure(
+    diff: np.ndarray,
+    var: np.ndarray,
+    bad: np.ndarray,
+    psf: StampPSF,
+    x: float,
+    y: float,
+    gain: float,
+    config: MeasureConfig,
+    origin: tuple[int, int],
+) -> TargetMeasurement:
+    """Forced PSF (and aperture) photometry at cutout position (x, y); no local background:
+    the difference image has none by construction."""
+    cfg = config.photometry
+    fwhm = psf.fwhm
+    rms = np.sqrt(var)
+    # A local background: each image's background model absorbs a different part of an
+    # extended host, which leaves a smooth offset in the difference under the target.
+    annulus = (cfg.annulus_fwhm[0] * fwhm, cfg.annulus_fwhm[1] * fwhm)
+    phot = forced_psf_photometry(
+        diff, np.array([x]), np.array([y]), psf=psf, rms=rms, gain=gain, mask=bad,
+        radius=cfg.psf_radius_fwhm * fwhm, annulus=annulus,
+    )
+    if not np.isfinite(phot.flux[0]):
+        raise PhotometryError(
+            "the target cannot be measured on the difference image: every pixel around it is "
+            "masked in the frame or the template"
+        )
+    ap_radius = cfg.aperture_radius_fwhm * fwhm
+    aperture = aperture_photometry(
+        diff, np.array([x]), np.array([y]), radius=ap_radius, rms=rms, gain=gain, mask=bad,
+        annulus=annulus,
+    )
+    return TargetMeasurement(
+        x=x + origin[0],
+        y=y + origin[1],
+        psf=phot,
+        aperture=aperture,
+        aperture_radius=ap_radius,
+        encircled_energy=encircled_energy(psf, x, y, ap_radius),
+        fwhm=fwhm,
+    )
+
+
+def _noise_check(
+    diff: np.ndarray, var: np.ndarray, bad: np.ndarray, x: float, y: float, fwhm: float
+) -> tuple[float, int]:
+    """Robust std of difference / predicted sigma in an annulus around the target (1 when
+    the subtraction is clean and the noise model right), and the pixels used."""
+    ny, nx = diff.shape
+    r_out = math.ceil(_NOISE_OUTER_PX)
+    ys = slice(max(int(y) - r_out, 0), min(int(y) + r_out + 2, ny))
+    xs = slice(max(int(x) - r_out, 0), min(int(x) + r_out + 2, nx))
+    diff, var, bad = diff[ys, xs], var[ys, xs], bad[ys, xs]
+    yy, xx = np.indices(diff.shape)
+    r = np.hypot(xx + xs.start - x, yy + ys.start - y)
+    sel = (r > _NOISE_INNER_FWHM * fwhm) & (r < _NOISE_OUTER_PX) & ~bad
+    n = int(sel.sum())
+    if n < 50:
+        return float("nan"), n
+    z = diff[sel] / np.sqrt(var[sel])
+    q25, q75 = np.percentile(z, [25, 75])
+    return float((q75 - q25) / 1.349), n

@@ -1,0 +1,108 @@
+"""A local stand-in for the Pan-STARRS1 image cutout service, for tests that must not
+reach the internet.
+
+It answers ``ps1filenames.py`` with a one-row listing and ``fitscut.cgi`` with a cutout of
+the given template image, stored with PS1's asinh scaling (BOFFSET, BSOFTEN) as the real
+service does. ``status`` other than 200 makes every request fail (a service that is down).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlparse
+
+import numpy as np
+from astropy.io import fits
+from astropy.io.fits import Header
+from astropy.wcs import WCS
+
+_BSOFTEN = 50.0
+_BOFFSET = 100.0
+
+
+@dataclass
+class FakePS1:
+    """What the stand-in serves and what it was asked."""
+
+    data: np.ndarray
+    header: Header
+    band: str = "r"
+    url: str = ""
+    status: int = 200
+    requests: list[str] = field(default_factory=list)
+
+    def cutout(self, ra: float, dec: float, size: int) -> bytes:
+        """A ``size`` square cut of the image around (ra, dec), asinh scaled, as FITS bytes."""
+        wcs = WCS(self.header)
+        x, y = wcs.all_world2pix(np.array([ra]), np.array([dec]), 0)
+        ny, nx = self.data.shape
+        x0 = int(np.clip(round(float(x[0])) - size // 2, 0, max(nx - size, 0)))
+        y0 = int(np.clip(round(float(y[0])) - size // 2, 0, max(ny - size, 0)))
+        cut = self.data[y0 : y0 + size, x0 : x0 + size].astype(np.float64)
+        header = self.header.copy()
+        header["CRPIX1"] = float(header["CRPIX1"]) - x0
+        header["CRPIX2"] = float(header["CRPIX2"]) - y0
+        for key in ("FILTER", "GAIN"):
+            header.remove(key, ignore_missing=True)
+        header["HIERARCH CELL.GAIN"] = float(self.header.get("GAIN", 1.0))
+        a = 2.5 / math.log(10.0)
+        header["BSOFTEN"] = _BSOFTEN
+        header["BOFFSET"] = _BOFFSET
+        scaled = a * np.arcsinh((cut - _BOFFSET) / (2.0 * _BSOFTEN))
+        buf = io.BytesIO()
+        fits.PrimaryHDU(data=scaled.astype(np.float32), header=header).writeto(buf)
+        return buf.getvalue()
+
+
+@contextmanager
+def serve_ps1(state: FakePS1) -> Iterator[FakePS1]:
+    """Run the stand-in on 127.0.0.1 (a free port) for the duration of the block."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            state.requests.append(self.path)
+            parsed = urlparse(self.path)
+            q = {k: v[0] for k, v in parse_qs(parsed.query).items()}
+            if state.status != 200:
+                self._send(state.status, b"service unavailable", "text/plain")
+            elif parsed.path.endswith("ps1filenames.py"):
+                band = q.get("filters", state.band)
+                rows = "projcell subcell ra dec filter mjd type filename shortname badflag\n"
+                if band == state.band:
+                    rows += (f"2000 50 {q['ra']} {q['dec']} {band} 0 stack "
+                             f"/rings.v3.skycell.2000.050.stk.{band}.unconv.fits "
+                             f"rings.v3.skycell.2000.050.stk.{band}.unconv.fits 0\n")
+                self._send(200, rows.encode(), "text/plain")
+            elif parsed.path.endswith("fitscut.cgi"):
+                body = state.cutout(float(q["ra"]), float(q["dec"]), int(q["size"]))
+                self._send(200, body, "application/fits")
+            else:
+                self._send(404, b"unknown endpoint", "text/plain")
+
+        def _send(self, code: int, body: bytes, ctype: str) -> None:
+            self.send_response(code)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    state.url = f"http://127.0.0.1:{server.server_address[1]}/cgi-bin"
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02},
+                              daemon=True)
+    thread.start()
+    try:
+        yield state
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)

@@ -1,0 +1,96 @@
+"""ZOGY against analytic truth: Gaussian PSFs, a galaxy under a point-source transient."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from skyphot.core.photometry import forced_psf_photometry
+from skyphot.core.zogy import StampPSF, zogy
+from skyphot.errors import InputError
+
+
+def _gauss(size: int, fwhm: float, dx: float = 0.0, dy: float = 0.0) -> np.ndarray:
+    s = fwhm / 2.3548
+    h = size // 2
+    y, x = np.mgrid[-h : h + 1, -h : h + 1]
+    g = np.exp(-((x - dx) ** 2 + (y - dy) ** 2) / (2 * s * s))
+    return g / g.sum()
+
+
+def _pair(seed: int, flux: float, fr: float = 3.0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    new, ref = np.zeros((128, 128)), np.zeros((128, 128))
+    host = slice(64 - 30, 64 + 31)
+    new[host, host] += 5e4 * _gauss(61, math.hypot(12.0, 4.0))
+    ref[host, host] += fr * 5e4 * _gauss(61, math.hypot(12.0, 2.5))
+    star = slice(64 - 15, 64 + 16)
+    new[star, star] += flux * _gauss(31, 4.0, 0.3, -0.4)
+    return new + rng.normal(0, 10.0, new.shape), ref + rng.normal(0, 12.0, ref.shape)
+
+
+def _measure(new: np.ndarray, ref: np.ndarray, fr: float = 3.0) -> tuple[float, float, float]:
+    z = zogy(new, ref, _gauss(31, 4.0), _gauss(31, 2.5), sigma_new=10.0, sigma_ref=12.0,
+             flux_ratio=fr, psf_size=31)
+    phot = forced_psf_photometry(
+        z.difference, np.array([64.3]), np.array([63.6]), psf=StampPSF.from_stamp(z.psf),
+        rms=np.sqrt(z.variance), gain=1e12, radius=10.0, annulus=None,
+    )
+    chi = float(np.std(z.difference[5:40, 5:40] / np.sqrt(z.variance[5:40, 5:40])))
+    return float(phot.flux[0]), float(phot.fluxerr[0]), chi
+
+
+def test_transient_flux_on_galaxy_is_unbiased_and_errors_are_honest() -> None:
+    flux = 800.0
+    pulls, chis = [], []
+    for seed in range(24):
+        f, e, chi = _measure(*_pair(seed, flux))
+        pulls.append((f - flux) / e)
+        chis.append(chi)
+    # mean of 24 unit-variance pulls has sigma 0.2: 3 sigma bound
+    assert abs(float(np.mean(pulls))) < 0.65
+    assert 0.7 < float(np.std(pulls)) < 1.35
+    assert 0.9 < float(np.mean(chis)) < 1.1
+
+
+def test_negative_flux_of_a_faded_source_is_reported_not_clipped() -> None:
+    new, ref = _pair(3, 0.0)
+    # the source was in the template (at fr times its flux) and is gone now
+    ref[64 - 15 : 64 + 16, 64 - 15 : 64 + 16] += 3.0 * 1500.0 * _gauss(31, 2.5, 0.3, -0.4)
+    f, e, _ = _measure(new, ref)
+    assert abs(f + 1500.0) < 4 * e
+
+
+def test_difference_noise_matches_closed_form() -> None:
+    z = zogy(np.zeros((64, 64)), np.zeros((64, 64)), _gauss(15, 3.0), _gauss(15, 2.0),
+             sigma_new=2.0, sigma_ref=3.0, flux_ratio=1.5)
+    assert z.background_sigma == pytest.approx(math.sqrt(2.0**2 + 3.0**2 / 1.5**2))
+    assert np.allclose(z.variance, z.background_sigma**2, rtol=1e-6)
+    assert z.psf.sum() == pytest.approx(1.0)
+
+
+def test_bad_inputs_are_refused_with_a_message() -> None:
+    a = np.zeros((32, 32))
+    with pytest.raises(InputError, match="grids differ"):
+        zogy(a, np.zeros((32, 31)), _gauss(7, 2), _gauss(7, 2), sigma_new=1, sigma_ref=1,
+             flux_ratio=1)
+    with pytest.raises(InputError, match="flux ratio must be positive"):
+        zogy(a, a, _gauss(7, 2), _gauss(7, 2), sigma_new=1, sigma_ref=1, flux_ratio=0)
+    bad = a.copy()
+    bad[3, 3] = np.nan
+    with pytest.raises(InputError, match="NaN"):
+        zogy(bad, a, _gauss(7, 2), _gauss(7, 2), sigma_new=1, sigma_ref=1, flux_ratio=1)
+    with pytest.raises(InputError, match="odd sizes"):
+        zogy(a, a, np.ones((6, 6)), _gauss(7, 2), sigma_new=1, sigma_ref=1, flux_ratio=1)
+
+
+def test_stamp_psf_shift_keeps_flux_and_moves_centroid() -> None:
+    psf = StampPSF.from_stamp(_gauss(31, 3.0))
+    stamp, x0, y0 = psf.render(10.3, 20.8, 21)
+    assert stamp.sum() == pytest.approx(1.0, abs=1e-4)
+    yy, xx = np.mgrid[0:21, 0:21]
+    assert float((stamp * (xx + x0)).sum() / stamp.sum()) == pytest.approx(10.3, abs=0.01)
+    assert float((stamp * (yy + y0)).sum() / stamp.sum()) == pytest.approx(20.8, abs=0.01)
+    assert psf.fwhm_at(0, 0) == pytest.approx(3.0, rel=0.15)

@@ -1,0 +1,211 @@
+"""Template subtraction end to end on simulated frames with host galaxies (known truth)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from astropy.io import fits
+
+from skyphot.cli import EXIT_BAD_INPUT, EXIT_OK, main
+from skyphot.testing import SimulatedFrame, SimulationParams, simulate_frame
+from skyphot.testing.galaxy import HostComponent
+from skyphot.testing.template import TemplateParams, simulate_template
+
+HOSTS = (
+    HostComponent(mag=16.8, r_eff_arcsec=4.0, sersic_n=1.0, axis_ratio=0.6, angle_deg=30.0,
+                  offset_arcsec=(1.5, 1.0)),
+    HostComponent(mag=17.8, r_eff_arcsec=0.8, sersic_n=4.0, offset_arcsec=(1.5, 1.0)),
+)
+
+
+@dataclass(frozen=True)
+class Pair:
+    science: Path
+    catalog: Path
+    template: Path
+    sim: SimulatedFrame
+    directory: Path
+
+
+def _pair(directory: Path, seed: int, template: TemplateParams | None = None) -> Pair:
+    sim = simulate_frame(SimulationParams(target_mag=19.5, hosts=HOSTS), seed=seed)
+    paths = sim.write(directory, stem="science")
+    tmpl = simulate_template(sim, template or TemplateParams(), seed=seed + 100)
+    tpath = tmpl.write(directory, stem="template").image
+    return Pair(paths.image, paths.catalog, tpath, sim, directory)
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory: pytest.TempPathFactory) -> Pair:
+    return _pair(tmp_path_factory.mktemp("sub"), seed=3)
+
+
+def _argv(p: Pair, template: str, *extra: str) -> list[str]:
+    t = p.sim.truth
+    return ["measure", str(p.science), "--ra", repr(t.ra), "--dec", repr(t.dec),
+            "--catalog", str(p.catalog), "--template", template, "--json", *extra]
+
+
+def _true_ujy(mag: float) -> float:
+    return 10.0 ** (-0.4 * (mag - 23.9))
+
+
+def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> dict[str, object]:
+    assert main(argv) == EXIT_OK
+    return dict(json.loads(capsys.readouterr().out))
+
+
+def test_difference_photometry_recovers_the_transient_on_its_host(
+    pair: Pair, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = _run(_argv(pair, str(pair.template)), capsys)
+    truth = _true_ujy(pair.sim.truth.mag)
+    sub = out["subtraction"]
+    assert isinstance(sub, dict)
+    flux, err = float(out["flux"]), float(out["fluxerr"])  # type: ignore[arg-type]
+    # unbiased within 4 sigma of its own error (+1% for the zero points)
+    assert abs(flux - truth) < 4 * err + 0.01 * truth
+    # the science frame alone measures the host too: far too bright
+    assert float(sub["science_flux"]) - truth > 10 * float(sub["science_fluxerr"])
+    assert sub["method"] == "zogy"
+    assert sub["template"] == "template.fits" and sub["template_origin"] == "file"
+    assert 0.85 < float(sub["difference_noise_ratio"]) < 1.2
+    assert sub["template_limiting_mag"] > out["limiting_mag"]  # the template is deeper
+    assert set(sub["timings"]) == {"align", "match", "subtract", "photometry", "total"}
+    # template noise is included: the error exceeds the science frame's ideal
+    ideal = pair.sim.truth.ideal_flux_error() * truth / pair.sim.truth.flux_adu
+    assert err > ideal
+
+
+def test_diagnostics_show_science_template_and_difference(
+    pair: Pair, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from PIL import Image
+
+    png = tmp_path / "diag.png"
+    _run(_argv(pair, str(pair.template), "--plot", str(png)), capsys)
+    with Image.open(png) as image:
+        width, height = image.size
+    # three rows of panels instead of two
+    assert height > width * 0.9
+
+
+def test_without_template_the_result_has_no_subtraction_block(
+    pair: Pair, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = _run(_argv(pair, "none"), capsys)
+    assert out["subtraction"] is None
+    # host light biases the plain measurement by tenths of a magnitude
+    assert float(out["mag"]) < pair.sim.truth.mag - 0.3  # type: ignore[arg-type]
+
+
+def test_a_faded_transient_gives_a_negative_flux(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    p = _pair(tmp_path, seed=4, template=TemplateParams(transient_mag=18.5))
+    out = _run(_argv(p, str(p.template)), capsys)
+    true_diff = _true_ujy(19.5) - _true_ujy(18.5)
+    flux, err = float(out["flux"]), float(out["fluxerr"])  # type: ignore[arg-type]
+    assert flux < 0 and out["mag"] is None
+    assert abs(flux - true_diff) < 4 * err + 0.02 * abs(true_diff)
+
+
+def _fails(argv: list[str], capsys: pytest.CaptureFixture[str], *fragments: str) -> None:
+    assert main(argv) == EXIT_BAD_INPUT
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    message = captured.err.strip().splitlines()[-1]
+    assert message.startswith(("skyphot: error: template: ", "skyphot: error: subtract: "))
+    for fragment in fragments:
+        assert fragment.lower() in message.lower(), message
+
+
+def test_missing_template_file(pair: Pair, capsys: pytest.CaptureFixture[str]) -> None:
+    _fails(_argv(pair, str(pair.directory / "nope.fits")), capsys, "nope.fits", "does not exist")
+
+
+def test_unreadable_template(
+    pair: Pair, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "junk.fits"
+    bad.write_text("not an image\n" * 50)
+    _fails(_argv(pair, str(bad)), capsys, "junk.fits", "unusable (read)")
+
+
+def test_template_not_covering_the_target(
+    pair: Pair, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    far = simulate_template(pair.sim, TemplateParams(pointing_offset_arcsec=(1500.0, 0.0)), seed=1)
+    path = far.write(tmp_path, stem="far").image
+    _fails(_argv(pair, str(path)), capsys, "far.fits", "does not cover the target")
+
+
+def test_template_in_another_band(
+    pair: Pair, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    other = simulate_template(pair.sim, TemplateParams(filter="i"), seed=1)
+    path = other.write(tmp_path, stem="iband").image
+    _fails(_argv(pair, str(path)), capsys, "band i", "same band")
+
+
+def test_template_too_shallow(
+    pair: Pair, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    shallow = simulate_template(pair.sim, TemplateParams(zero_point=27.3, sky=3000.0), seed=1)
+    path = shallow.write(tmp_path, stem="shallow").image
+    _fails(_argv(pair, str(path)), capsys, "too shallow", "deeper template")
+
+
+def test_template_without_wcs(
+    pair: Pair, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with fits.open(pair.template) as hdul:
+        header = hdul[0].header.copy()
+        data = hdul[0].data
+    for key in ("CTYPE1", "CTYPE2", "CRVAL1", "CRVAL2", "CRPIX1", "CRPIX2", "CD1_1", "CD1_2",
+                "CD2_1", "CD2_2", "CUNIT1", "CUNIT2", "WCSAXES"):
+        header.remove(key, ignore_missing=True)
+    path = tmp_path / "nowcs.fits"
+    fits.PrimaryHDU(data=data, header=header).writeto(path)
+    _fails(_argv(pair, str(path)), capsys, "nowcs.fits", "wcs")
+
+
+
+def test_full_frame_tiled_subtraction_agrees_with_the_target_cutout(pair: Pair) -> None:
+    from skyphot.pipeline.api import measure
+    from skyphot.pipeline.config import MeasureConfig
+
+    t = pair.sim.truth
+    base = {"target": {"ra": t.ra, "dec": t.dec}, "catalog": {"path": str(pair.catalog)}}
+    cut = measure(pair.science, MeasureConfig.model_validate(
+        {**base, "subtraction": {"template": str(pair.template)}}))
+    full = measure(pair.science, MeasureConfig.model_validate(
+        {**base, "subtraction": {"template": str(pair.template), "region": "full",
+                                 "tile_px": 256}}))
+    assert full.subtraction is not None and cut.subtraction is not None
+    assert full.subtraction.cutout_px == max(pair.sim.data.shape)
+    # same frames, same template: the two differ only by the PSFs of other tiles' edges
+    assert abs(full.flux - cut.flux) < 0.5 * cut.fluxerr
+    truth = 10.0 ** (-0.4 * (t.mag - 23.9))
+    assert abs(full.flux - truth) < 4 * full.fluxerr + 0.01 * truth
+
+
+def test_sfft_method_for_comparison(pair: Pair, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("sfft")
+    out = _run(_argv(pair, str(pair.template), "--config", str(_sfft_config(pair))), capsys)
+    sub = out["subtraction"]
+    assert isinstance(sub, dict) and sub["method"] == "sfft"
+    truth = _true_ujy(pair.sim.truth.mag)
+    flux, err = float(out["flux"]), float(out["fluxerr"])  # type: ignore[arg-type]
+    # SFFT removes the host too (its errors here are conservative)
+    assert abs(flux - truth) < 4 * err + 0.02 * truth
+    assert float(sub["science_flux"]) - truth > 10 * float(sub["science_fluxerr"])
+
+
+def _sfft_config(p: Pair) -> Path:
+    path = p.directory / "sfft.yaml"
+    path.write_text("subtraction:\n  method: sfft\n")
+    return path
