@@ -17,8 +17,9 @@ ALLOWED: dict[str, frozenset[str]] = {
     "io": frozenset({"io", "core", "errors"}),
     "catalogs": frozenset({"catalogs", "io", "core", "errors"}),
     "adapters": frozenset({"adapters", "catalogs", "io", "core", "errors"}),
-    "pipeline": frozenset({"pipeline", "adapters", "catalogs", "io", "core", "errors",
-                           "skyphot"}),
+    "templates": frozenset({"templates", "catalogs", "io", "core", "errors"}),
+    "pipeline": frozenset({"pipeline", "adapters", "catalogs", "templates", "io", "core",
+                           "errors", "skyphot"}),
     "db": frozenset({"db", "errors"}),
 }
 

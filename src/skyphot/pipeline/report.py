@@ -138,7 +138,8 @@ def build_result(state: FrameState, timings: dict[str, float]) -> PhotometryResu
         timings=timings,
         software_version=__version__,
         config=config,
-        subtraction=subtraction_report(state, zp, calib_err, config.nsigma),
+        subtraction=subtraction_report(state, at_target.zp, at_target.calib_err, config.nsigma,
+                                       ujy_per_adu=at_target.ujy_per_adu),
     )
 
 

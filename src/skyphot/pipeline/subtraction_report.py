@@ -6,15 +6,16 @@ from __future__ import annotations
 import math
 
 from skyphot.core.astrometry import pixel_scale_arcsec
-from skyphot.core.units import MAG_ERR_FACTOR, adu_to_ujy_scale
+from skyphot.core.units import MAG_ERR_FACTOR
 from skyphot.pipeline.result import SubtractionReport
 from skyphot.pipeline.state import FrameState, need
 
 
 def subtraction_report(
-    state: FrameState, zp: float, calib_err: float, nsigma: float
+    state: FrameState, zp: float, calib_err: float, nsigma: float, *, ujy_per_adu: float
 ) -> SubtractionReport | None:
-    """None when no template was subtracted."""
+    """The ``subtraction`` block (None when no template was subtracted); ``ujy_per_adu``
+    converts the frame's fluxes to µJy (a Vega band's offset included)."""
     sub = state.subtraction
     if sub is None:
         return None
@@ -24,7 +25,7 @@ def subtraction_report(
     flux_adu = float(science.psf.flux[0])
     err_adu = float(science.psf.fluxerr[0])
     snr = flux_adu / err_adu if err_adu > 0 else 0.0
-    scale = adu_to_ujy_scale(zp)
+    scale = ujy_per_adu
     mag = magerr = None
     if snr >= nsigma:
         mag = zp - 2.5 * math.log10(flux_adu)
