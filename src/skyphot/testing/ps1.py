@@ -10,17 +10,18 @@ from __future__ import annotations
 
 import io
 import math
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, urlparse
 
 import numpy as np
 from astropy.io import fits
 from astropy.io.fits import Header
 from astropy.wcs import WCS
+
+from skyphot.testing.loopback import loopback_server
 
 _BSOFTEN = 50.0
 _BOFFSET = 100.0
@@ -95,14 +96,6 @@ def serve_ps1(state: FakePS1) -> Iterator[FakePS1]:
         def log_message(self, format: str, *args: object) -> None:
             return
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    state.url = f"http://127.0.0.1:{server.server_address[1]}/cgi-bin"
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02},
-                              daemon=True)
-    thread.start()
-    try:
+    with loopback_server(Handler) as url:
+        state.url = url + "/cgi-bin"
         yield state
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)

@@ -22,11 +22,12 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from skyphot.adapters.skyportal import BANDPASSES
+from skyphot.testing.loopback import loopback_server
 
 # SkyPortal accepts any sncosmo bandpass; these are the ones its users meet most.
 ALLOWED_BANDPASSES = frozenset(BANDPASSES | {"atlasc", "atlaso", "swiftu", "uvot::b",
@@ -228,16 +229,6 @@ def serve_skyportal(state: FakeSkyPortal | None = None) -> Iterator[FakeSkyPorta
         def log_message(self, format: str, *args: object) -> None:
             return  # keep test output clean
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    fake.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-    )
-    thread.start()
-    try:
+    with loopback_server(Handler, stopping=done) as url:
+        fake.url = url
         yield fake
-    finally:
-        done.set()
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)

@@ -11,9 +11,11 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs
 from xml.sax.saxutils import escape
+
+from skyphot.testing.loopback import loopback_server
 
 
 def votable_document(
@@ -109,16 +111,6 @@ def serve_vizier(state: FakeVizier | None = None) -> Iterator[FakeVizier]:
         def log_message(self, format: str, *args: object) -> None:
             return  # keep test and benchmark output clean
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    fake.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-    )
-    thread.start()
-    try:
+    with loopback_server(Handler, stopping=done) as url:
+        fake.url = url
         yield fake
-    finally:
-        done.set()
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
