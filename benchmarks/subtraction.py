@@ -26,7 +26,7 @@ from scipy.ndimage import maximum_filter
 
 from skyphot import __version__
 from skyphot.pipeline.config import MeasureConfig, SubtractionConfig
-from skyphot.pipeline.recipe import default_recipe
+from skyphot.pipeline.recipe import recipe_for
 from skyphot.pipeline.report import build_result
 from skyphot.pipeline.stages.subtraction import SubtractTemplate, _template_psf_on_grid
 from skyphot.pipeline.state import FrameState, need
@@ -156,7 +156,7 @@ def run_one(seed: int, hosted: bool, workdir: Path, *, sfft: bool = False) -> Ro
     t0 = time.perf_counter()
     state = FrameState(image_path=str(paths.image), config=config)
     timings: dict[str, float] = {}
-    for stage in default_recipe(config):
+    for stage in recipe_for(config):
         t = time.perf_counter()
         state = stage.run(state)
         timings[stage.name] = time.perf_counter() - t
@@ -215,15 +215,14 @@ def run_one(seed: int, hosted: bool, workdir: Path, *, sfft: bool = False) -> Ro
     )
 
 
-def _md(rows: list[Row], wall: float) -> str:
+def _md(rows: list[Row], wall: float, load_note: str) -> str:
     hosted = [r for r in rows if r.hosted]
     blank = [r for r in rows if not r.hosted]
     lines = [
         "# Template subtraction benchmark",
         "",
         f"skyphot {__version__}, {platform.machine()}, Python {platform.python_version()}, "
-        f"{len(rows)} frames of {SHAPE[1]}x{SHAPE[0]} px, {wall:.0f} s wall in all. Measured "
-        "on a machine shared with other jobs: timings are inflated by their load.",
+        f"{len(rows)} frames of {SHAPE[1]}x{SHAPE[0]} px, {wall:.0f} s wall in all. {load_note}",
         "",
         "Frames: host galaxy (exponential disk + de Vaucouleurs bulge) under the transient; "
         "template of the same field without it: other seeing (broader on odd seeds, narrower "
@@ -327,13 +326,16 @@ def main() -> None:
                     help="also time SFFT on this many frames with sharper templates (SFFT "
                     "over a whole 2048x2048 frame takes minutes and ~16 GB here)")
     ap.add_argument("--from-json", help="rewrite the table from a previous run's JSON")
+    ap.add_argument("--load-note", default="Timings are comparable only between runs on an "
+                    "otherwise idle machine.", help="a sentence on the machine's load")
     args = ap.parse_args()
     if args.from_json:
         saved = json.loads(Path(args.from_json).read_text())
         if isinstance(saved, list):  # older files: rows only, wall time not kept
             saved = {"rows": saved, "wall_s": float("nan")}
         rows_in = [Row(**r) for r in saved["rows"]]
-        Path(args.out).write_text(_md(rows_in, float(saved["wall_s"])))
+        Path(args.out).write_text(_md(rows_in, float(saved["wall_s"]),
+                                      saved.get("load_note", args.load_note)))
         return
     rows: list[Row] = []
     if args.sfft_frames > 0 and _sfft_available():
@@ -352,10 +354,10 @@ def main() -> None:
             rows.append(run_one(100 + seed, False, Path(tmp)))
             print(json.dumps(asdict(rows[-1])), flush=True)
     wall = time.perf_counter() - start
-    Path(args.out).write_text(_md(rows, wall))
-    Path(args.out).with_suffix(".json").write_text(
-        json.dumps({"wall_s": wall, "rows": [asdict(r) for r in rows]}, indent=1)
-    )
+    Path(args.out).write_text(_md(rows, wall, args.load_note))
+    Path(args.out).with_suffix(".json").write_text(json.dumps(
+        {"wall_s": wall, "load_note": args.load_note, "rows": [asdict(r) for r in rows]},
+        indent=1))
 
 
 if __name__ == "__main__":
