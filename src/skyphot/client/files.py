@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from skyphot.errors import InputError
+from skyphot.io.fits_limits import BLOCK, CARD, skip_bytes
 
 # What the server's upload form accepts for the image (skyphot.web.uploads.FITS_SUFFIXES),
 # longest first so that ".fits.gz" wins over ".gz".
@@ -16,9 +17,6 @@ FITS_SUFFIXES = (".fits.fz", ".fits.gz", ".fit.gz", ".fit.fz", ".fts.gz", ".fits
                  ".fts", ".fz")
 FITS_MAGIC = b"SIMPLE  ="  # the first keyword of every FITS file, padded to column 9
 GZIP_MAGIC = b"\x1f\x8b"
-FITS_BLOCK = 2880  # bytes
-CARD = 80  # bytes per header card
-SKIP_CHUNK = 1 << 20  # bytes read at a time when skipping data inside a gzip stream
 
 
 def is_fits_name(path: Path) -> bool:
@@ -66,7 +64,7 @@ def _glob(pattern: Path) -> list[Path]:
 def _leading_bytes(path: Path) -> bytes:
     """The first FITS block of the file, decompressed when it is gzip."""
     with path.open("rb") as stream:
-        head = stream.read(FITS_BLOCK)
+        head = stream.read(BLOCK)
     if not head.startswith(GZIP_MAGIC):
         return head
     try:
@@ -115,22 +113,6 @@ def _data_bytes(header: dict[str, str], index: int) -> int:
     return abs(bitpix) // 8 * integer("GCOUNT", 1) * (integer("PCOUNT", 0) + cells)
 
 
-def _skip(stream: BinaryIO, count: int, *, seekable: bool) -> int:
-    """Move ``count`` bytes forward; returns how many were there."""
-    if seekable:
-        here = stream.tell()
-        end = stream.seek(0, 2)
-        stream.seek(min(end, here + count))
-        return min(end - here, count)
-    skipped = 0
-    while skipped < count:
-        block = stream.read(min(SKIP_CHUNK, count - skipped))
-        if not block:
-            break
-        skipped += len(block)
-    return skipped
-
-
 def structure_problem(stream: BinaryIO, *, seekable: bool = True) -> str | None:
     """Why a FITS byte stream is cut short or malformed, or None when every HDU is whole.
 
@@ -141,10 +123,10 @@ def structure_problem(stream: BinaryIO, *, seekable: bool = True) -> str | None:
     while True:
         header: dict[str, str] = {}
         while True:
-            block = stream.read(FITS_BLOCK)
+            block = stream.read(BLOCK)
             if index > 0 and not header and (not block or not block.startswith(b"XTENSION")):
                 return None  # the last HDU was complete; whatever follows is not an HDU
-            if len(block) < FITS_BLOCK:
+            if len(block) < BLOCK:
                 return (f"the header of HDU {index} does not end (no END card before the end "
                         "of the file): the file is truncated or corrupt; copy it again")
             cards = _cards(block)
@@ -155,11 +137,11 @@ def structure_problem(stream: BinaryIO, *, seekable: bool = True) -> str | None:
             size = _data_bytes(header, index)
         except ValueError as err:
             return f"the FITS header is malformed: {err}; the file is corrupt"
-        present = _skip(stream, size, seekable=seekable)
+        present = skip_bytes(stream, size, seekable=seekable)
         if present < size:
             return (f"the file is truncated: HDU {index} declares {size} bytes of data but only "
                     f"{present} are present; copy or download it again")
-        _skip(stream, -size % FITS_BLOCK, seekable=seekable)
+        skip_bytes(stream, -size % BLOCK, seekable=seekable)
         index += 1
 
 

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from skyphot.errors import FrameReadError
 
@@ -118,16 +119,18 @@ def _open(file: Path) -> Iterator[tuple[io.BufferedIOBase, bool]]:
             yield stream, False
 
 
-def _skip(stream: io.BufferedIOBase, n: int, compressed: bool) -> int:
-    """Skip ``n`` bytes; returns how many were there."""
-    if not compressed:
+def skip_bytes(stream: BinaryIO | io.BufferedIOBase, count: int, *, seekable: bool) -> int:
+    """Move ``count`` bytes forward in a FITS stream without keeping them (seeking when the
+    stream allows, else reading in chunks: inside a gzip stream); returns how many were
+    there, fewer when the stream ends first."""
+    if seekable:
         here = stream.tell()
         end = stream.seek(0, 2)
-        stream.seek(min(end, here + n))
-        return min(end - here, n)
+        stream.seek(min(end, here + count))
+        return min(end - here, count)
     skipped = 0
-    while skipped < n:
-        chunk = stream.read(min(CHUNK, n - skipped))
+    while skipped < count:
+        chunk = stream.read(min(CHUNK, count - skipped))
         if not chunk:
             break
         skipped += len(chunk)
@@ -170,7 +173,7 @@ def check_fits_size(path: str | Path, *, max_pixels: int, name: str | None = Non
                         f"({max_pixels:,} pixels); send a smaller frame"
                     )
                 padded = -(-size // BLOCK) * BLOCK
-                if _skip(stream, padded, compressed) < size:
+                if skip_bytes(stream, padded, seekable=not compressed) < size:
                     break  # truncated data: read_frame reports it precisely
             else:
                 raise FrameReadError(f"{where}: more than {MAX_HDUS} HDUs; refusing the file")
