@@ -13,6 +13,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +22,8 @@ from harness import FAULT_ENGINE, TESTS, wait_until
 from webtest_helpers import free_port
 
 
-def group_members(pgid: int) -> list[int]:
-    """Live (not zombie) processes of process group ``pgid``."""
-    members = []
+def _live_processes() -> Iterator[tuple[int, int, int]]:
+    """(pid, parent pid, process group) of every live (not zombie) process."""
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -33,25 +33,18 @@ def group_members(pgid: int) -> list[int]:
             continue
         # Fields after the parenthesised command: state, ppid, pgrp, ...
         fields = stat[stat.rindex(")") + 2:].split()
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            members.append(int(entry.name))
-    return members
+        if fields[0] != "Z":
+            yield int(entry.name), int(fields[1]), int(fields[2])
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live (not zombie) processes of process group ``pgid``."""
+    return [pid for pid, _, group in _live_processes() if group == pgid]
 
 
 def children_of(pid: int) -> list[int]:
     """Live direct children of ``pid``."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2:].split()
-        if int(fields[1]) == pid and fields[0] != "Z":
-            found.append(int(entry.name))
-    return found
+    return [child for child, parent, _ in _live_processes() if parent == pid]
 
 
 class ServeProcess:

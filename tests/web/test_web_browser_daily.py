@@ -13,7 +13,6 @@ from typing import Any
 
 import httpx
 import pytest
-from test_web_browser import ARGS, CHROMIUM
 from webtest_helpers import STUB_ENGINE, add_users, fits_bytes, live_server, make_settings
 
 from skyphot.jobs.queue import EmbeddedQueue
@@ -21,16 +20,6 @@ from skyphot.web.app import create_app
 
 pytestmark = pytest.mark.browser
 
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Debian's chromium is not installed (make setup installs it)")
-    playwright_api = pytest.importorskip("playwright.sync_api")
-    with playwright_api.sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture

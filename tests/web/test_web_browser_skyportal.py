@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_web_browser import browser  # noqa: F401  (the module-scoped Chromium fixture)
 from webtest_helpers import add_users, live_server, make_settings
 
 from skyphot.db.models import Photometry, Source
@@ -37,7 +36,7 @@ def calibration(band: str, nocolor: float, term: float) -> dict[str, Any]:
             "mag_nocolor": nocolor, "magerr_nocolor": 0.02, "limit_nocolor": 21.0}
 
 
-def test_import_colours_and_push_on_the_page(browser: Any, portal: FakeSkyPortal,  # noqa: F811
+def test_import_colours_and_push_on_the_page(browser: Any, portal: FakeSkyPortal,
                                              tmp_path: Path) -> None:
     settings = make_settings(tmp_path, skyportal={
         "url": portal.url, "token": portal.token, "instruments": {"SIMCAM": 7},
