@@ -156,7 +156,7 @@ def base_state(**products: Any) -> FrameState:
     rms = np.ones(SHAPE, np.float32)
     values: dict[str, Any] = {
         "frame": frame, "meta": meta, "mask": np.zeros(SHAPE, np.uint8),
-        "background": BackgroundModel(level=np.zeros(SHAPE, np.float32), rms=rms,
+        "background": BackgroundModel(level_map=np.zeros(SHAPE, np.float32), rms=rms,
                                       global_level=0.0, global_rms=1.0),
         "data_sub": np.zeros(SHAPE, np.float32), "header_wcs": tan_wcs(),
     }

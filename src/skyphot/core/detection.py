@@ -6,22 +6,63 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import sep
 from scipy.spatial import cKDTree
 
+from skyphot.core.masking import all_finite, all_positive
 from skyphot.errors import ConfigError, DetectionError, InputError
 
 
 @dataclass(frozen=True)
 class BackgroundModel:
-    """Smooth sky level and its per-pixel noise (ADU), both of the frame's shape."""
+    """Smooth sky level and its per-pixel noise (ADU) of a frame.
 
-    level: np.ndarray
+    ``rms`` is a float32 map of the frame's shape. The level is kept as SEP's coarse mesh
+    (``mesh``, a ``sep.Background``) rather than as a full-frame map, which would be one more
+    frame-sized array held for the whole analysis: ``level`` makes the map when asked and
+    ``subtract_from`` subtracts it without one. A model built from a map (``level_map``)
+    keeps that map instead; exactly one of the two is given.
+    """
+
     rms: np.ndarray
     global_level: float
     global_rms: float
+    mesh: Any = None  # sep.Background (untyped library)
+    level_map: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if (self.mesh is None) == (self.level_map is None):
+            raise InputError("a background model needs either its SEP mesh or a level map")
+        if self.level_map is not None and self.level_map.shape != self.rms.shape:
+            raise InputError(
+                f"background level map {self.level_map.shape} and rms map {self.rms.shape} "
+                "must have the same shape"
+            )
+
+    @property
+    def level(self) -> np.ndarray:
+        """The sky level, a float32 map of the frame's shape (made afresh from the mesh on
+        each access: keep it only as long as needed)."""
+        if self.level_map is not None:
+            return self.level_map
+        return np.asarray(self.mesh.back(dtype=np.float32))
+
+    def subtract_from(self, data: np.ndarray) -> np.ndarray:
+        """``data - level`` as a new float32 array, without a full-frame level temporary
+        (``data`` itself is left as it is)."""
+        image = np.array(data, dtype=np.float32, order="C")  # our own copy, written below
+        if image.shape != self.rms.shape:
+            raise InputError(
+                f"image shape {image.shape} does not match the background's {self.rms.shape}"
+            )
+        if self.level_map is not None:
+            image -= self.level_map
+        else:
+            self.mesh.subfrom(image)
+        return image
 
 
 @dataclass(frozen=True)
@@ -101,7 +142,10 @@ def _as_mask(mask: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray | No
     m = np.asarray(mask)
     if m.shape != shape:
         raise InputError(f"mask shape {m.shape} does not match the image shape {shape}")
-    return np.ascontiguousarray(m != 0)  # always a fresh, writable array
+    if m.dtype == np.bool_ and m.flags.c_contiguous and m.flags.writeable:
+        # Already what SEP takes (which never writes to it): no frame-sized copy.
+        return m
+    return np.ascontiguousarray(m != 0)  # a fresh, writable array
 
 
 def estimate_background(
@@ -114,15 +158,17 @@ def estimate_background(
     """Smooth sky level and sky noise (ADU) with SEP's mesh background.
 
     Masked and non-finite pixels are excluded. ``box_size`` is the mesh size in pixels,
-    ``filter_size`` the median-filter width in meshes. ``level`` and ``rms`` are float32 maps of
-    ``data.shape``; ``rms`` is the per-pixel sky noise (sky photons + read noise).
+    ``filter_size`` the median-filter width in meshes. ``rms`` is a float32 map of
+    ``data.shape``, the per-pixel sky noise (sky photons + read noise); the level is kept as
+    the mesh (``BackgroundModel.level`` / ``subtract_from`` interpolate it to the pixels).
     """
     image = _as_sep_image(data, "data")
     bad = _as_mask(mask, image.shape)
-    finite = np.isfinite(image)
-    if not finite.all():
+    if not all_finite(image):
+        finite = np.isfinite(image)
         bad = ~finite if bad is None else (bad | ~finite)
         image = np.where(finite, image, np.float32(0.0))
+        del finite
     if bad is not None and bad.all():
         raise DetectionError(
             "every pixel of the frame is masked or not finite; no background can be "
@@ -136,7 +182,7 @@ def estimate_background(
     ny, nx = image.shape
     box = int(min(box_size, max(ny, nx)))
     bkg = sep.Background(image, mask=bad, bw=box, bh=box, fw=filter_size, fh=filter_size)
-    level = bkg.back(dtype=np.float32)
+    del image, bad  # the mesh keeps what it needs; the frame-sized inputs can go
     rms = bkg.rms(dtype=np.float32)
     if not (np.isfinite(bkg.globalrms) and bkg.globalrms > 0 and np.any(rms > 0)):
         raise DetectionError(
@@ -145,14 +191,15 @@ def estimate_background(
         )
     # Meshes that were entirely masked can come out with zero noise; a zero rms would make
     # every later weight infinite, so such pixels get the frame's global noise.
-    good = rms > 0  # False for NaN too
-    if not good.all():
-        rms = np.where(good, rms, np.float32(bkg.globalrms))
+    bad_noise = ~(rms > 0)  # True for NaN too
+    if bad_noise.any():
+        rms[bad_noise] = np.float32(bkg.globalrms)  # in place: rms is our own new map
+    del bad_noise
     return BackgroundModel(
-        level=level,
-        rms=rms.astype(np.float32, copy=False),
+        rms=rms,
         global_level=float(bkg.globalback),
         global_rms=float(bkg.globalrms),
+        mesh=bkg,
     )
 
 
@@ -261,11 +308,12 @@ def detect_sources(
             "invalid; both must be positive"
         )
     bad = _as_mask(mask, image.shape)
-    finite = np.isfinite(image) & np.isfinite(noise) & (noise > 0)
-    if not finite.all():
+    if not (all_finite(image, noise) and all_positive(noise)):
+        finite = np.isfinite(image) & np.isfinite(noise) & (noise > 0)
         bad = ~finite if bad is None else (bad | ~finite)
         image = np.where(finite, image, np.float32(0.0))
         noise = np.where(finite, noise, np.float32(1.0))
+        del finite
     objects, used_threshold = _extract(image, noise, bad, threshold_sigma, min_area,
                                        max_pixstack)
     if objects.size == 0:

@@ -33,6 +33,34 @@ class MaskBits(IntFlag):
     COSMIC_RAY = 16
 
 
+def bad_pixels(mask: np.ndarray) -> np.ndarray:
+    """Boolean map of a mask's bad (nonzero) pixels, for reading only: a boolean mask is
+    returned as it is (no frame-sized copy), any other is compared with 0."""
+    m = np.asarray(mask)
+    return m if m.dtype == np.bool_ else m != 0
+
+
+_ROWS_PER_BLOCK = 256  # rows tested at once: the temporaries of a whole-frame test stay small
+
+
+def all_finite(*images: np.ndarray) -> bool:
+    """True when every pixel of every image is finite; tested in row blocks, so that no
+    frame-sized boolean temporary is made (on a large frame each is a quarter of the image)."""
+    return all(
+        bool(np.isfinite(image[start:start + _ROWS_PER_BLOCK]).all())
+        for image in images
+        for start in range(0, image.shape[0], _ROWS_PER_BLOCK)
+    )
+
+
+def all_positive(image: np.ndarray) -> bool:
+    """True when every pixel is > 0 (NaN is not); tested in row blocks like ``all_finite``."""
+    return all(
+        bool((image[start:start + _ROWS_PER_BLOCK] > 0).all())
+        for start in range(0, image.shape[0], _ROWS_PER_BLOCK)
+    )
+
+
 def build_mask(
     data: np.ndarray,
     *,
@@ -64,11 +92,11 @@ def build_mask(
         )
     mask = np.zeros(data.shape, dtype=np.uint8)
     finite = np.isfinite(data)
-    all_finite = bool(finite.all())
-    if not all_finite:
+    every_finite = bool(finite.all())
+    if not every_finite:
         mask[~finite] = np.uint8(MaskBits.NONFINITE)
 
-    level = saturation if saturation is not None else _plateau_level(data, finite, all_finite)
+    level = saturation if saturation is not None else _plateau_level(data, finite, every_finite)
     if level is not None:
         with np.errstate(invalid="ignore"):
             saturated = data >= saturation_fraction * level  # NaN compares False

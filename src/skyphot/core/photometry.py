@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import sep
 
+from skyphot.core.masking import all_finite, bad_pixels
 from skyphot.core.psf import PSFModel
 from skyphot.errors import ConfigError, InputError
 
@@ -92,7 +93,7 @@ def _check_inputs(
         raise InputError(f"rms map shape {noise.shape} does not match the image {image.shape}")
     bad = None
     if mask is not None:
-        bad = np.asarray(mask) != 0
+        bad = bad_pixels(mask)
         if bad.shape != image.shape:
             raise InputError(f"mask shape {bad.shape} does not match the image {image.shape}")
     xs = np.atleast_1d(np.asarray(x, dtype=float)).ravel()
@@ -391,13 +392,13 @@ def aperture_photometry(
                                 else image.astype(np.float64))
     err = np.ascontiguousarray(noise if noise.dtype in (np.float32, np.float64)
                                else noise.astype(np.float64))
-    good_pix = np.isfinite(work) & np.isfinite(err)
     if not work.flags.writeable:  # SEP's buffers must be writable
         work = work.copy()
     if not err.flags.writeable:
         err = err.copy()
     sep_mask = None if bad is None else np.ascontiguousarray(bad)
-    if not good_pix.all():
+    if not all_finite(work, err):  # tested first: the map is a quarter frame per pass
+        good_pix = np.isfinite(work) & np.isfinite(err)
         work = np.where(good_pix, work, 0.0)
         err = np.where(good_pix, err, 0.0)
         sep_mask = ~good_pix if sep_mask is None else (sep_mask | ~good_pix)

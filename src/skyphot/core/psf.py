@@ -30,6 +30,7 @@ from skyphot.core.detection import (
     isolated,
     stamp_is_clean,
 )
+from skyphot.core.masking import bad_pixels
 from skyphot.core.stats import MAD_TO_SIGMA, mad_sigma
 from skyphot.core.wcs_utils import poly_exponents
 from skyphot.errors import ConfigError, DetectionError, InputError
@@ -533,7 +534,7 @@ def _check_psf_inputs(
             f"spatial_order={spatial_order}, max_stars={max_stars} are invalid; use "
             "spatial_order >= 0 and max_stars >= 3"
         )
-    bad = None if mask is None else np.asarray(mask) != 0
+    bad = None if mask is None else bad_pixels(mask)
     if bad is not None and bad.shape != image.shape:
         raise InputError(f"mask shape {bad.shape} does not match the image {image.shape}")
     return image, noise, bad

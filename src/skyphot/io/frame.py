@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from astropy.io.fits import Header
@@ -13,7 +13,10 @@ class Frame:
     """One image plane, as read from a FITS file.
 
     ``data`` is float32 (integer files are scaled with BZERO/BSCALE on read), indexed
-    ``data[y, x]`` with 0-based pixel centres at integer coordinates.
+    ``data[y, x]`` with 0-based pixel centres at integer coordinates. A pipeline that has
+    made its background-subtracted image keeps the frame ``without_pixels`` (``released``):
+    its ``data`` is then an all-NaN, read-only placeholder of the same shape that takes no
+    memory, so a large frame is not held twice.
     """
 
     data: np.ndarray
@@ -21,11 +24,17 @@ class Frame:
     path: str
     hdu_index: int
     hdu_name: str
+    released: bool = False
 
     @property
     def shape(self) -> tuple[int, int]:
         ny, nx = self.data.shape
         return int(ny), int(nx)
+
+    def without_pixels(self) -> Frame:
+        """This frame with its pixel array dropped (header, path and shape kept)."""
+        placeholder = np.broadcast_to(np.float32(np.nan), self.shape)  # zero bytes, read-only
+        return replace(self, data=placeholder, released=True)
 
 
 @dataclass(frozen=True)

@@ -78,7 +78,8 @@ def recipe_for(config: MeasureConfig) -> list[Stage]:
         ReadFrame(),
         NormaliseHeader(),
         BuildMask(),
-        SubtractBackground(),
+        # The STDPipe stages read the raw frame; the built-in ones only the subtracted image.
+        SubtractBackground(keep_pixels=config.engine == "stdpipe"),
         variants.detect,
     ]
     if config.masking.cosmic_rays:

@@ -137,3 +137,14 @@ def need(value: T | None, what: str) -> T:
     if value is None:
         raise RuntimeError(f"pipeline recipe error: {what} is needed but no earlier stage made it")
     return value
+
+
+def frame_pixels(frame: Frame) -> np.ndarray:
+    """The frame's pixels as read, or fail loudly when an earlier stage released them (a
+    recipe bug: only the background-subtracted image is kept after the background stage)."""
+    if frame.released:
+        raise RuntimeError(
+            "pipeline recipe error: the frame's pixels are needed but the background stage "
+            "released them (give it keep_pixels=True)"
+        )
+    return frame.data

@@ -72,9 +72,10 @@ class Calibrate:
                 f"{cal_cfg.min_stars} — use a deeper catalog or check the field"
             )
         annulus = (phot_cfg.annulus_fwhm[0] * fwhm, phot_cfg.annulus_fwhm[1] * fwhm)
+        bad = mask != 0  # made once: each frame-sized copy counts on a large frame
         phot = forced_psf_photometry(
             data_sub, x[idx], y[idx], psf=psf, rms=background.rms, gain=meta.gain,
-            mask=mask != 0, radius=radius, annulus=annulus,
+            mask=bad, radius=radius, annulus=annulus,
         )
         clean = np.isfinite(phot.flux) & (phot.n_masked == 0) & ~phot.near_edge
         predicted = predicted_errors(mag[idx], phot, clean, gain=meta.gain)
@@ -93,7 +94,7 @@ class Calibrate:
             )
         apcorr = measure_aperture_correction(
             data_sub, x[idx], y[idx], phot, usable & predicted.bright, predicted.flux, psf=psf,
-            rms=background.rms, gain=meta.gain, mask=mask != 0, radius=annulus[0],
+            rms=background.rms, gain=meta.gain, mask=bad, radius=annulus[0],
             annulus=annulus, shape=frame.shape,
         )
         sel = idx[usable]

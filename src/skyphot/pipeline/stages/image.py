@@ -9,7 +9,9 @@ import numpy as np
 from skyphot.core.detection import detect_sources, estimate_background, estimate_fwhm
 from skyphot.core.masking import MaskBits, build_mask, find_cosmic_rays
 from skyphot.core.psf import fit_psf
-from skyphot.pipeline.state import FrameState, need
+from skyphot.pipeline.state import FrameState, frame_pixels, need
+
+_ROWS_PER_BLOCK = 256  # rows handled at once in whole-frame passes that need a temporary
 
 
 @dataclass(frozen=True)
@@ -23,7 +25,7 @@ class BuildMask:
         meta = need(state.meta, "the header")
         cfg = state.config.masking
         mask = build_mask(
-            frame.data,
+            frame_pixels(frame),
             saturation=meta.saturation,
             saturation_fraction=cfg.saturation_fraction,
             saturation_grow_px=cfg.saturation_grow_px,
@@ -35,23 +37,35 @@ class BuildMask:
 
 @dataclass(frozen=True)
 class SubtractBackground:
-    """Smooth sky level and noise map; the background-subtracted image."""
+    """Smooth sky level and noise map; the background-subtracted image.
+
+    Unless ``keep_pixels`` (an engine whose later stages read the raw frame), the frame's
+    own pixels are released once the background-subtracted image exists: every later stage
+    works on that image, and a large frame is then held once, not twice.
+    """
 
     name: str = "background"
+    keep_pixels: bool = False
 
     def run(self, state: FrameState) -> FrameState:
         frame = need(state.frame, "the frame")
         mask = need(state.mask, "the mask")
         cfg = state.config.detection
+        data = frame_pixels(frame)
         background = estimate_background(
-            frame.data,
-            mask=mask != 0,
+            data,
+            mask=mask,
             box_size=cfg.background_box_px,
             filter_size=cfg.background_filter,
         )
-        data_sub = frame.data - background.level
-        data_sub[mask != 0] = 0.0  # keep NaN/saturated values out of every later sum
-        return replace(state, background=background, data_sub=data_sub)
+        data_sub = background.subtract_from(data)  # a new array: ours to write into
+        # Keep NaN/saturated values out of every later sum; in row blocks, so that no
+        # frame-sized boolean map is added to this stage's peak (the frame is held twice here).
+        for start in range(0, mask.shape[0], _ROWS_PER_BLOCK):
+            rows = slice(start, start + _ROWS_PER_BLOCK)
+            data_sub[rows][mask[rows] != 0] = 0.0
+        kept = frame if self.keep_pixels else frame.without_pixels()
+        return replace(state, frame=kept, background=background, data_sub=data_sub)
 
 
 @dataclass(frozen=True)
@@ -65,6 +79,7 @@ class DetectSources:
         background = need(state.background, "the background")
         mask = need(state.mask, "the mask")
         cfg = state.config.detection
+        bad = mask != 0  # made once: each frame-sized copy counts on a large frame
         if cfg.method == "sextractor":
             from skyphot.adapters.sextractor import detect_sources_sextractor
 
@@ -72,7 +87,7 @@ class DetectSources:
             sources = detect_sources_sextractor(
                 data_sub,
                 rms=background.rms,
-                mask=mask != 0,
+                mask=bad,
                 threshold_sigma=cfg.threshold_sigma,
                 min_area=cfg.min_area_px,
                 gain=meta.gain,
@@ -82,13 +97,13 @@ class DetectSources:
             sources = detect_sources(
                 data_sub,
                 rms=background.rms,
-                mask=mask != 0,
+                mask=bad,
                 threshold_sigma=cfg.threshold_sigma,
                 min_area=cfg.min_area_px,
                 max_sources=cfg.max_sources,
                 max_pixstack=cfg.max_pixstack,
             )
-        fwhm = estimate_fwhm(data_sub, sources, mask=mask != 0)
+        fwhm = estimate_fwhm(data_sub, sources, mask=bad)
         return replace(state, sources=sources, fwhm=fwhm)
 
 
@@ -125,7 +140,7 @@ class FitPSF:
             data_sub,
             sources,
             rms=background.rms,
-            mask=mask != 0,
+            mask=mask,
             saturation=meta.saturation,
         )
         return replace(state, psf=psf)

@@ -44,7 +44,13 @@ from skyphot.adapters.stdpipe_psf import StdpipePSF
 from skyphot.core.astrometry import AstrometricSolution, world_to_pixel
 from skyphot.errors import ConfigError, TargetOutsideFrameError
 from skyphot.pipeline.config import MeasureConfig
-from skyphot.pipeline.state import CalibrationStars, FrameState, TargetMeasurement, need
+from skyphot.pipeline.state import (
+    CalibrationStars,
+    FrameState,
+    TargetMeasurement,
+    frame_pixels,
+    need,
+)
 
 # Astrometry methods this engine can honour; the others belong to the built-in engine.
 SUPPORTED_ASTROMETRY = ("refine", "header")
@@ -74,7 +80,7 @@ def _forced_inputs(state: FrameState) -> ForcedInputs:
     data_sub = need(state.data_sub, "the background-subtracted image")
     mask = need(state.mask, "the mask")
     return ForcedInputs(
-        data=np.asarray(frame.data, dtype=np.float64),
+        data=np.asarray(frame_pixels(frame), dtype=np.float64),
         background=np.asarray(background.level, dtype=np.float64),
         data_sub=np.asarray(data_sub, dtype=np.float64),
         rms=np.asarray(background.rms, dtype=np.float64),
@@ -111,7 +117,7 @@ class StdpipeDetect:
         cfg = state.config.detection
         sources, fwhm = detect_objects(
             load_stdpipe(),
-            frame.data,
+            frame_pixels(frame),
             mask != 0,
             gain=meta.gain,
             threshold_sigma=cfg.threshold_sigma,
@@ -176,7 +182,7 @@ class StdpipeFitPSF:
         mask = need(state.mask, "the mask")
         psf = fit_psfex(
             load_stdpipe(),
-            frame.data,
+            frame_pixels(frame),
             mask != 0,
             gain=meta.gain,
             min_area_px=state.config.detection.min_area_px,
