@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import gzip
-import math
 import zlib
 from pathlib import Path
 from typing import BinaryIO
 
 from skyphot.errors import InputError
-from skyphot.io.fits_limits import BLOCK, CARD, skip_bytes
+from skyphot.io.fits_walk import BLOCK, FitsStructureError, walk_hdus
 
 # What the server's upload form accepts for the image (skyphot.web.uploads.FITS_SUFFIXES),
 # longest first so that ".fits.gz" wins over ".gz".
@@ -75,74 +74,24 @@ def _leading_bytes(path: Path) -> bytes:
         return f"<gzip error: {err}>".encode()
 
 
-def _cards(block: bytes) -> list[tuple[str, str]]:
-    """(keyword, raw value) of the cards of a header block."""
-    cards = []
-    for start in range(0, len(block), CARD):
-        card = block[start:start + CARD].decode("ascii", "replace")
-        value = card[10:].split("/", 1)[0].strip() if card[8:10] == "= " else ""
-        cards.append((card[:8].strip(), value))
-    return cards
-
-
-def _data_bytes(header: dict[str, str], index: int) -> int:
-    """Bytes of data after a header (without padding); ValueError names a bad keyword."""
-    def integer(key: str, default: int | None = None) -> int:
-        raw = header.get(key)
-        if raw is None and default is not None:
-            return default
-        try:
-            return int(str(raw))
-        except ValueError:
-            shown = "missing" if raw is None else repr(raw)
-            raise ValueError(f"HDU {index} has no valid integer {key} ({shown})") from None
-
-    bitpix = integer("BITPIX")
-    if bitpix not in (8, 16, 32, 64, -32, -64):
-        raise ValueError(f"HDU {index} has BITPIX = {bitpix}, not one FITS allows")
-    naxis = integer("NAXIS")
-    if not 0 <= naxis <= 999:
-        raise ValueError(f"HDU {index} has NAXIS = {naxis}")
-    if naxis == 0:
-        return 0
-    axes = [integer(f"NAXIS{i}") for i in range(1, naxis + 1)]
-    if min(axes) < 0:
-        raise ValueError(f"HDU {index} has a negative axis length {axes}")
-    # Random-groups primaries have NAXIS1 = 0 and count from NAXIS2 (FITS standard 6.1).
-    cells = math.prod(axes[1:]) if axes[0] == 0 and index == 0 else math.prod(axes)
-    return abs(bitpix) // 8 * integer("GCOUNT", 1) * (integer("PCOUNT", 0) + cells)
-
-
 def structure_problem(stream: BinaryIO, *, seekable: bool = True) -> str | None:
     """Why a FITS byte stream is cut short or malformed, or None when every HDU is whole.
 
-    Walks the headers (2880-byte blocks up to END) and skips each HDU's data by the size its
-    header declares, without reading pixels; missing final padding is tolerated.
+    Walks the headers and skips each HDU's data by the size its header declares, without
+    reading pixels (``skyphot.io.fits_walk``); missing final padding is tolerated.
     """
-    index = 0
-    while True:
-        header: dict[str, str] = {}
-        while True:
-            block = stream.read(BLOCK)
-            if index > 0 and not header and (not block or not block.startswith(b"XTENSION")):
-                return None  # the last HDU was complete; whatever follows is not an HDU
-            if len(block) < BLOCK:
-                return (f"the header of HDU {index} does not end (no END card before the end "
-                        "of the file): the file is truncated or corrupt; copy it again")
-            cards = _cards(block)
-            header.update((k, v) for k, v in cards if k and v)
-            if any(k == "END" for k, _ in cards):
-                break
-        try:
-            size = _data_bytes(header, index)
-        except ValueError as err:
-            return f"the FITS header is malformed: {err}; the file is corrupt"
-        present = skip_bytes(stream, size, seekable=seekable)
-        if present < size:
-            return (f"the file is truncated: HDU {index} declares {size} bytes of data but only "
-                    f"{present} are present; copy or download it again")
-        skip_bytes(stream, -size % BLOCK, seekable=seekable)
-        index += 1
+    try:
+        for _ in walk_hdus(stream, seekable=seekable):
+            pass
+    except FitsStructureError as err:
+        if err.kind == "data":
+            return (f"the file is truncated: HDU {err.index} declares {err.declared} bytes of "
+                    f"data but only {err.present} are present; copy or download it again")
+        if err.kind == "header":
+            return (f"the header of HDU {err.index} does not end (no END card before the end "
+                    "of the file): the file is truncated or corrupt; copy it again")
+        return f"the FITS header is malformed: {err}; the file is corrupt"
+    return None
 
 
 def _structure(path: Path, compressed: bool) -> str | None:
