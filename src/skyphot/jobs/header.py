@@ -6,17 +6,16 @@ engine's own header normalisation, so the time shown is the time a measurement w
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from astropy.io import fits
 from astropy.time import Time
 
 from skyphot.errors import FrameReadError, InputError
 from skyphot.io.fits import read_header
 from skyphot.io.fits_limits import check_fits_size
+from skyphot.io.fits_walk import FitsStructureError, walk_hdus
 from skyphot.io.header import describe_header
 
 
@@ -77,19 +76,6 @@ def inspect_fits(path: str | Path, *, display_name: str | None = None,
     )
 
 
-def _data_bytes(header: fits.Header) -> int:
-    """Bytes of an HDU's data without the final padding (FITS standard 4.4.1.1): some
-    writers omit the padding, which is harmless."""
-    naxis = int(header.get("NAXIS", 0))
-    if naxis == 0:
-        return 0
-    count = 1
-    for axis in range(1, naxis + 1):
-        count *= int(header.get(f"NAXIS{axis}", 0))
-    bits = abs(int(header.get("BITPIX", 8)))
-    return bits // 8 * int(header.get("GCOUNT", 1)) * (int(header.get("PCOUNT", 0)) + count)
-
-
 class UploadRejectedError(InputError):
     """An upload that cannot be analysed whatever the settings (HTTP 400, no job made)."""
 
@@ -108,18 +94,18 @@ def check_upload(path: str | Path, *, display_name: str, max_pixels: int | None 
         if raw.read(3)[:2] in (b"\x1f\x8b", b"BZ"):
             return info  # sizes inside a compressed stream are only known after decompressing
     size = file.stat().st_size
+    needed = 0  # bytes the headers announce: up to the end of the last data unit
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # astropy warns "may have been truncated": we say it
-            with fits.open(file, memmap=False, lazy_load_hdus=False,
-                           disable_image_compression=True) as hdul:
-                needed = max(int(hdul.fileinfo(i)["datLoc"]) + _data_bytes(hdu.header)
-                             for i, hdu in enumerate(hdul))
-    except (OSError, ValueError, EOFError) as err:
-        raise UploadRejectedError(
-            f"{display_name!r} is damaged: a part after its image cannot be read; upload the "
-            "complete file"
-        ) from err
+        with file.open("rb") as stream:
+            for hdu in walk_hdus(stream):
+                needed = max(needed, hdu.data_start + hdu.data_bytes)
+    except (FitsStructureError, OSError) as err:
+        # cut data are measured against the file size below; anything else is damage
+        if not (isinstance(err, FitsStructureError) and err.kind == "data"):
+            raise UploadRejectedError(
+                f"{display_name!r} is damaged: a part after its image cannot be read; upload "
+                "the complete file"
+            ) from err
     if needed > size:
         raise UploadRejectedError(
             f"{display_name!r} is incomplete: its header announces {needed} bytes but the "
