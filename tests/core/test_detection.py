@@ -10,6 +10,7 @@ import sep
 
 from skyphot.core import detection
 from skyphot.core.detection import (
+    BackgroundModel,
     SourceList,
     detect_sources,
     estimate_background,
@@ -401,3 +402,28 @@ def test_estimate_fwhm_refuses_profiles_without_a_peak() -> None:
     )
     with pytest.raises(DetectionError, match="could not be measured"):
         estimate_fwhm(np.zeros((160, 160)), sources)
+
+
+def test_background_level_from_the_mesh_equals_the_subtracted_level() -> None:
+    rng = np.random.default_rng(3)
+    image = (100.0 + np.linspace(0, 20, 128)[None, :] + rng.normal(0, 2, (128, 128))).astype(
+        np.float32)
+    before = image.copy()
+    bkg = estimate_background(image, box_size=32)
+    sub = bkg.subtract_from(image)
+    np.testing.assert_array_equal(image, before)  # the input is left as it was
+    np.testing.assert_allclose(sub, image - bkg.level, atol=1e-4)
+    assert sub.dtype == np.float32 and sub is not image
+
+
+def test_background_model_needs_exactly_one_level() -> None:
+    rms = np.ones((8, 8), np.float32)
+    with pytest.raises(InputError, match="needs either its SEP mesh or a level map"):
+        BackgroundModel(rms=rms, global_level=0.0, global_rms=1.0)
+    with pytest.raises(InputError, match=r"level map \(4, 4\) and rms map \(8, 8\)"):
+        BackgroundModel(rms=rms, global_level=0.0, global_rms=1.0,
+                        level_map=np.zeros((4, 4), np.float32))
+    model = BackgroundModel(rms=rms, global_level=0.0, global_rms=1.0,
+                            level_map=np.full((8, 8), 2.0, np.float32))
+    with pytest.raises(InputError, match=r"image shape \(2, 2\) does not match"):
+        model.subtract_from(np.zeros((2, 2), np.float32))

@@ -64,3 +64,20 @@ def test_a_bug_is_wrapped_as_internal_error_not_swallowed() -> None:
 def test_need_names_the_missing_product() -> None:
     with pytest.raises(RuntimeError, match="the PSF is needed"):
         need(None, "the PSF")
+
+
+def test_a_stage_reading_released_pixels_is_a_recipe_error() -> None:
+    import numpy as np
+    from astropy.io.fits import Header
+
+    from skyphot.io.frame import Frame
+    from skyphot.pipeline.state import frame_pixels
+
+    frame = Frame(data=np.ones((6, 5), np.float32), header=Header(), path="x.fits",
+                  hdu_index=0, hdu_name="PRIMARY")
+    released = frame.without_pixels()
+    assert released.shape == (6, 5) and released.released and released.data.nbytes == 4 * 30
+    assert released.data.strides == (0, 0)  # a broadcast placeholder: no memory behind it
+    assert frame_pixels(frame) is frame.data
+    with pytest.raises(RuntimeError, match="the background stage released them"):
+        frame_pixels(released)
