@@ -15,8 +15,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
 from skyphot import __version__
 from skyphot.errors import (
     AnalysisError,
@@ -190,6 +188,8 @@ def _astrometry_options(args: argparse.Namespace) -> dict[str, Any]:
 
 def _validate_measure_config(settings: dict[str, Any]) -> Any:
     """``settings`` as a ``MeasureConfig``; a ``ConfigError`` listing every invalid field."""
+    from pydantic import ValidationError
+
     from skyphot.pipeline.config import MeasureConfig
 
     try:

@@ -34,16 +34,21 @@ def catalog_provider(
 ) -> CatalogProvider:
     """The provider the configuration asks for: a local file, a named catalog, or the best
     online catalog for ``band`` at (ra, dec) — behind the on-disk cache unless disabled."""
+    cfg = config.catalog
+    if cfg.path is not None:
+        # A file needs neither the cache (Parquet, HEALPix) nor the online services, so a
+        # measurement with one does not import them (the same rule as choose_provider's).
+        from skyphot.catalogs.local import LocalCatalog
+
+        return LocalCatalog(cfg.path, columns=cfg.columns or None, magsys=cfg.magsys)
     from skyphot.catalogs.cache import CatalogCache
     from skyphot.catalogs.service import choose_provider
 
-    cfg = config.catalog
-    cache = CatalogCache(cfg.cache_dir) if cfg.use_cache and cfg.path is None else None
+    cache = CatalogCache(cfg.cache_dir) if cfg.use_cache else None
     return choose_provider(
         band=band,
         ra=ra,
         dec=dec,
-        path=cfg.path,
         name=cfg.name,
         columns=cfg.columns,
         magsys=cfg.magsys,
