@@ -13,7 +13,7 @@ from astropy.wcs import WCS
 from skyphot.catalogs.base import CatalogProvider, ReferenceCatalog
 from skyphot.catalogs.filters import resolve_filter
 from skyphot.core.astrometry import AstrometricSolution, footprint_radius_deg, refine_wcs
-from skyphot.core.wcs_utils import celestial_frame, express_in_frame
+from skyphot.core.wcs_utils import celestial_frame, express_in_frame, solution_in_system_of
 from skyphot.errors import (
     AstrometryError,
     CatalogError,
@@ -263,6 +263,9 @@ def _blind_then_refine(state: FrameState, *, reason: str | None) -> AstrometricS
         if reason is None:
             raise
         raise AstrometryError(f"{reason}; blind solving failed too: {err}") from err
+    # The frame keeps its own sky system (galactic, FK4 B1950, ...); refinement keeps that
+    # of its starting WCS.
+    solved = solution_in_system_of(solved, state.header_wcs)
     solution = _refine(state, solved)
     return replace(solution, method="astrometry.net")
 
