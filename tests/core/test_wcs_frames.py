@@ -15,6 +15,7 @@ from skyphot.core.wcs_utils import (
     celestial_frame,
     express_in_frame,
     pixel_to_world,
+    solution_in_system_of,
     world_to_pixel,
 )
 from skyphot.errors import WCSError
@@ -142,3 +143,53 @@ def test_non_zenithal_projection_cannot_be_re_expressed() -> None:
     wcs = _header(CTYPE1="RA---CAR", CTYPE2="DEC--CAR")
     with pytest.raises(WCSError, match=r"projection 'RA---CAR' cannot be re-expressed"):
         express_in_frame(wcs, Galactic())
+
+
+def _astrometry_net_like(ra: float = 150.1, dec: float = 2.2) -> WCS:
+    """A TAN-SIP solution as astrometry.net writes it: EQUINOX 2000 and no RADESYS."""
+    h = Header()
+    s = 0.6 / 3600.0
+    cards = {"CTYPE1": "RA---TAN-SIP", "CTYPE2": "DEC--TAN-SIP", "EQUINOX": 2000.0,
+             "CRVAL1": ra, "CRVAL2": dec, "CRPIX1": 210.3, "CRPIX2": 140.8,
+             "CD1_1": -s * 0.98, "CD1_2": s * 0.17, "CD2_1": s * 0.17, "CD2_2": s * 0.98,
+             "A_ORDER": 2, "A_2_0": 4e-6, "A_0_2": -3e-6, "A_1_1": 2e-6,
+             "B_ORDER": 2, "B_2_0": -2e-6, "B_0_2": 5e-6, "B_1_1": 1e-6}
+    for key, value in cards.items():
+        h[key] = value
+    return WCS(h)
+
+
+def test_a_blind_solution_without_a_header_wcs_is_icrs() -> None:
+    solved = _astrometry_net_like()
+    assert type(celestial_frame(solved)) is FK5  # what the FITS defaults make of it
+    out = solution_in_system_of(solved, None)
+    assert type(celestial_frame(out)) is ICRS and out.wcs.radesys == "ICRS"
+    x, y = np.meshgrid(np.linspace(0, 400, 5), np.linspace(0, 300, 4))
+    lon, lat = solved.all_pix2world(x.ravel(), y.ravel(), 0)
+    ra, dec = pixel_to_world(out, x.ravel(), y.ravel())
+    assert np.allclose(ra, lon, atol=1e-12) and np.allclose(dec, lat, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", sorted(FRAMES))
+def test_a_blind_solution_takes_the_frames_own_system(name: str) -> None:
+    # the header WCS may be far off (that is why the frame was solved blind): only its
+    # system counts
+    header = express_in_frame(_icrs_wcs(151.0, 3.0), FRAMES[name])
+    solved = _astrometry_net_like()
+    out = solution_in_system_of(solved, header)
+    assert [c[:4] for c in out.wcs.ctype] == [c[:4] for c in header.wcs.ctype]
+    assert [c[4:] for c in out.wcs.ctype] == ["-TAN-SIP", "-TAN-SIP"]
+    assert out.wcs.radesys == header.wcs.radesys
+    assert np.isnan(out.wcs.equinox) == np.isnan(header.wcs.equinox)
+    if not np.isnan(header.wcs.equinox):
+        assert out.wcs.equinox == pytest.approx(header.wcs.equinox)
+    assert type(celestial_frame(out)) is type(FRAMES[name])
+    # the same pixel <-> ICRS mapping, distortion included, over the whole frame
+    x, y = (g.ravel() for g in np.meshgrid(np.linspace(-50, 450, 6), np.linspace(-50, 350, 5)))
+    ra0, dec0 = solved.all_pix2world(x, y, 0)
+    ra, dec = pixel_to_world(out, x, y)
+    sep = SkyCoord(ra0 * u.deg, dec0 * u.deg).separation(SkyCoord(ra * u.deg, dec * u.deg))
+    # exact for rotations; FK4's E-terms vary by milli-arcsec across a frame
+    assert sep.arcsec.max() < (0.005 if name == "fk4" else 1e-6)
+    xb, yb = world_to_pixel(out, ra0, dec0)
+    assert np.max(np.hypot(xb - x, yb - y)) < (0.01 if name == "fk4" else 1e-5)

@@ -5,19 +5,25 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from skyphot.catalogs.cache import CatalogCache
-from skyphot.catalogs.columns import parse_columns
-from skyphot.catalogs.registry import choose_catalog
-from skyphot.catalogs.service import import_catalog, make_provider, prefetch
+# The handlers import what they use: registering these commands is part of every `skyphot`
+# start-up, and the cache and the catalog services (Parquet, HEALPix, VizieR) are only
+# needed when one of them runs.
+if TYPE_CHECKING:
+    from skyphot.catalogs.cache import CatalogCache
 
 
 def _cache(args: argparse.Namespace) -> CatalogCache:
+    from skyphot.catalogs.cache import CatalogCache
+
     return CatalogCache(args.cache_dir)
 
 
 def cmd_prefetch(args: argparse.Namespace) -> int:
+    from skyphot.catalogs.registry import choose_catalog
+    from skyphot.catalogs.service import make_provider, prefetch
+
     cache = _cache(args)
     name = args.name or choose_catalog(args.band, args.ra, args.dec)
     provider = make_provider(name, server=args.server, timeout=args.timeout, retries=args.retries)
@@ -37,6 +43,9 @@ def cmd_prefetch(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
+    from skyphot.catalogs.columns import parse_columns
+    from skyphot.catalogs.service import import_catalog
+
     cache = _cache(args)
     name, stored = import_catalog(
         args.file,

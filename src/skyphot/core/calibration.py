@@ -14,9 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import brentq
 
-from skyphot.core.stats import mad_sigma
+from skyphot.core.stats import bracketed_root, mad_sigma
 from skyphot.core.wcs_utils import poly_design, poly_exponents, solve_least_squares
 from skyphot.errors import CalibrationError, InputError
 
@@ -97,7 +96,7 @@ def _robust_scatter(resid: np.ndarray, var: np.ndarray) -> float:
     if np.median(z2 / var) <= _MEDIAN_CHI2_1:
         return 0.0
     hi = float(np.sqrt(np.median(z2) / _MEDIAN_CHI2_1)) + 1e-6
-    return float(brentq(lambda s: np.median(z2 / (var + s * s)) - _MEDIAN_CHI2_1, 0.0, hi))
+    return bracketed_root(lambda s: np.median(z2 / (var + s * s)) - _MEDIAN_CHI2_1, 0.0, hi)
 
 
 @dataclass(frozen=True)
@@ -123,7 +122,7 @@ def _chi2_scatter(design: np.ndarray, target: np.ndarray, var: np.ndarray) -> fl
     hi = float(np.sqrt(np.sum(r * r) / dof)) * 2.0 + 1e-6
     while excess(hi) > 0.0:
         hi *= 2.0
-    return float(brentq(excess, 0.0, hi, xtol=1e-7))
+    return float(bracketed_root(excess, 0.0, hi, xtol=1e-7))
 
 
 def _fit_core(

@@ -9,9 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.spatial import cKDTree
 
 from skyphot.core.aperture_correction import ApertureCorrection, aperture_correction
+from skyphot.core.neighbours import pairs_within, pairs_within_one
 from skyphot.core.photometry import (
     PSFPhotometry,
     aperture_photometry,
@@ -55,8 +55,7 @@ def isolated(x: np.ndarray, y: np.ndarray, mag: np.ndarray, *, radius: float) ->
     points = np.column_stack([x[ok], y[ok]])
     if points.shape[0] == 0:
         return result
-    tree = cKDTree(points)
-    pairs = tree.query_pairs(radius, output_type="ndarray")
+    pairs = pairs_within_one(points, radius)
     alone = np.ones(points.shape[0], dtype=bool)
     m = mag[ok]
     first, second = pairs[:, 0], pairs[:, 1]
@@ -81,16 +80,14 @@ def no_detected_neighbour(
     result = np.ones(x.size, dtype=bool)
     if det_x.size == 0 or x.size == 0:
         return result
-    tree = cKDTree(np.column_stack([det_x, det_y]))
-    near = tree.query_ball_point(np.column_stack([x, y]), _NEIGHBOUR_RADIUS_FWHM * fwhm)
-    for k, found in enumerate(near):
-        if not found:
-            continue
-        idx = np.asarray(found)
-        dist = np.hypot(det_x[idx] - x[k], det_y[idx] - y[k])
-        others = idx[dist > _SELF_RADIUS_FWHM * fwhm]
-        if others.size and np.max(det_flux[others]) > _NEIGHBOUR_FLUX_RATIO * flux[k]:
-            result[k] = False
+    star, det, dist = pairs_within(
+        np.column_stack([x, y]), np.column_stack([det_x, det_y]), _NEIGHBOUR_RADIUS_FWHM * fwhm
+    )
+    # a neighbour other than the star's own detection, bright enough to matter
+    spoils = (dist > _SELF_RADIUS_FWHM * fwhm) & (
+        det_flux[det] > _NEIGHBOUR_FLUX_RATIO * flux[star]
+    )
+    result[star[spoils]] = False
     return result
 
 

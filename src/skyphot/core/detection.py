@@ -10,9 +10,9 @@ from typing import Any
 
 import numpy as np
 import sep
-from scipy.spatial import cKDTree
 
 from skyphot.core.masking import all_finite, all_positive
+from skyphot.core.neighbours import pairs_within_one
 from skyphot.errors import ConfigError, DetectionError, InputError
 
 
@@ -351,8 +351,7 @@ def isolated(sources: SourceList, *, radius: float, min_flux_ratio: float = 0.0)
     result = np.ones(n, dtype=bool)
     if n < 2:
         return result
-    tree = cKDTree(np.column_stack([sources.x, sources.y]))
-    pairs = tree.query_pairs(radius, output_type="ndarray")
+    pairs = pairs_within_one(np.column_stack([sources.x, sources.y]), radius)
     if pairs.size == 0:
         return result
     i, j = pairs[:, 0], pairs[:, 1]

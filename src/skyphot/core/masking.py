@@ -9,7 +9,6 @@ import math
 from enum import IntFlag
 
 import numpy as np
-from scipy import ndimage
 
 from skyphot.core.stats import MAD_TO_SIGMA
 from skyphot.errors import ConfigError, InputError
@@ -142,7 +141,7 @@ def find_bad_columns(data: np.ndarray, *, nsigma: float = 5.0) -> np.ndarray:
         return np.empty(0, dtype=np.intp)
     fill = np.array([np.median(medians[usable[:, k], k]) for k in range(_BLOCKS)])
     medians = np.where(usable, medians, fill)
-    reference = ndimage.median_filter(medians, size=(_NEIGHBOUR_WINDOW, 1), mode="nearest")
+    reference = _running_median(medians, _NEIGHBOUR_WINDOW)
     residual = medians - reference
     floor = max(_MEDIAN_EFFICIENCY * _pixel_noise(sample) / math.sqrt(per_block),
                 0.5 * _quantum(sample))
@@ -150,8 +149,7 @@ def find_bad_columns(data: np.ndarray, *, nsigma: float = 5.0) -> np.ndarray:
     # column profile is rough over many columns, which is structure, not a bad column
     scatter = np.maximum(
         MAD_TO_SIGMA * np.median(np.abs(residual), axis=0),
-        MAD_TO_SIGMA * ndimage.median_filter(np.abs(residual), size=(_LOCAL_WINDOW, 1),
-                                              mode="nearest"),
+        MAD_TO_SIGMA * _running_median(np.abs(residual), _LOCAL_WINDOW),
     )
     with np.errstate(invalid="ignore", divide="ignore"):
         # floor 0: a noiseless, unquantised image, where any step is infinitely significant
@@ -202,6 +200,8 @@ def find_cosmic_rays(
     if not hits.any():
         return hits
     grow_into = (image > 0.5 * nsigma * noise) & (contrast > star * image)
+    from scipy import ndimage  # only when there are hits: a measurement need not import it
+
     # the connected pieces of grow_into that touch a hit (one labelling pass, not iterations)
     labels, count = ndimage.label(grow_into | hits, structure=np.ones((3, 3), bool))
     touched = np.zeros(count + 1, dtype=bool)
@@ -258,6 +258,8 @@ def _set_grown(mask: np.ndarray, region: np.ndarray, pixels: int, bit: np.uint8)
         mask[rows[sub_y], xs] |= bit
         return
     if xs.size > _DENSE_FRACTION * region.size:
+        from scipy import ndimage  # a densely saturated frame only
+
         size = 2 * pixels + 1
         grown = ndimage.maximum_filter1d(region.view(np.uint8), size, axis=0, mode="constant")
         grown = ndimage.maximum_filter1d(grown, size, axis=1, mode="constant")
@@ -313,6 +315,15 @@ def _noise_map(rms: np.ndarray | float, shape: tuple[int, ...]) -> np.ndarray:
         raise InputError("rms has no positive, finite value (background noise, ADU)")
     # where the noise is unknown nothing is significant: +inf keeps those pixels unflagged
     return noise if usable.all() else np.where(usable, noise, np.float32(np.inf))
+
+
+def _running_median(values: np.ndarray, window: int) -> np.ndarray:
+    """Median over ``window`` (odd) consecutive rows of each column, edges replicated:
+    ``scipy.ndimage.median_filter(values, size=(window, 1), mode="nearest")``."""
+    half = window // 2
+    padded = np.pad(values, ((half, half), (0, 0)), mode="edge")
+    windows = np.lib.stride_tricks.sliding_window_view(padded, window, axis=0)
+    return np.asarray(np.partition(windows, half, axis=-1)[..., half])
 
 
 def _box3_sum(image: np.ndarray) -> np.ndarray:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-from scipy.spatial import cKDTree
 
+from skyphot.core.neighbours import nearest_within
 from skyphot.errors import InputError
 
 _DEG = np.pi / 180.0
@@ -64,16 +64,10 @@ def _match_points(
         raise InputError(f"match radius must be positive, got {radius}")
     if idx1.size == 0 or idx2.size == 0:
         return np.empty(0, np.intp), np.empty(0, np.intp), np.empty(0, float)
-    tree = cKDTree(p2[idx2])
     # A handful of neighbours is enough: a point with more candidates than that within
     # the radius cannot be matched reliably anyway.
-    k = min(4, idx2.size)
-    dist, nearest = tree.query(p1[idx1], k=k, distance_upper_bound=radius)
-    dist = dist.reshape(idx1.size, k)
-    nearest = nearest.reshape(idx1.size, k)
-    found = np.isfinite(dist) & (dist <= radius)
-    rows = np.broadcast_to(np.arange(idx1.size)[:, None], found.shape)[found]
-    a, b, d = _unique_pairs(rows, nearest[found], dist[found])
+    rows, cols, dist = nearest_within(p1[idx1], p2[idx2], radius, k=4)
+    a, b, d = _unique_pairs(rows, cols, dist)
     return idx1[a], idx2[b], d
 
 

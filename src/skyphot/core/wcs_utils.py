@@ -177,6 +177,25 @@ def express_in_frame(wcs: WCS, frame: BaseCoordinateFrame) -> WCS:
     return out
 
 
+def solution_in_system_of(solution: WCS, model: WCS | None) -> WCS:
+    """An ICRS astrometric solution (astrometry.net's, fitted to ICRS catalogs) expressed in
+    the celestial system of ``model``, the frame's header WCS: the same CTYPE family
+    (RA/DEC, GLON/GLAT, ELON/ELAT), RADESYS and EQUINOX, so the frame keeps its system.
+
+    Without a model (the header had no WCS) the solution is labelled ICRS explicitly:
+    astrometry.net writes EQUINOX 2000 without RADESYS, which the FITS defaults would read
+    as FK5. The pixel-to-sky mapping is unchanged (see ``express_in_frame``).
+    """
+    icrs = solution.deepcopy()
+    icrs.wcs.radesys = "ICRS"
+    icrs.wcs.equinox = np.nan
+    icrs.wcs.set()
+    if model is None:
+        return icrs
+    frame = celestial_frame(model)
+    return icrs if _is_icrs(frame) else express_in_frame(icrs, frame)
+
+
 def celestial_wcs(wcs: WCS) -> WCS:
     """The two celestial axes of ``wcs``; ``WCSError`` if it has none."""
     if not wcs.has_celestial:

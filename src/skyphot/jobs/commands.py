@@ -20,10 +20,11 @@ from typing import TYPE_CHECKING, Any
 
 from skyphot.errors import ConfigError, ToolNotFoundError
 from skyphot.jobs.lifeline import die_with_parent
-from skyphot.settings import Settings, load_settings
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
+
+    from skyphot.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,8 @@ DATABASE_WAIT_S = 60.0  # how long a starting worker waits for its database (e.g
 
 def worker_settings(args: argparse.Namespace) -> Settings:
     """Settings of a worker: the usual layers plus ``--concurrency`` and ``--queue``."""
+    from skyphot.settings import load_settings
+
     settings = load_settings(
         config_file=args.config, data_dir=args.data_dir,
         overrides={"worker_concurrency": args.concurrency, "celery_queue": args.queue},

@@ -22,7 +22,6 @@ from skyphot.pipeline.stages.image import (
     SubtractBackground,
 )
 from skyphot.pipeline.stages.reference import LoadCatalog, RefineAstrometry
-from skyphot.pipeline.stages.subtraction import PrepareTemplate, SubtractTemplate
 from skyphot.pipeline.stages.target import MeasureTarget
 
 
@@ -92,5 +91,8 @@ def recipe_for(config: MeasureConfig) -> list[Stage]:
         variants.target,
     ]
     if config.subtraction.template != "none":
+        # Imported here: resampling, ZOGY and the template services are only needed then.
+        from skyphot.pipeline.stages.subtraction import PrepareTemplate, SubtractTemplate
+
         stages += [PrepareTemplate(), SubtractTemplate()]
     return stages

@@ -8,13 +8,15 @@ import math
 import sys
 from typing import Any
 
-from skyphot.catalogs.filters import resolve_filter
 from skyphot.errors import TemplateError, UnknownFilterError
-from skyphot.templates.cache import TemplateCache
-from skyphot.templates.service import choose_survey, fetch_ps1
+
+# The template cache and the cutout service are imported by the handlers that use them:
+# registering these commands is part of every `skyphot` start-up.
 
 
 def _band(name: str) -> str:
+    from skyphot.catalogs.filters import resolve_filter
+
     try:
         return resolve_filter(name).band
     except UnknownFilterError:
@@ -23,6 +25,9 @@ def _band(name: str) -> str:
 
 def cmd_prefetch(args: argparse.Namespace) -> int:
     """Fetch the survey template(s) covering a circle into the cache."""
+    from skyphot.templates.cache import TemplateCache
+    from skyphot.templates.service import choose_survey, fetch_ps1
+
     if not args.radius > 0:
         raise TemplateError(f"--radius must be positive degrees, got {args.radius}")
     survey, band, note = choose_survey(_band(args.filter), args.dec, args.survey)
@@ -56,6 +61,8 @@ def cmd_prefetch(args: argparse.Namespace) -> int:
 def cmd_import(args: argparse.Namespace) -> int:
     """Copy a local template into the cache for offline use."""
     from astropy.io import fits
+
+    from skyphot.templates.cache import TemplateCache
 
     band = args.band
     if band is None:

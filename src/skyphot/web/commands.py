@@ -13,12 +13,11 @@ from importlib.util import find_spec
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from skyphot.settings import Settings, load_settings
-
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
     from skyphot.db.models import Photometry, User
+    from skyphot.settings import Settings
 
 # Every `skyphot` command builds these parsers, so the database layer (~0.25 s of imports)
 # is imported where it is used; a missing web extra must still show here, where the CLI
@@ -151,6 +150,8 @@ def demo_points(owner_id: int) -> list[Photometry]:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
+    from skyphot.settings import load_settings
+
     overrides = {"host": getattr(args, "host", None), "port": getattr(args, "port", None),
                  "workers": getattr(args, "workers", None)}
     return load_settings(config_file=getattr(args, "config", None), data_dir=args.data_dir,

@@ -9,15 +9,19 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from skyphot.settings import Settings, load_settings
+if TYPE_CHECKING:
+    from skyphot.settings import Settings
+
 
 EXIT_OK = 0
 EXIT_NOT_ALL_PUSHED = 1
 
 
 def _settings(args: argparse.Namespace) -> Settings:
+    from skyphot.settings import load_settings
+
     portal: dict[str, Any] = {}
     if args.server:
         portal["url"] = args.server

@@ -13,7 +13,7 @@ from astropy.wcs import WCS
 from skyphot.catalogs.base import CatalogProvider, ReferenceCatalog
 from skyphot.catalogs.filters import resolve_filter
 from skyphot.core.astrometry import AstrometricSolution, footprint_radius_deg, refine_wcs
-from skyphot.core.wcs_utils import celestial_frame, express_in_frame
+from skyphot.core.wcs_utils import celestial_frame, express_in_frame, solution_in_system_of
 from skyphot.errors import (
     AstrometryError,
     CatalogError,
@@ -34,16 +34,21 @@ def catalog_provider(
 ) -> CatalogProvider:
     """The provider the configuration asks for: a local file, a named catalog, or the best
     online catalog for ``band`` at (ra, dec) — behind the on-disk cache unless disabled."""
+    cfg = config.catalog
+    if cfg.path is not None:
+        # A file needs neither the cache (Parquet, HEALPix) nor the online services, so a
+        # measurement with one does not import them (the same rule as choose_provider's).
+        from skyphot.catalogs.local import LocalCatalog
+
+        return LocalCatalog(cfg.path, columns=cfg.columns or None, magsys=cfg.magsys)
     from skyphot.catalogs.cache import CatalogCache
     from skyphot.catalogs.service import choose_provider
 
-    cfg = config.catalog
-    cache = CatalogCache(cfg.cache_dir) if cfg.use_cache and cfg.path is None else None
+    cache = CatalogCache(cfg.cache_dir) if cfg.use_cache else None
     return choose_provider(
         band=band,
         ra=ra,
         dec=dec,
-        path=cfg.path,
         name=cfg.name,
         columns=cfg.columns,
         magsys=cfg.magsys,
@@ -258,6 +263,9 @@ def _blind_then_refine(state: FrameState, *, reason: str | None) -> AstrometricS
         if reason is None:
             raise
         raise AstrometryError(f"{reason}; blind solving failed too: {err}") from err
+    # The frame keeps its own sky system (galactic, FK4 B1950, ...); refinement keeps that
+    # of its starting WCS.
+    solved = solution_in_system_of(solved, state.header_wcs)
     solution = _refine(state, solved)
     return replace(solution, method="astrometry.net")
 
