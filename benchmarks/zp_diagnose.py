@@ -121,9 +121,9 @@ def analyse(seed: int, params: SimulationParams, workdir: Path) -> dict[str, flo
     var = np.maximum(stars.inst_err**2 + stars.cat_err**2, 1e-8)[used]
     w = 1.0 / (var + fit.intrinsic_scatter**2)
     color = stars.color if stars.color is not None else np.zeros(stars.x.size)
-    rows = np.array([fit._row(float(a), float(b), float(c))  # noqa: SLF001
+    rows = np.array([fit._row(float(a), float(b), float(c))
                      for a, b, c in zip(stars.x[used], stars.y[used], color[used], strict=True)])
-    row_t = fit._row(truth.x, truth.y, truth.color)  # noqa: SLF001
+    row_t = fit._row(truth.x, truth.y, truth.color)
     h = (row_t @ fit.covariance @ rows.T) * w
     t = stars.cat_mag[used] - stars.inst_mag[used] - zp_true[used] - d_col[used]
     zp_fit_err = float(fit.predict(truth.x, truth.y, truth.color)[0]
