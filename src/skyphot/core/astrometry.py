@@ -30,9 +30,9 @@ from skyphot.core.wcs_utils import (
     pixel_to_world,
     poly_design,
     poly_exponents,
-    solve_least_squares,
     world_to_pixel,
 )
+from skyphot.core.stats import solve_least_squares
 from skyphot.errors import AstrometryError, InputError
 
 __all__ = [

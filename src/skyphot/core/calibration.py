@@ -15,8 +15,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from skyphot.core.stats import bracketed_root, mad_sigma
-from skyphot.core.wcs_utils import poly_design, poly_exponents, solve_least_squares
+from skyphot.core.stats import (
+    chi2_extra_scatter,
+    mad_sigma,
+    robust_extra_scatter,
+    weighted_lstsq,
+)
+from skyphot.core.wcs_utils import poly_design, poly_exponents
 from skyphot.errors import CalibrationError, InputError
 
 # Robust colour spread (mag) below which a colour term is not constrained.
@@ -25,8 +30,6 @@ MIN_COLOR_SPREAD = 0.1
 STARS_PER_PARAMETER = 3
 # Smallest per-star variance (mag^2): no star is known better than 0.1 mmag.
 _VAR_FLOOR = 1e-8
-# Median of chi-square with one degree of freedom.
-_MEDIAN_CHI2_1 = 0.454936
 
 
 @dataclass(frozen=True)
@@ -85,44 +88,12 @@ def _normalise(
     return 2.0 * x / max(nx - 1, 1) - 1.0, 2.0 * y / max(ny - 1, 1) - 1.0
 
 
-def _wlstsq(design: np.ndarray, target: np.ndarray, weight: np.ndarray) -> np.ndarray:
-    sw = np.sqrt(weight)
-    return solve_least_squares(design * sw[:, None], target * sw)
-
-
-def _robust_scatter(resid: np.ndarray, var: np.ndarray) -> float:
-    """s with median(resid^2 / (var + s^2)) equal to that of a unit Gaussian."""
-    z2 = resid**2
-    if np.median(z2 / var) <= _MEDIAN_CHI2_1:
-        return 0.0
-    hi = float(np.sqrt(np.median(z2) / _MEDIAN_CHI2_1)) + 1e-6
-    return bracketed_root(lambda s: np.median(z2 / (var + s * s)) - _MEDIAN_CHI2_1, 0.0, hi)
-
-
 @dataclass(frozen=True)
 class _Core:
     beta: np.ndarray
     cov: np.ndarray
     scatter: float
     used: np.ndarray  # over the candidate rows
-
-
-def _chi2_scatter(design: np.ndarray, target: np.ndarray, var: np.ndarray) -> float:
-    """Intrinsic scatter giving reduced chi-square 1 (0 if already at or below 1)."""
-    dof = design.shape[0] - design.shape[1]
-
-    def excess(s: float) -> float:
-        w = 1.0 / (var + s * s)
-        r = target - design @ _wlstsq(design, target, w)
-        return float(np.sum(w * r * r) / dof - 1.0)
-
-    if dof <= 0 or excess(0.0) <= 0.0:
-        return 0.0
-    r = target - design @ _wlstsq(design, target, 1.0 / var)
-    hi = float(np.sqrt(np.sum(r * r) / dof)) * 2.0 + 1e-6
-    while excess(hi) > 0.0:
-        hi *= 2.0
-    return float(bracketed_root(excess, 0.0, hi, xtol=1e-7))
 
 
 def _fit_core(
@@ -140,25 +111,25 @@ def _fit_core(
         w = np.where(np.abs(t) < 1.0, (1.0 - t * t) ** 2, 0.0) / (var + s2)
         if np.count_nonzero(w) <= p:
             break
-        beta = _wlstsq(design, target, w)
+        beta = weighted_lstsq(design, target, w)
         resid = target - design @ beta
-    scatter = _robust_scatter(resid, var)
+    scatter = robust_extra_scatter(resid, var)
     used = np.abs(resid) <= clip_sigma * np.sqrt(var + scatter**2)
     for _ in range(max_iter):
         if used.sum() <= p:
             break
-        beta = _wlstsq(design[used], target[used], 1.0 / (var[used] + scatter**2))
+        beta = weighted_lstsq(design[used], target[used], 1.0 / (var[used] + scatter**2))
         resid = target - design @ beta
-        scatter = _robust_scatter(resid[used], var[used])
+        scatter = robust_extra_scatter(resid[used], var[used])
         new = np.abs(resid) <= clip_sigma * np.sqrt(var + scatter**2)
         if np.array_equal(new, used):
             break
         used = new
     if used.sum() <= p:
         return _Core(beta, np.full((p, p), np.nan), scatter, used)
-    scatter = _chi2_scatter(design[used], target[used], var[used])
+    scatter = chi2_extra_scatter(design[used], target[used], var[used])
     w = 1.0 / (var[used] + scatter**2)
-    beta = _wlstsq(design[used], target[used], w)
+    beta = weighted_lstsq(design[used], target[used], w)
     cov = np.linalg.inv((design[used] * w[:, None]).T @ design[used])
     return _Core(beta, cov, scatter, used)
 

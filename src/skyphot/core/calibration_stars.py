@@ -169,5 +169,6 @@ def measure_aperture_correction(
     ee = ee - ap.area[clean] * ring_level(psf, x[keep], y[keep], annulus)
     return aperture_correction(
         phot.flux[keep], phot.fluxerr[keep], ap.flux[clean], ap.fluxerr[clean], ee,
-        x=x[keep], y=y[keep], shape=shape, radius=radius, min_stars=APCORR_MIN_STARS,
+        x=x[keep], y=y[keep], shape=shape, radius=radius, area=ap.area[clean],
+        min_stars=APCORR_MIN_STARS,
     )

@@ -79,3 +79,60 @@ def _poisson_sum(first: int, last: int | None, mu: float) -> float:
             break
         i += 1
     return total
+
+
+def solve_least_squares(design: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Least-squares coefficients of ``target`` (n,) or (n, k) on ``design`` (n, p).
+
+    Normal equations: for the small, well-conditioned systems here (normalised
+    coordinates, p <= 21) they are exact enough and, unlike ``lstsq``, avoid threaded
+    LAPACK calls whose latency spikes on a busy machine. A singular system (stars on a
+    line) falls back to the minimum-norm ``lstsq`` solution.
+    """
+    normal = design.T @ design
+    rhs = design.T @ target
+    try:
+        return np.asarray(np.linalg.solve(normal, rhs))
+    except np.linalg.LinAlgError:
+        solution, *_ = np.linalg.lstsq(design, target, rcond=None)
+        return np.asarray(solution)
+
+
+# Median of chi-square with one degree of freedom.
+_MEDIAN_CHI2_1 = 0.454936
+
+
+def weighted_lstsq(design: np.ndarray, target: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """Coefficients of ``target`` on ``design`` with per-row weights (inverse variances)."""
+    sw = np.sqrt(weight)
+    return solve_least_squares(design * sw[:, None], target * sw)
+
+
+def robust_extra_scatter(resid: np.ndarray, var: np.ndarray) -> float:
+    """Extra scatter s with median(resid^2 / (var + s^2)) that of a unit Gaussian (0 if the
+    residuals are already within their variances ``var``); outliers barely move it."""
+    z2 = np.asarray(resid, dtype=float) ** 2
+    var = np.asarray(var, dtype=float)
+    if z2.size == 0 or np.median(z2 / var) <= _MEDIAN_CHI2_1:
+        return 0.0
+    hi = float(np.sqrt(np.median(z2) / _MEDIAN_CHI2_1)) + 1e-6
+    return bracketed_root(lambda s: np.median(z2 / (var + s * s)) - _MEDIAN_CHI2_1, 0.0, hi)
+
+
+def chi2_extra_scatter(design: np.ndarray, target: np.ndarray, var: np.ndarray) -> float:
+    """Extra scatter s that makes the reduced chi-square of the weighted fit of ``target`` on
+    ``design`` with variances ``var + s^2`` equal to 1 (0 if it is already at or below 1)."""
+    dof = design.shape[0] - design.shape[1]
+
+    def excess(s: float) -> float:
+        w = 1.0 / (var + s * s)
+        r = target - design @ weighted_lstsq(design, target, w)
+        return float(np.sum(w * r * r) / dof - 1.0)
+
+    if dof <= 0 or excess(0.0) <= 0.0:
+        return 0.0
+    r = target - design @ weighted_lstsq(design, target, 1.0 / var)
+    hi = float(np.sqrt(np.sum(r * r) / dof)) * 2.0 + 1e-6
+    while excess(hi) > 0.0:
+        hi *= 2.0
+    return bracketed_root(excess, 0.0, hi, xtol=1e-7)

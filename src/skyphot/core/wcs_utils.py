@@ -30,6 +30,7 @@ from astropy.coordinates import (
 from astropy.time import Time
 from astropy.wcs import WCS, Sip
 
+from skyphot.core.stats import solve_least_squares
 from skyphot.errors import WCSError
 
 _DEG = np.pi / 180.0
@@ -311,22 +312,6 @@ def poly_design(
     columns = [upow[p] * vpow[q] for p, q in exponents]
     return np.stack(columns, axis=-1) if columns else np.empty((u.size, 0))
 
-
-def solve_least_squares(design: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """Least-squares coefficients of ``target`` (n,) or (n, k) on ``design`` (n, p).
-
-    Normal equations: for the small, well-conditioned systems here (normalised
-    coordinates, p <= 21) they are exact enough and, unlike ``lstsq``, avoid threaded
-    LAPACK calls whose latency spikes on a busy machine. A singular system (stars on a
-    line) falls back to the minimum-norm ``lstsq`` solution.
-    """
-    normal = design.T @ design
-    rhs = design.T @ target
-    try:
-        return np.asarray(np.linalg.solve(normal, rhs))
-    except np.linalg.LinAlgError:
-        solution, *_ = np.linalg.lstsq(design, target, rcond=None)
-        return np.asarray(solution)
 
 
 def build_tan_sip_wcs(
