@@ -68,7 +68,7 @@ def create_app(settings: Settings, *, queue: JobQueue | None = None) -> FastAPI:
     app.state.engine = engine
     app.state.sessions = make_sessionmaker(engine)
     app.state.queue = job_queue
-    app.state.login_throttle = LoginThrottle()
+    app.state.login_throttle = LoginThrottle(app.state.sessions)
     app.state.name_resolver_url = SESAME_URL  # tests point it at a local stand-in
     app.add_middleware(
         SessionMiddleware, secret_key=secret_key(settings), session_cookie="skyphot_session",
