@@ -149,8 +149,7 @@ def create_source(
     errors: dict[str, str] = {}
     try:
         body = SourceCreate.model_validate({k: v for k, v in form.items() if v != ""})
-        source = add_source(session, user, request.app.state.settings, body,
-                            resolver_url=request.app.state.name_resolver_url)
+        source = add_source(session, user, request.app.state.settings, body)
         session.commit()
         return RedirectResponse(f"/source/{source.id}", status_code=303)
     except ValidationError as err:
