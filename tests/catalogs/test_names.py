@@ -8,11 +8,13 @@ import pytest
 from skyphot.catalogs.names import (
     KnownName,
     NameServiceError,
+    UnknownNameError,
     lookup_known,
     normalize_name,
     parse_sesame,
+    resolve_name,
 )
-from skyphot.testing.sesame import sesame_answer
+from skyphot.testing.sesame import FakeSesame, serve_sesame, sesame_answer
 
 
 @pytest.mark.parametrize("spelling", ["SN 2023ixf", "sn2023ixf", "2023ixf", "AT 2023IXF",
@@ -47,3 +49,19 @@ def test_known_names_match_any_of_their_labels() -> None:
     assert found is not None and (found.origin, found.ra) == ("source", 210.9)
     assert lookup_known("", known) is None  # an empty label (no SkyPortal id) never matches
     assert lookup_known("SN 2023ixg", known) is None
+
+
+def test_the_caller_may_let_go_of_its_resources_only_before_going_online() -> None:
+    known = [KnownName(("SN 2023ixf",), 210.9, 54.3, "your source 'x'")]
+    calls: list[str] = []
+    with serve_sesame(FakeSesame(names={"M31": (10.684708, 41.26875)})) as sesame:
+        found = resolve_name("2023ixf", known=known, url=sesame.url,
+                             before_online=lambda: calls.append("released"))
+        assert found.origin == "source" and calls == [] and sesame.asked == []
+        found = resolve_name("M31", known=known, url=sesame.url,
+                             before_online=lambda: calls.append("released"))
+        assert found.origin == "sesame" and calls == ["released"]
+        with pytest.raises(UnknownNameError, match="the online name resolver is off"):
+            resolve_name("M31", online=False, url=sesame.url,
+                         before_online=lambda: calls.append("again"))
+    assert calls == ["released"]

@@ -12,7 +12,7 @@ import threading
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -229,11 +229,13 @@ def lookup_known(name: str, known: Iterable[KnownName]) -> Resolved | None:
 def resolve_name(
     name: str, *, known: Sequence[KnownName] = (), table: Path | None = None,
     online: bool = True, url: str = SESAME_URL, timeout_s: float = 10.0,
+    before_online: Callable[[], None] | None = None,
 ) -> Resolved:
     """``name``'s position: among ``known`` (the user's sources), in the name ``table``,
-    then through Sesame when ``online``. When all fail, one error naming what was tried:
-    ``UnknownNameError`` (HTTP 400) when the name is unknown, ``NameServiceError`` (503)
-    when Sesame, the last hope, did not answer."""
+    then through Sesame when ``online`` (``before_online`` is called first: the caller may
+    release what it holds while the answer is awaited). When all fail, one error naming what
+    was tried: ``UnknownNameError`` (HTTP 400) when the name is unknown,
+    ``NameServiceError`` (503) when Sesame, the last hope, did not answer."""
     found = lookup_known(name, known)
     if found is None and table is not None:
         found = load_name_table(table).lookup(name)
@@ -245,6 +247,8 @@ def resolve_name(
     if not online:
         raise UnknownNameError(f"{tried}, and the online name resolver is off; give ra and "
                                "dec (decimal or sexagesimal)")
+    if before_online is not None:
+        before_online()
     try:
         found = sesame_lookup(name, url=url, timeout_s=timeout_s)
     except NameServiceError as err:

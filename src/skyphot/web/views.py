@@ -278,4 +278,7 @@ def source_position(session: Session, user: User, settings: Settings,
         body.name, known=known, table=settings.name_table_path,
         online=settings.name_resolver_online, url=settings.name_resolver_url,
         timeout_s=settings.name_resolver_timeout_s,
+        # Nothing is written yet: end the read transaction so that no pooled connection is
+        # held while Sesame takes its time (up to name_resolver_timeout_s).
+        before_online=session.commit,
     )
