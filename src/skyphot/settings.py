@@ -232,6 +232,36 @@ class Settings(BaseSettings):
         None, description="VizieR server (mirror host or URL) the workers query; None: "
         "astroquery's default."
     )
+    name_table: Path | None = Field(
+        None, description="Local name table for new sources given by name: a CSV or ECSV "
+        "file with columns name, ra, dec (degrees or sexagesimal) and optionally aliases "
+        "(separated by ';' or '|'); looked up after your own sources, before the online "
+        "resolver. None: no table."
+    )
+    name_resolver_online: bool = Field(
+        True, description="Resolve names found neither among your sources nor in the name "
+        "table through CDS Sesame (the only part of name resolution needing the network)."
+    )
+    name_resolver_url: str = Field(
+        "https://cds.unistra.fr/cgi-bin/nph-sesame", description="Base URL of the Sesame "
+        "name resolver (CDS or a mirror, e.g. http://vizier.cfa.harvard.edu/viz-bin/"
+        "nph-sesame); '/-oI/SNV?<name>' is appended."
+    )
+    name_resolver_timeout_s: float = Field(
+        10.0, description="Seconds to wait for the Sesame answer before giving up.", gt=0
+    )
+
+    @field_validator("name_resolver_url")
+    @classmethod
+    def _check_resolver_url(cls, value: str) -> str:
+        if not value.strip().startswith(("http://", "https://")):
+            raise ValueError(f"must start with http:// or https:// (got {value!r})")
+        return value.strip().rstrip("/")
+
+    @property
+    def name_table_path(self) -> Path | None:
+        """The name table, user-expanded and absolute (None: no table)."""
+        return None if self.name_table is None else self.name_table.expanduser().resolve()
 
     @property
     def data_path(self) -> Path:

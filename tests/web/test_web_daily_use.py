@@ -420,61 +420,6 @@ def test_simultaneous_failed_logins_do_not_freeze_the_server(tmp_path: Path) -> 
     assert sorted(set(results)) in ([401], [401, 429], [429])
 
 
-# --- 11: a name resolved by the name service (a local stand-in; no internet) -----------------
-
-
-SESAME_M31 = ("# M31\t#Q1\n#=S=Simbad (CDS, via url):    1\n%@ 1\n%I.0 M  31\n"
-              "%J 010.684708 +41.268750 = 00:42:44.33 +41:16:07.5\n#====Done====\n")
-
-
-def test_a_name_alone_is_resolved(instance: Instance) -> None:
-    import http.server
-
-    asked: list[str] = []
-
-    class Sesame(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            asked.append(self.path)
-            body = SESAME_M31 if "M31" in self.path else "# nothing\n#! *** Nothing found\n"
-            self.send_response(200)
-            self.end_headers()
-            self.wfile.write(body.encode())
-
-        def log_message(self, format: str, *args: object) -> None:
-            """Silence."""
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Sesame)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        instance.app.state.name_resolver_url = f"http://127.0.0.1:{server.server_address[1]}/s"
-        r = instance.client.post("/api/sources", json={"id": "m31", "name": "M31"},
-                                 headers=instance.alice)
-        assert r.status_code == 201, r.text
-        assert (r.json()["ra"], r.json()["dec"]) == (10.684708, 41.26875)
-        assert asked == ["/s?M31"]
-        r = instance.client.post("/api/sources", json={"id": "x", "name": "Nonexistent 1"},
-                                 headers=instance.alice)
-        assert r.status_code == 400
-        assert error_of(r)["message"] == ("no object called 'Nonexistent 1' is known to the "
-                                          "name service; check the spelling or give the "
-                                          "coordinates")
-    finally:
-        server.shutdown()
-    instance.app.state.name_resolver_url = "http://127.0.0.1:9/closed"
-    r = instance.client.post("/api/sources", json={"id": "y", "name": "M31"},
-                             headers=instance.alice)
-    assert r.status_code == 503
-    assert error_of(r)["message"].startswith("cannot resolve 'M31': the name service is "
-                                             "unreachable")
-    r = instance.client.post("/api/sources", json={"id": "z"}, headers=instance.alice)
-    assert r.status_code == 422
-    assert error_of(r)["message"] == ("give ra and dec, or a name to resolve (or "
-                                      "skyportal_id to import from SkyPortal)")
-    r = instance.client.post("/api/sources", json={"id": "z", "ra": 1}, headers=instance.alice)
-    assert error_of(r)["message"] == "give dec too (or neither, to resolve the name)"
-
-
 def test_a_failed_job_gets_another_catalog_file(instance: Instance, source: str) -> None:
     failed = add_job(instance, source, "alice", state=JobState.FAILED, message="2 stars")
     r = instance.client.put(f"/api/jobs/{failed}/catalog_file", headers=instance.alice,

@@ -151,6 +151,16 @@ def list_sources(session: Session, user: User, search: str | None = None) -> lis
     return list(session.scalars(query.order_by(Source.created_at.desc(), Source.id)))
 
 
+def source_names(session: Session, user: User) -> list[tuple[str, str | None, str | None,
+                                                               float, float]]:
+    """(id, name, SkyPortal id, ra, dec) of every source the user may see, newest first: the
+    names a new source may be given by instead of coordinates."""
+    visible = _visible(user).subquery()
+    query = select(visible.c.id, visible.c.name, visible.c.skyportal_id, visible.c.ra,
+                   visible.c.dec).order_by(visible.c.created_at.desc(), visible.c.id)
+    return [(r[0], r[1], r[2], float(r[3]), float(r[4])) for r in session.execute(query)]
+
+
 def create_source(
     session: Session,
     user: User,
@@ -161,11 +171,14 @@ def create_source(
     name: str | None = None,
     redshift: float | None = None,
     groups: Sequence[str] | None = None,
+    position_origin: str | None = None,
+    position_note: str | None = None,
 ) -> Source:
     """A new source shared with ``groups`` (default: all the creator's groups).
 
-    ``ra``/``dec`` in degrees. ConflictError when the id exists; PermissionDeniedError when a
-    group is not one of the user's.
+    ``ra``/``dec`` in degrees; ``position_origin``/``position_note`` say where they came
+    from. ConflictError when the id exists; PermissionDeniedError when a group is not one of
+    the user's.
     """
     if session.get(Source, source_id) is not None:
         raise ConflictError(f"a source with id {source_id!r} already exists; choose another id")
@@ -180,7 +193,8 @@ def create_source(
             )
         chosen = [own.get(g) or get_or_create_group(session, g) for g in groups]
     source = Source(
-        id=source_id, ra=ra, dec=dec, name=name, redshift=redshift, created_by=user.id
+        id=source_id, ra=ra, dec=dec, name=name, redshift=redshift, created_by=user.id,
+        position_origin=position_origin, position_note=position_note,
     )
     source.groups = chosen
     session.add(source)

@@ -93,6 +93,10 @@ class Source(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     skyportal_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     light_curve_colors: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Where ra/dec came from: given | source | name_table | sesame | skyportal (None: a source
+    # made before this was recorded), and a line naming it (the matching source, the table).
+    position_origin: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    position_note: Mapped[str | None] = mapped_column(String(300), nullable=True)
     groups: Mapped[list[Group]] = relationship(secondary=source_groups, lazy="selectin")
 
 
@@ -174,3 +178,14 @@ class Job(Base):
     started_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
+
+
+class LoginFailure(Base):
+    """Login attempts of one client address or one account in the current window, shared by
+    every web process. ``bucket`` is a SHA-256 of ``client:<address>`` or ``user:<name>``
+    (typed names are not kept: people type passwords into the name field)."""
+
+    __tablename__ = "login_failures"
+    bucket: Mapped[str] = mapped_column(String(64), primary_key=True)
+    window_start: Mapped[datetime] = mapped_column(DateTime, index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)

@@ -13,7 +13,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.middleware.sessions import SessionMiddleware
 
 from skyphot import __version__
-from skyphot.catalogs.names import SESAME_URL
+from skyphot.catalogs.names import load_name_table
 from skyphot.db.session import make_engine, make_sessionmaker, migrate
 from skyphot.jobs.queue import JobQueue, NullQueue
 from skyphot.settings import Settings
@@ -41,6 +41,8 @@ def create_app(settings: Settings, *, queue: JobQueue | None = None) -> FastAPI:
     """
     for directory in (settings.data_path, settings.upload_path, settings.jobs_path):
         directory.mkdir(parents=True, exist_ok=True)
+    if settings.name_table_path is not None:
+        load_name_table(settings.name_table_path)  # a bad table stops start-up, naming it
     engine = make_engine(settings.db_url)
     migrate(engine)
     job_queue: JobQueue = queue if queue is not None else NullQueue()
@@ -68,8 +70,7 @@ def create_app(settings: Settings, *, queue: JobQueue | None = None) -> FastAPI:
     app.state.engine = engine
     app.state.sessions = make_sessionmaker(engine)
     app.state.queue = job_queue
-    app.state.login_throttle = LoginThrottle()
-    app.state.name_resolver_url = SESAME_URL  # tests point it at a local stand-in
+    app.state.login_throttle = LoginThrottle(app.state.sessions)
     app.add_middleware(
         SessionMiddleware, secret_key=secret_key(settings), session_cookie="skyphot_session",
         same_site="lax", max_age=14 * 24 * 3600,

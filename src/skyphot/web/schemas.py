@@ -25,7 +25,8 @@ class SourceCreate(BaseModel):
     ra: float | None = Field(
         None, description="Right ascension (ICRS): degrees, or sexagesimal hours as text "
         "('10:00:31.365', '10 00 31.365', '10h00m31.365s'). Omit ra and dec to resolve "
-        "`name` through the name service; taken from SkyPortal with skyportal_id.",
+        "`name` (your sources, the local name table, then CDS Sesame when allowed); taken "
+        "from SkyPortal with skyportal_id.",
         ge=0, lt=360)
     dec: float | None = Field(
         None, description="Declination (ICRS): degrees, or sexagesimal degrees as text "
@@ -199,6 +200,13 @@ class SourceOut(BaseModel):
                                      "imported from (and pushed to) SkyPortal.")
     light_curve_colors: bool = Field(True, description="Whether colours measured on the "
                                      "light curve feed the colour term of its points.")
+    position_origin: str | None = Field(
+        None, description="Where ra/dec came from: 'given', 'source' (one of your sources of "
+        "that name), 'name_table' (the local name table), 'sesame' (CDS Sesame) or "
+        "'skyportal'; null for sources made before this was recorded.")
+    position_note: str | None = Field(
+        None, description="Which: e.g. \"your source 'SN2023ixf'\", \"'SN 2023ixf' in the "
+        "local name table (names.csv)\", 'CDS Sesame (Simbad)'.")
 
 
 class SkyPortalState(BaseModel):

@@ -3,13 +3,16 @@ requests that change data, and a throttle for failed logins."""
 
 from __future__ import annotations
 
-import threading
-import time
-from collections import deque
+import math
+from collections.abc import Callable
+from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
+from sqlalchemy.orm import Session, sessionmaker
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from skyphot.db import logins
+from skyphot.db.models import utcnow
 from skyphot.errors import SkyphotError
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
@@ -82,49 +85,51 @@ class CrossSiteGuard:
 
 
 class LoginThrottle:
-    """Counts failed logins per client address and per account in a sliding window.
+    """Counts login attempts per client address and per account in fixed windows kept in the
+    database, so every web process shares them.
 
-    In-process memory: with several web processes each keeps its own count (the limit per
-    process still bounds a brute-force attempt and the hashing work it causes).
+    An attempt is counted *before* its password is checked: simultaneous attempts cannot all
+    pass a check made before any of them failed, so the limit holds under a burst and across
+    processes. A success takes its attempt back from the client and forgets the account's
+    failures. Every method touches the database: call them from the thread pool.
     """
 
-    def __init__(self, *, max_failures: int = 5, window_s: float = 300.0) -> None:
+    def __init__(self, sessions: sessionmaker[Session], *, max_failures: int = 5,
+                 window_s: float = 300.0, clock: Callable[[], datetime] = utcnow) -> None:
+        self.sessions = sessions
         self.max_failures = max_failures
         self.window_s = window_s
-        self._failures: dict[str, deque[float]] = {}
-        self._lock = threading.Lock()
+        self.clock = clock  # naive UTC; tests move it instead of waiting
 
-    def _recent(self, key: str, now: float) -> deque[float]:
-        times = self._failures.setdefault(key, deque())
-        while times and now - times[0] > self.window_s:
-            times.popleft()
-        return times
+    @staticmethod
+    def _buckets(client: str, username: str) -> tuple[str, str]:
+        return logins.bucket("client", client), logins.bucket("user", username.strip().lower())
 
-    def check(self, client: str, username: str) -> None:
-        """Raise ``TooManyLoginsError`` when the client or the account is locked out."""
-        now = time.monotonic()
-        with self._lock:
-            for key in (f"client:{client}", f"user:{username.lower()}"):
-                times = self._recent(key, now)
-                if len(times) >= self.max_failures:
-                    wait = int(self.window_s - (now - times[0])) + 1
-                    raise TooManyLoginsError(
-                        f"too many failed logins; wait {wait} s before trying again"
-                    )
+    def attempt(self, client: str, username: str) -> None:
+        """Count a login attempt; ``TooManyLoginsError`` when the client or the account has
+        used up its attempts in the current window (the password is then not checked)."""
+        now = self.clock()
+        with self.sessions.begin() as session:
+            # Sorted: two requests sharing both buckets take their row locks in one order.
+            windows = [logins.count_attempt(session, key, now, self.window_s)
+                       for key in sorted(self._buckets(client, username))]
+        over = [w for w in windows if w.attempts > self.max_failures]
+        if over:
+            ends = max(w.start for w in over) + timedelta(seconds=self.window_s)
+            wait = max(1, math.ceil((ends - now).total_seconds()))
+            raise TooManyLoginsError(f"too many failed logins; wait {wait} s before trying again")
 
     def failed(self, client: str, username: str) -> None:
-        """Record one failed login."""
-        now = time.monotonic()
-        with self._lock:
-            for key in (f"client:{client}", f"user:{username.lower()}"):
-                self._recent(key, now).append(now)
-            if len(self._failures) > 10000:  # bound memory under a spray of names
-                stale = [k for k, v in self._failures.items() if not v]
-                for k in stale:
-                    del self._failures[k]
+        """A counted attempt failed: it stays counted; expired windows are pruned."""
+        del client, username  # the attempt was counted by attempt()
+        with self.sessions.begin() as session:
+            logins.prune(session, self.clock(), self.window_s)
 
     def succeeded(self, client: str, username: str) -> None:
-        """Forget the failures of a client and account that just logged in."""
-        with self._lock:
-            self._failures.pop(f"client:{client}", None)
-            self._failures.pop(f"user:{username.lower()}", None)
+        """A counted attempt succeeded: the client gets it back, the account starts afresh.
+        The client keeps its other failures, so logging in to one's own account does not
+        reset the budget for guessing at others."""
+        client_key, user_key = self._buckets(client, username)
+        with self.sessions.begin() as session:
+            logins.uncount_attempt(session, client_key)
+            logins.forget(session, user_key)

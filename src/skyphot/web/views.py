@@ -13,8 +13,8 @@ from typing import Any
 from astropy.time import Time
 from sqlalchemy.orm import Session
 
-from skyphot.catalogs.names import resolve_name
-from skyphot.db.crud import create_source, get_instrument
+from skyphot.catalogs.names import KnownName, Resolved, resolve_name
+from skyphot.db.crud import create_source, get_instrument, source_names
 from skyphot.db.models import Job, Photometry, Source, User
 from skyphot.jobs.push import client_for
 from skyphot.jobs.skyportal_import import import_source
@@ -47,6 +47,7 @@ def source_out(source: Source) -> SourceOut:
         id=source.id, ra=source.ra, dec=source.dec, name=source.name, redshift=source.redshift,
         groups=sorted(g.name for g in source.groups), created_at=source.created_at,
         skyportal_id=source.skyportal_id, light_curve_colors=source.light_curve_colors,
+        position_origin=source.position_origin, position_note=source.position_note,
     )
 
 
@@ -96,21 +97,22 @@ def photometry_csv(points: Sequence[PhotometryOut]) -> str:
     return out.getvalue()
 
 
-def add_source(session: Session, user: User, settings: Settings, body: SourceCreate, *,
-               resolver_url: str) -> Source:
+def add_source(session: Session, user: User, settings: Settings, body: SourceCreate) -> Source:
     """Create a source from the API or the page: at the given position, at its name's
-    position (resolved through the name service at ``resolver_url``), or imported from
-    SkyPortal."""
+    position (see ``source_position``), or imported from SkyPortal."""
     if body.skyportal_id is not None:
         source = import_source(session, user, client_for(settings.skyportal),
                                body.skyportal_id, source_id=body.id, groups=body.groups)
         if body.name:
             source.name = body.name
+        source.position_origin = "skyportal"
+        source.position_note = f"SkyPortal source {body.skyportal_id!r}"
         return source
     assert body.id is not None  # validated
-    ra, dec = source_position(body, resolver_url)
-    return create_source(session, user, source_id=body.id, ra=ra, dec=dec,
-                         name=body.name, redshift=body.redshift, groups=body.groups)
+    where = source_position(session, user, settings, body)
+    return create_source(session, user, source_id=body.id, ra=where.ra, dec=where.dec,
+                         name=body.name, redshift=body.redshift, groups=body.groups,
+                         position_origin=where.origin, position_note=where.note)
 
 
 def _float(fields: dict[str, str], name: str, *, positive: bool = False) -> float | None:
@@ -263,9 +265,20 @@ def check_filter(session: Session, instrument_name: str | None, filter_name: str
         )
 
 
-def source_position(body: SourceCreate, resolver_url: str) -> tuple[float, float]:
-    """(ra, dec) in degrees: as given, or the name resolved by the name service."""
+def source_position(session: Session, user: User, settings: Settings,
+                    body: SourceCreate) -> Resolved:
+    """(ra, dec) in degrees and where they came from: as given, or the name resolved among
+    the user's sources, in the local name table, then (when allowed) through CDS Sesame."""
     if body.ra is not None and body.dec is not None:
-        return body.ra, body.dec
+        return Resolved(body.ra, body.dec, "given", "as given")
     assert body.name  # the model insists on a name when there are no coordinates
-    return resolve_name(body.name, url=resolver_url)
+    known = [KnownName((sid, name or "", sp_id or ""), ra, dec, f"your source {sid!r}")
+             for sid, name, sp_id, ra, dec in source_names(session, user)]
+    return resolve_name(
+        body.name, known=known, table=settings.name_table_path,
+        online=settings.name_resolver_online, url=settings.name_resolver_url,
+        timeout_s=settings.name_resolver_timeout_s,
+        # Nothing is written yet: end the read transaction so that no pooled connection is
+        # held while Sesame takes its time (up to name_resolver_timeout_s).
+        before_online=session.commit,
+    )

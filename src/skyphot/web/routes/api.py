@@ -160,8 +160,7 @@ def create_source(body: SourceCreate, request: Request, session: SessionDep, use
     """Create a source: ra/dec in degrees or sexagesimal text, or only a name (resolved
     through the name service), or import it from SkyPortal with ``{"skyportal_id": ...}``
     (id defaults to the SkyPortal id)."""
-    source = add_source(session, user, settings, body,
-                        resolver_url=request.app.state.name_resolver_url)
+    source = add_source(session, user, settings, body)
     session.commit()
     return source_out(source)
 

@@ -75,13 +75,23 @@ def login_page(request: Request, next: str = "/sources") -> HTMLResponse:
     return _render(request, "login.html", None, next=next, error=None)
 
 
-def _check_password(request: Request, username: str, password: str) -> int | None:
-    """The user id when the password matches (in a worker thread: scrypt and the database
-    never run on the event loop); its own short session, so no pooled connection is held
-    while the answer waits."""
+def _try_login(request: Request, client: str, username: str, password: str) -> int | None:
+    """Count the attempt, check the password and record the outcome; the user id on success.
+
+    In a worker thread: scrypt and the database never run on the event loop. The same work
+    for an unknown account as for a wrong password. Its own short sessions, so no pooled
+    connection is held while the answer waits. ``TooManyLoginsError`` when throttled.
+    """
+    throttle: LoginThrottle = request.app.state.login_throttle
+    throttle.attempt(client, username)
     with request.app.state.sessions() as session:
         user = crud.authenticate(session, username, password)
-        return user.id if user is not None else None
+        user_id = user.id if user is not None else None
+    if user_id is None:
+        throttle.failed(client, username)
+    else:
+        throttle.succeeded(client, username)
+    return user_id
 
 
 @router.post("/login", response_model=None)
@@ -94,21 +104,17 @@ async def login(
     target = next or "/sources"
     if not target.startswith("/") or target.startswith("//"):
         target = "/sources"  # only local redirects
-    throttle: LoginThrottle = request.app.state.login_throttle
     client = request.client.host if request.client else "unknown"
+    started = time.monotonic()
     try:
-        throttle.check(client, username)
+        user_id = await run_in_threadpool(_try_login, request, client, username, password)
     except TooManyLoginsError as err:
         return _render(request, "login.html", None, status=429, next=target, error=str(err))
-    started = time.monotonic()
-    user_id = await run_in_threadpool(_check_password, request, username, password)
     if user_id is None:
-        throttle.failed(client, username)
         # The floor is awaited, not slept in a thread: waiting answers hold no resources.
         await asyncio.sleep(max(0.0, LOGIN_FAILURE_S - (time.monotonic() - started)))
         return _render(request, "login.html", None, status=401, next=target,
                        error="wrong user name or password")
-    throttle.succeeded(client, username)
     request.session["user_id"] = user_id
     return RedirectResponse(target, status_code=303)
 
@@ -143,8 +149,7 @@ def create_source(
     errors: dict[str, str] = {}
     try:
         body = SourceCreate.model_validate({k: v for k, v in form.items() if v != ""})
-        source = add_source(session, user, request.app.state.settings, body,
-                            resolver_url=request.app.state.name_resolver_url)
+        source = add_source(session, user, request.app.state.settings, body)
         session.commit()
         return RedirectResponse(f"/source/{source.id}", status_code=303)
     except ValidationError as err:
