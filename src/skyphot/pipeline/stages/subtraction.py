@@ -215,7 +215,17 @@ class SubtractTemplate:
 
         # --- align: counts, mask and background variance onto the science grid
         t_bad = t_mask != 0
-        ref = resample(np.where(t_bad, 0.0, t_data), pmap, order=_ORDER)
+        if cfg.subtraction.align == "swarp":
+            from skyphot.adapters.swarp import resample as swarp_resample
+
+            region_wcs = solution.wcs.slice(cut)
+            ref, _ = swarp_resample(
+                t_data, t_wcs, target_wcs=region_wcs, shape=(awy, awx), mask=t_bad,
+                timeout=cfg.subtraction.tool_timeout_s,
+            )
+            ref = ref.astype(np.float64)
+        else:
+            ref = resample(np.where(t_bad, 0.0, t_data), pmap, order=_ORDER)
         ref_bad = ~np.isfinite(ref) | sample_nearest(t_bad, pmap, fill=True)
         area = pmap.area_ratio
         # White-equivalent variance per science pixel: the source-pixel variance times the
