@@ -264,3 +264,21 @@ def _fails_with(
     assert main(argv) == code
     captured = capsys.readouterr()
     assert captured.out == "" and fragment in captured.err
+
+
+def test_flux_ratio_is_refined_from_the_first_difference(
+    pair: Pair, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The template/science flux ratio against the simulator's two zero points."""
+    out = _run(_argv(pair, str(pair.template)), capsys)
+    sub = out["subtraction"]
+    assert isinstance(sub, dict)
+    assert "first difference image" in str(sub["flux_ratio_source"])
+    t = pair.sim.truth
+    tmpl = simulate_template(pair.sim, TemplateParams(), seed=3 + 100)  # the fixture's
+    tx, ty = tmpl.true_wcs.all_world2pix(np.array([t.ra]), np.array([t.dec]), 0)
+    zp_t = float(tmpl.photometry.zero_point_at(float(tx[0]), float(ty[0]), t.color))
+    true_ratio = 10 ** (0.4 * (zp_t - t.zero_point_at_target))
+    ratio, err = float(sub["flux_ratio"]), float(sub["flux_ratio_err"])
+    assert abs(ratio - true_ratio) < 4 * err
+    assert err < 0.02 * ratio  # this small frame has few stars; 2048 px frames: ~0.2%
