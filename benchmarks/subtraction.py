@@ -25,6 +25,7 @@ from scipy import fft as sfft
 from scipy.ndimage import maximum_filter
 
 from skyphot import __version__
+from skyphot.adapters._process import available
 from skyphot.pipeline.config import MeasureConfig, SubtractionConfig
 from skyphot.pipeline.recipe import recipe_for
 from skyphot.pipeline.report import build_result
@@ -65,6 +66,8 @@ class Row:
     sfft_full_s: float | None = None  # SFFT over the whole frame (numba compiled already)
     sfft_target_s: float | None = None  # SFFT on the target cutout
     sfft_pull: float | None = None
+    hotpants_target_s: float | None = None  # HOTPANTS on the target cutout, when installed
+    hotpants_pull: float | None = None
 
 
 def _mag_bias(flux: float, true_flux: float) -> float:
@@ -179,6 +182,12 @@ def run_one(seed: int, hosted: bool, workdir: Path, *, sfft: bool = False) -> Ro
         sfft_pull = (s_result.flux - true_ujy0) / s_result.fluxerr
         f_pre = replace(pre, config=_with_method(config, method="sfft", region="full"))
         sfft_full = need(SubtractTemplate().run(f_pre).subtraction, "sfft").timings["total"]
+    hp_time = hp_pull = None
+    if available("hotpants"):
+        h_cut = SubtractTemplate().run(replace(pre, config=_with_method(config, method="hotpants")))
+        hp_time = need(h_cut.subtraction, "hotpants").timings["total"]
+        h_result = build_result(h_cut, timings)
+        hp_pull = (h_result.flux - 10 ** (-0.4 * (truth.mag - 23.9))) / h_result.fluxerr
     z = full.difference / np.sqrt(full.variance)
     yy, xx = np.indices(z.shape, sparse=True)
     far = np.hypot(xx - truth.x, yy - truth.y) > 30
@@ -212,6 +221,7 @@ def run_one(seed: int, hosted: bool, workdir: Path, *, sfft: bool = False) -> Ro
         clean_std=float(np.std(clean)), clean_fraction=float(clean.size / max(zs.size, 1)),
         t_target=dict(sub.timings), t_full=dict(full.timings), wall_s=wall,
         sfft_full_s=sfft_full, sfft_target_s=sfft_target, sfft_pull=sfft_pull,
+        hotpants_target_s=hp_time, hotpants_pull=hp_pull,
     )
 
 
@@ -302,8 +312,8 @@ def _sfft_available() -> bool:
 def _sfft_lines(rows: list[Row]) -> list[str]:
     timed = [r for r in rows if r.sfft_full_s is not None and r.sfft_target_s is not None]
     if not timed:
-        return ["SFFT was not run (sfft not installed, or --sfft-frames 0). HOTPANTS: no "
-                "adapter yet."]
+        return ["SFFT was not run (sfft not installed, or --sfft-frames 0).", "",
+                *_hotpants_lines(rows)]
     lines = ["", "SFFT (sfft package, CPU, `subtraction.method: sfft`) on the same frames "
              f"(seeds {', '.join(str(r.seed) for r in timed)}: templates sharper than the "
              "frame, which SFFT's template-side convolution needs; numba compilation excluded):",
@@ -313,7 +323,21 @@ def _sfft_lines(rows: list[Row]) -> list[str]:
         lines.append(f"| {r.seed} | {r.sfft_full_s:.2f} | {r.t_full['total']:.2f} | "
                      f"{r.sfft_target_s:.2f} | {r.t_target['total']:.2f} | "
                      f"{r.sfft_pull:+.2f} | {r.diff_flux_pull:+.2f} |")
-    lines += ["", "HOTPANTS: no adapter yet (its binary is not packaged here)."]
+    lines += ["", *_hotpants_lines(rows)]
+    return lines
+
+
+def _hotpants_lines(rows: list[Row]) -> list[str]:
+    timed = [r for r in rows if r.hotpants_target_s is not None]
+    if not timed:
+        return ["HOTPANTS (`subtraction.method: hotpants`): not installed on this machine "
+                "(`hotpants` not on PATH), not timed."]
+    lines = ["HOTPANTS (`subtraction.method: hotpants`) on the same frames, target cutout:", "",
+             "| seed | HOTPANTS (s) | ZOGY (s) | HOTPANTS pull | ZOGY pull |",
+             "|---|---|---|---|---|"]
+    for r in timed:
+        lines.append(f"| {r.seed} | {r.hotpants_target_s:.2f} | {r.t_target['total']:.2f} | "
+                     f"{r.hotpants_pull:+.2f} | {r.diff_flux_pull:+.2f} |")
     return lines
 
 

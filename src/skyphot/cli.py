@@ -86,7 +86,10 @@ def build_measure_config(args: argparse.Namespace) -> Any:
         "astrometry": _astrometry_options(args),
         "detection": {"method": args.detection} if args.detection is not None else {},
         "masking": {"cosmic_rays": True} if args.cosmic_rays else {},
-        "subtraction": _given(args, {"template": "template", "survey": "template_catalog"}),
+        "subtraction": _given(args, {
+            "template": "template", "survey": "template_catalog", "align": "template_align",
+            "method": "subtraction_method",
+        }),
     }
     for name, options in sections.items():
         settings[name] = _overlay_section(settings, name, options)
@@ -357,6 +360,18 @@ def add_measure_parser(sub: Any) -> None:
         metavar="SURVEY",
         help="survey for --template auto (default: chosen from the band and declination; "
         "'ps1' is implemented)",
+    )
+    p.add_argument(
+        "--template-align",
+        choices=["internal", "swarp"],
+        help="resample the template onto the frame with skyphot's flux-conserving splines "
+        "(internal, default) or with SWarp",
+    )
+    p.add_argument(
+        "--subtraction-method",
+        choices=["zogy", "sfft", "hotpants"],
+        help="template subtraction algorithm (default zogy; sfft and hotpants for comparison, "
+        "when installed)",
     )
     p.add_argument("--config", help="YAML file with MeasureConfig settings")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
 from astropy.io import fits
 
-from skyphot.cli import EXIT_BAD_INPUT, EXIT_OK, main
+from skyphot.adapters._process import available
+from skyphot.cli import EXIT_BAD_INPUT, EXIT_ENVIRONMENT, EXIT_OK, main
+from skyphot.pipeline.config import MeasureConfig
+from skyphot.pipeline.recipe import recipe_for
+from skyphot.pipeline.state import FrameState
 from skyphot.testing import SimulatedFrame, SimulationParams, simulate_frame
 from skyphot.testing.galaxy import HostComponent
 from skyphot.testing.template import TemplateParams, simulate_template
@@ -209,3 +215,70 @@ def _sfft_config(p: Pair) -> Path:
     path = p.directory / "sfft.yaml"
     path.write_text("subtraction:\n  method: sfft\n")
     return path
+
+
+@pytest.mark.skipif(not available("swarp"), reason="swarp is not installed")
+def test_swarp_alignment_option(pair: Pair, capsys: pytest.CaptureFixture[str]) -> None:
+    """The real SWarp aligns the template: its flux is the sky's and the transient comes
+    out right."""
+    t = pair.sim.truth
+    config = MeasureConfig.model_validate({
+        "target": {"ra": t.ra, "dec": t.dec}, "catalog": {"path": str(pair.catalog)},
+        "subtraction": {"template": str(pair.template), "align": "swarp"},
+    })
+    state = FrameState(image_path=str(pair.science), config=config)
+    for stage in recipe_for(config):
+        state = stage.run(state)
+    sub = state.subtraction
+    assert sub is not None and state.target is not None
+    # The aligned template (science units) holds the science frame's static light: in a
+    # wide aperture around the host, science minus template is the transient alone.
+    x, y = t.x - sub.origin[0], t.y - sub.origin[1]
+    yy, xx = np.indices(sub.science.shape)
+    ap = (np.hypot(xx - x, yy - y) < 4.0 * t.fwhm) & ~sub.bad
+    static_sci = float(sub.science[ap].sum()) - t.flux_adu
+    static_tpl = float(sub.template_aligned[ap].sum())
+    noise = math.sqrt(float(sub.variance[ap].sum()))
+    assert abs(static_tpl - static_sci) < 4 * noise + 0.01 * static_sci
+    flux, err = float(state.target.psf.flux[0]), float(state.target.psf.fluxerr[0])
+    assert abs(flux - t.flux_adu) < 4 * err + 0.01 * t.flux_adu
+    # and through the command line
+    out = _run(_argv(pair, str(pair.template), "--template-align", "swarp"), capsys)
+    truth = _true_ujy(t.mag)
+    assert abs(float(out["flux"]) - truth) < 4 * float(out["fluxerr"]) + 0.01 * truth  # type: ignore[arg-type]
+
+
+@pytest.mark.skipif(available("hotpants"), reason="hotpants is installed here")
+def test_hotpants_method_without_the_program(
+    pair: Pair, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _fails_with(
+        _argv(pair, str(pair.template), "--subtraction-method", "hotpants"), capsys,
+        EXIT_ENVIRONMENT, "hotpants is not installed",
+    )
+
+
+def _fails_with(
+    argv: list[str], capsys: pytest.CaptureFixture[str], code: int, fragment: str
+) -> None:
+    assert main(argv) == code
+    captured = capsys.readouterr()
+    assert captured.out == "" and fragment in captured.err
+
+
+def test_flux_ratio_is_refined_from_the_first_difference(
+    pair: Pair, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The template/science flux ratio against the simulator's two zero points."""
+    out = _run(_argv(pair, str(pair.template)), capsys)
+    sub = out["subtraction"]
+    assert isinstance(sub, dict)
+    assert "first difference image" in str(sub["flux_ratio_source"])
+    t = pair.sim.truth
+    tmpl = simulate_template(pair.sim, TemplateParams(), seed=3 + 100)  # the fixture's
+    tx, ty = tmpl.true_wcs.all_world2pix(np.array([t.ra]), np.array([t.dec]), 0)
+    zp_t = float(tmpl.photometry.zero_point_at(float(tx[0]), float(ty[0]), t.color))
+    true_ratio = 10 ** (0.4 * (zp_t - t.zero_point_at_target))
+    ratio, err = float(sub["flux_ratio"]), float(sub["flux_ratio_err"])
+    assert abs(ratio - true_ratio) < 4 * err
+    assert err < 0.02 * ratio  # this small frame has few stars; 2048 px frames: ~0.2%

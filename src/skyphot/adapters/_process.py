@@ -29,6 +29,7 @@ TOOL_NAMES: Mapping[str, tuple[str, ...]] = {
     "swarp": ("SWarp", "swarp"),
     "solve-field": ("solve-field",),
     "build-astrometry-index": ("build-astrometry-index",),
+    "hotpants": ("hotpants",),
 }
 
 # Tool -> the Debian package that installs it.
@@ -39,6 +40,11 @@ DEBIAN_PACKAGES: Mapping[str, str] = {
     "swarp": "swarp",
     "solve-field": "astrometry.net",
     "build-astrometry-index": "astrometry.net",
+}
+
+# Tools no Debian package installs: how to get them instead.
+OTHER_INSTALL: Mapping[str, str] = {
+    "hotpants": "build it from its source (github.com/acbecker/hotpants) and put it on PATH",
 }
 
 _STDERR_TAIL_LINES = 12
@@ -64,6 +70,8 @@ def _check_tool_name(tool: str) -> None:
 
 
 def _install_hint(tool: str) -> str:
+    if tool in OTHER_INSTALL:
+        return OTHER_INSTALL[tool]
     return f"install it with `apt-get install {DEBIAN_PACKAGES[tool]}` (Debian/Ubuntu)"
 
 

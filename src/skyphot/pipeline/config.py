@@ -229,11 +229,23 @@ class SubtractionConfig(_Model):
     )
     timeout_s: float = Field(60.0, description="Timeout of one cutout request, seconds.", gt=0)
     retries: int = Field(3, description="Attempts per cutout request (with back-off).", ge=1)
-    method: Literal["zogy", "sfft"] = Field(
+    method: Literal["zogy", "sfft", "hotpants"] = Field(
         "zogy",
-        description="Subtraction algorithm: ZOGY (Zackay, Ofek & Gal-Yam 2016), or SFFT "
-        "(Hu et al. 2022; needs the sfft extra and a template sharper than the frame) for "
-        "comparison.",
+        description="Subtraction algorithm: ZOGY (Zackay, Ofek & Gal-Yam 2016); for "
+        "comparison SFFT (Hu et al. 2022; needs the sfft extra and a template sharper than "
+        "the frame) or HOTPANTS (needs the hotpants program on PATH).",
+    )
+    align: Literal["internal", "swarp"] = Field(
+        "internal",
+        description="How the template is resampled onto the frame's refined WCS: 'internal' "
+        "(flux-conserving spline resampling) or 'swarp' (SWarp's Lanczos-3 resampling; needs "
+        "the swarp program).",
+    )
+    tool_timeout_s: float = Field(
+        300.0,
+        description="Time limit of one run of an external subtraction or alignment program "
+        "(hotpants, swarp), seconds.",
+        gt=0,
     )
     region: Literal["target", "full"] = Field(
         "target",

@@ -60,7 +60,7 @@ class SubtractionReport(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    method: str = Field(description="Subtraction algorithm ('zogy').")
+    method: str = Field(description="Subtraction algorithm ('zogy', 'sfft' or 'hotpants').")
     template: str = Field(description="Template file name, or survey + band + cutout.")
     template_origin: str = Field(description="'file' (uploaded or given) or 'survey'.")
     template_note: str | None = Field(description="Band assumption or substitution, in words.")
