@@ -17,7 +17,7 @@ from astropy.coordinates import ICRS
 from astropy.wcs import WCS
 
 from skyphot.core.matching import match_nearest
-from skyphot.core.stats import poisson_sf
+from skyphot.core.stats import poisson_sf, solve_least_squares
 from skyphot.core.wcs_utils import (
     build_tan_sip_wcs,
     celestial_frame,
@@ -32,7 +32,6 @@ from skyphot.core.wcs_utils import (
     poly_exponents,
     world_to_pixel,
 )
-from skyphot.core.stats import solve_least_squares
 from skyphot.errors import AstrometryError, InputError
 
 __all__ = [
