@@ -104,7 +104,7 @@ def _documented_keys() -> set[str]:
     for line in section.splitlines():
         if line.startswith("| `"):
             first = line.split("|")[1]
-            keys |= set(re.findall(r"`([a-z_.]+)`", first))
+            keys |= set(re.findall(r"`([a-z0-9_.]+)`", first))
     return keys
 
 
