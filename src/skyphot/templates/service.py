@@ -213,9 +213,11 @@ def write_template(
         header["GAIN"] = (effective_gain(data, sky), "e-/unit, effective: sky / sky variance")
     else:
         header["GAIN"] = (gain, "e-/unit")
-    if survey.epoch_mjd is not None and not any(
-        k in header for k in ("MJD-AVG", "DATE-AVG", "MJD-OBS", "DATE-OBS", "MJD", "JD")
-    ):
+    timed = any(k in header for k in ("MJD-AVG", "DATE-AVG")) or (
+        any(k in header for k in ("MJD-OBS", "DATE-OBS", "MJD", "JD"))
+        and any(k in header for k in ("EXPTIME", "EXPOSURE"))
+    )
+    if survey.epoch_mjd is not None and not timed:
         header["MJD-AVG"] = (survey.epoch_mjd, "skyphot: nominal, middle of the survey years")
     header["TPLSURV"] = (survey.name, "skyphot: survey of this template")
     header["TPLORIG"] = (survey.name, "skyphot: template from an image cutout service")

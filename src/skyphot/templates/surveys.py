@@ -128,7 +128,11 @@ def with_urls(urls: Mapping[str, str]) -> dict[str, Survey]:
             f"template service URL given for unknown survey(s) {', '.join(unknown)}; the "
             f"surveys are {', '.join(SURVEYS)}"
         )
-    return {name: replace(s, url=urls[name]) if urls.get(name) else s
+    empty = sorted(name for name, url in urls.items() if not url.strip())
+    if empty:
+        raise TemplateError(f"template service URL of {', '.join(empty)} is empty; give a URL "
+                            "or leave the survey out to use its own service")
+    return {name: replace(s, url=urls[name]) if name in urls else s
             for name, s in SURVEYS.items()}
 
 

@@ -5,7 +5,8 @@ Each serves one simulated template image (``skyphot.testing.template.simulate_te
 in the service's own format and units, and can misbehave the ways real services do:
 ``status`` other than 200 fails every request (a service that is down), ``delay_s`` holds
 every answer back (a client with a shorter time-out gives up), ``coverage=False`` answers as
-outside the survey (the viewer: an image of zeros; SkyMapper: a table without rows).
+outside the survey (the viewer: an image of zeros; SkyMapper: a table without rows),
+``garbage=True`` answers an HTML page instead.
 
 * ``FakeViewer`` answers ``/fits-cutout?ra=&dec=&layer=&pixscale=&size=&bands=`` with a cut
   of the image around the position (at the image's own pixel scale; the header WCS says so),
@@ -26,12 +27,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
+from typing import Any, TypeVar
 
 import numpy as np
 from astropy.io import fits
 from astropy.io.fits import Header
 from astropy.wcs import WCS
 
+from skyphot.testing.frame import SimulatedFrame
 from skyphot.testing.loopback import loopback_server
 
 
@@ -50,6 +53,8 @@ class _Served:
     status: int = 200
     delay_s: float = 0.0
     coverage: bool = True
+    garbage: bool = False
+    """Answer every request with an HTML page (a portal in maintenance)."""
     requests: list[str] = field(default_factory=list)
 
     def cut(self, ra: float, dec: float, size: int) -> tuple[np.ndarray, Header]:
@@ -62,6 +67,8 @@ class _Served:
         cut = self.data[y0: y0 + size, x0: x0 + size].astype(np.float64)
         header = Header()
         header.extend(wcs[y0: y0 + size, x0: x0 + size].to_header(), update=True)
+        for key in ("DATE-OBS", "MJD-OBS"):  # coadd cutouts carry no time; exposures add it
+            header.remove(key, ignore_missing=True)
         return cut, header
 
 
@@ -83,6 +90,9 @@ class _Handler(BaseHTTPRequestHandler):
         query = {k: v[0] for k, v in urllib.parse.parse_qs(parsed.query).items()}
         if self.state.status != 200:
             self.send(self.state.status, b"service unavailable", "text/plain")
+            return
+        if self.state.garbage:
+            self.send(200, b"<html><body>down for maintenance</body></html>", "text/html")
             return
         self.answer(parsed.path, query)
 
@@ -168,6 +178,8 @@ class _SkyMapperHandler(_Handler):
             if query.get("IMAGE") == _SHORT_IMAGE:
                 # The short exposure: 20 times fewer counts (a test would see it used).
                 data = data / 20.0
+            header["DATE-OBS"] = self.state.header.get("DATE-OBS", "2019-01-01T00:01:00")
+            header["EXPTIME"] = 5.0 if query.get("IMAGE") == _SHORT_IMAGE else 100.0
             header["ZPAPPROX"] = (s.zero_point, "approximate AB zero point")
             header["FILTER"] = s.band
             self.send(200, _fits_bytes(data, header), "application/fits")
@@ -204,17 +216,17 @@ def serve_skymapper(state: FakeSkyMapper) -> Iterator[FakeSkyMapper]:
         yield state
 
 
-def template_service_state(kind: type[_Served], template: object, **kw: object) -> _Served:
-    """A stand-in state serving a ``SimulatedFrame`` template (its data, header, zero point
-    and sky level in ADU)."""
-    from skyphot.testing.frame import SimulatedFrame
+_S = TypeVar("_S", bound=_Served)
 
-    if not isinstance(template, SimulatedFrame):
-        raise TypeError("template_service_state needs a SimulatedFrame")
+
+def template_service_state(kind: type[_S], template: SimulatedFrame, **kw: Any) -> _S:
+    """A stand-in state (``FakeViewer`` or ``FakeSkyMapper``) serving a simulated template:
+    its data, header, zero point and sky level in ADU; ``kw`` sets the other fields
+    (``status``, ``delay_s``, ``coverage``, ...)."""
     p = template.params
     return kind(data=np.asarray(template.data), header=template.header.copy(),
                 zero_point=float(p.zero_point), sky=float(p.sky) / float(p.gain),
-                band=str(template.header.get("FILTER", "r")), **kw)  # type: ignore[arg-type]
+                band=str(template.header.get("FILTER", "r")), **kw)
 
 
 UNREACHABLE_URL = "http://127.0.0.1:9/unreachable"
