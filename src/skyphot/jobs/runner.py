@@ -169,6 +169,9 @@ def point_from_result(job: Job, result: PhotometryResult, instrument: str | None
             "notes": result.notes,
             "assumptions": list(result.assumptions),
             "job_id": job.id,
+            # The subtraction block as the result has it (None: measured without template).
+            "subtraction": None if result.subtraction is None
+            else result.subtraction.model_dump(mode="json"),
             **color_record(result),
         },
     )
