@@ -43,7 +43,7 @@ def field(tmp_path_factory: pytest.TempPathFactory) -> tuple[SimulatedFrame, Pat
 @pytest.fixture(scope="module")
 def server(field: tuple[SimulatedFrame, Path], tmp_path_factory: pytest.TempPathFactory
            ) -> Iterator[tuple[str, dict[str, str], FakeViewer]]:
-    sim, d = field
+    sim, _ = field
     tmpl = simulate_template(sim, TemplateParams(), seed=43)
     viewer = template_service_state(FakeViewer, tmpl)
     tmp = tmp_path_factory.mktemp("webtplserver")
