@@ -289,6 +289,7 @@ def _subtraction_lines(result: Any) -> list[str]:
         f"template depth {sub.template_limiting_mag:.2f}, FWHM {sub.template_fwhm_arcsec:.2f}\", "
         f"noise/expected {noise}; {sub.timings['total']:.2f} s",
         f"  science frame alone (host light included): {science}",
+        *([f"  template: {sub.template_note}"] if sub.template_note else []),
     ]
 
 
@@ -356,10 +357,12 @@ def add_measure_parser(sub: Any) -> None:
         "the template cache or the cutout service) or 'none' (default)",
     )
     p.add_argument(
+        "--template-survey",
         "--template-catalog",
+        dest="template_catalog",
         metavar="SURVEY",
-        help="survey for --template auto (default: chosen from the band and declination; "
-        "'ps1' is implemented)",
+        help="survey for --template auto: ps1, legacy, des or skymapper (default: the deepest "
+        "serving the frame's band at the target, falling back to the next)",
     )
     p.add_argument(
         "--template-align",

@@ -59,6 +59,11 @@ class TemplateError(InputError):
     the target, in another band, unsolvable, or too shallow."""
 
 
+class TemplateCoverageError(TemplateError):
+    """No survey image covers the target in a usable band (outside every footprint, or the
+    cutout services answered with blank images)."""
+
+
 # --- the analysis could not reach a trustworthy answer -----------------------------------
 
 

@@ -56,6 +56,50 @@ class CatalogSettings(BaseModel):
     magsys: Literal["AB", "Vega"] = Field("AB", description="Magnitude system of `path`.")
 
 
+class TemplateSettings(BaseModel):
+    """Survey templates for image subtraction ('auto' in the Image Analysis form)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    cache_dir: Path | None = Field(
+        None, description="Directory of the workers' template cache; None: "
+        "$SKYPHOT_TEMPLATE_DIR or ~/.cache/skyphot/templates."
+    )
+    ps1_url: str | None = Field(
+        None, description="Pan-STARRS1 image cutout service base URL (its cgi-bin); None: "
+        "https://ps1images.stsci.edu/cgi-bin."
+    )
+    legacy_url: str | None = Field(
+        None, description="Legacy Survey viewer base URL for Legacy Survey templates; None: "
+        "https://www.legacysurvey.org/viewer."
+    )
+    des_url: str | None = Field(
+        None, description="Legacy Survey viewer base URL for DES templates; None: "
+        "https://www.legacysurvey.org/viewer."
+    )
+    skymapper_url: str | None = Field(
+        None, description="SkyMapper SIAP base URL; None: "
+        "https://api.skymapper.nci.org.au/public/siap/dr4."
+    )
+    timeout_s: float = Field(60.0, description="Seconds per cutout request.", gt=0)
+    retries: int = Field(3, description="Attempts per cutout request (with back-off).", ge=1)
+
+    @field_validator("ps1_url", "legacy_url", "des_url", "skymapper_url")
+    @classmethod
+    def _check_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"must start with http:// or https:// (got {value!r})")
+        return value.strip().rstrip("/")
+
+    def service_urls(self) -> dict[str, str]:
+        """The URLs set, by survey name (as ``SubtractionConfig.service_urls`` takes them)."""
+        urls = {"ps1": self.ps1_url, "legacy": self.legacy_url, "des": self.des_url,
+                "skymapper": self.skymapper_url}
+        return {name: url for name, url in urls.items() if url is not None}
+
+
 class SkyPortalSettings(BaseModel):
     """The SkyPortal instance points are imported from and pushed to."""
 
@@ -262,6 +306,11 @@ class Settings(BaseSettings):
     def name_table_path(self) -> Path | None:
         """The name table, user-expanded and absolute (None: no table)."""
         return None if self.name_table is None else self.name_table.expanduser().resolve()
+    templates: TemplateSettings = Field(
+        default_factory=lambda: TemplateSettings(),
+        description="Survey templates for subtraction: cache directory, cutout service URLs "
+        "(ps1_url, legacy_url, des_url, skymapper_url), timeout_s, retries.",
+    )
 
     @property
     def data_path(self) -> Path:

@@ -61,3 +61,14 @@ def test_what_a_retry_can_change() -> None:
     assert not is_retryable(StageError("reading frame", FrameReadError("truncated")))
     assert is_retryable(HeaderError("no observation time"))
     assert is_retryable(StageError("calibration", CalibrationError("2 stars")))
+
+
+def test_template_advice_speaks_of_the_form() -> None:
+    from skyphot.errors import TemplateCoverageError
+
+    err = StageError("template", TemplateCoverageError(
+        "no survey serves a template in band J at (1.00000, +2.00000): Pan-STARRS1 has no band "
+        "near J; give a template file or import one (skyphot template import)"))
+    text = user_message(err, stored="/srv/u/x.fits", filename="x.fits")
+    assert text.endswith("has no band near J; upload a template file with the frame")
+    assert "skyphot" not in text

@@ -10,12 +10,13 @@ import numpy as np
 import pytest
 
 from skyphot.cli import EXIT_BAD_INPUT, EXIT_ENVIRONMENT, EXIT_OK, exit_code_for, main
-from skyphot.errors import StageError, TemplateError
+from skyphot.errors import StageError
 from skyphot.pipeline.api import measure
 from skyphot.pipeline.config import MeasureConfig
 from skyphot.templates.cache import TemplateCache
-from skyphot.templates.service import asinh_to_linear, choose_survey
+from skyphot.templates.ps1 import asinh_to_linear
 from skyphot.testing import SimulatedFrame, SimulationParams, simulate_frame
+from skyphot.testing.cutouts import offline_service_urls
 from skyphot.testing.galaxy import HostComponent
 from skyphot.testing.ps1 import FakePS1, serve_ps1
 from skyphot.testing.template import TemplateParams, simulate_template
@@ -76,7 +77,7 @@ def test_import_then_auto_measures_offline_from_the_cache(
     assert not list(cache.rglob(".part-*"))  # atomic write leaves no partial file
     result = measure(
         d / "science.fits",
-        _config(sim, d, cache_dir=str(cache), service_url="http://127.0.0.1:9/none"),
+        _config(sim, d, cache_dir=str(cache), service_urls=offline_service_urls()),
     )
     sub = result.subtraction
     assert sub is not None and sub.template_origin == "survey"
@@ -91,13 +92,17 @@ def test_auto_fetches_from_the_cutout_service_once_then_uses_the_cache(
     fake = FakePS1(data=np.asarray(tmpl.data), header=tmpl.header.copy())
     cache = tmp_path / "cache"
     with serve_ps1(fake):
-        config = _config(sim, d, cache_dir=str(cache), service_url=fake.url, retries=1)
+        urls = offline_service_urls(ps1=fake.url)
+        config = _config(sim, d, cache_dir=str(cache), service_urls=urls, survey="ps1",
+                         retries=1)
         first = measure(d / "science.fits", config)
         n_requests = len(fake.requests)
         second = measure(d / "science.fits", config)
     assert n_requests == 2  # file listing + cutout
     assert len(fake.requests) == n_requests  # the second run came from the cache
-    assert first.subtraction is not None and "ps1 r cutout" in first.subtraction.template
+    assert first.subtraction is not None and "Pan-STARRS1 r cutout" in first.subtraction.template
+    assert (first.subtraction.template_survey, first.subtraction.template_band) == ("ps1", "r")
+    assert first.subtraction.band_substituted is False
     assert second.subtraction is not None and "cache" in second.subtraction.template
     truth = _true_ujy(sim)
     # the service's asinh scaling was undone: fluxes are right
@@ -113,9 +118,11 @@ def test_service_down_is_an_environment_error_naming_the_service(
     with serve_ps1(fake), pytest.raises(StageError) as info:
         measure(
             d / "science.fits",
-            _config(sim, d, cache_dir=str(tmp_path), service_url=fake.url, retries=2, timeout_s=5),
+            _config(sim, d, cache_dir=str(tmp_path), survey="ps1", retries=2, timeout_s=5,
+                    service_urls=offline_service_urls(ps1=fake.url)),
         )
     assert "Pan-STARRS1 image cutout service failed after 2 attempt(s)" in str(info.value)
+    assert "HTTP Error 503" in str(info.value)
     assert exit_code_for(info.value) == EXIT_ENVIRONMENT
     assert len(fake.requests) == 2
 
@@ -142,9 +149,9 @@ def test_prefetch_fills_the_cache_and_is_idempotent(
         str(tmp_path),
     ]
     with serve_ps1(fake):
-        assert main([*argv, "--service-url", fake.url]) == EXIT_OK
+        assert main([*argv, "--survey", "ps1", "--service-url", fake.url]) == EXIT_OK
         first = json.loads(capsys.readouterr().out)
-        assert main([*argv, "--service-url", fake.url]) == EXIT_OK
+        assert main([*argv, "--survey", "ps1", "--service-url", fake.url]) == EXIT_OK
         second = json.loads(capsys.readouterr().out)
     assert [f["cached"] for f in first["files"]] == [False]
     assert [f["cached"] for f in second["files"]] == [True]
@@ -163,13 +170,11 @@ def test_lru_eviction_keeps_the_newest(
     assert b.path.is_file() and not a.path.exists()
 
 
-def test_survey_choice_and_its_errors() -> None:
-    survey, band, note = choose_survey("V", 10.0, None)
-    assert survey.name == "ps1" and band == "r" and note is not None and "nearest band r" in note
-    with pytest.raises(TemplateError, match="no served survey has a template in band r at Dec -60"):
-        choose_survey("r", -60.0, None)
-    with pytest.raises(TemplateError, match="survey 'legacy' is not served"):
-        choose_survey("r", 10.0, "legacy")
+def test_prefetch_service_url_needs_a_survey(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["template", "prefetch", "--ra", "150", "--dec", "2", "--filter", "r", "--radius",
+            "0.1", "--service-url", "http://127.0.0.1:9/x"]
+    assert main(argv) == EXIT_BAD_INPUT
+    assert "--service-url needs --survey" in capsys.readouterr().err
 
 
 def test_asinh_scaling_is_inverted() -> None:

@@ -86,6 +86,26 @@ def test_cache_dir_and_vizier_server_are_settings_reaching_the_job(tmp_path: Pat
     assert config.catalog.name == "ps1"
 
 
+def test_template_services_are_settings_reaching_the_job(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from skyphot.jobs.runner import build_config
+
+    s = load_settings(data_dir=tmp_path, env={
+        "SKYPHOT_TEMPLATES__LEGACY_URL": "http://127.0.0.1:9/viewer/",
+        "SKYPHOT_TEMPLATES__CACHE_DIR": str(tmp_path / "tpl"),
+        "SKYPHOT_TEMPLATES__RETRIES": "1"})
+    job = SimpleNamespace(params={"template": "auto"})
+    source = SimpleNamespace(ra=150.0, dec=2.0)
+    config = build_config(job, source, s, gain=None, saturation=None)  # type: ignore[arg-type]
+    sub = config.subtraction
+    assert (sub.template, sub.cache_dir, sub.retries) == ("auto", str(tmp_path / "tpl"), 1)
+    assert sub.service_urls == {"legacy": "http://127.0.0.1:9/viewer"}
+    with pytest.raises(ConfigError, match=r"'templates\.ps1_url' is invalid: .*must start "
+                       r"with http:// or https://"):
+        load_settings(data_dir=tmp_path, env={"SKYPHOT_TEMPLATES__PS1_URL": "ps1images"})
+
+
 def test_environment_values_are_parsed_like_the_file(tmp_path: Path) -> None:
     s = load_settings(data_dir=tmp_path, env={"SKYPHOT_IMAGE_ANALYSIS": "false",
                                               "SKYPHOT_UPLOAD_QUOTA_MB": "null",
@@ -104,7 +124,7 @@ def _documented_keys() -> set[str]:
     for line in section.splitlines():
         if line.startswith("| `"):
             first = line.split("|")[1]
-            keys |= set(re.findall(r"`([a-z_.]+)`", first))
+            keys |= set(re.findall(r"`([a-z0-9_.]+)`", first))
     return keys
 
 

@@ -13,6 +13,10 @@ from skyphot.errors import FrameReadError, SkyphotError, StageError, root_cause
 
 # CLI wording -> the form's wording. Longer patterns first (they contain shorter ones).
 _FORM_WORDS: tuple[tuple[str, str], ...] = (
+    (r"give a template file or import one \(skyphot template import\)",
+     "upload a template file with the frame"),
+    (r" ?\(skyphot template import\)", ""),
+    (r"give a template file", "upload a template file with the frame"),
     (r"\(?`skyphot catalog import FILE --name NAME`\)?", "(ask the administrator to import "
                                                           "the catalog)"),
     (r"`skyphot catalog prefetch`", "a catalog prefetch on the server"),

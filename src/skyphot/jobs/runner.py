@@ -111,7 +111,18 @@ def build_config(
         astrometry=AstrometryConfig(pixel_scale_arcsec=params.get("pixel_scale")),
         calibration=CalibrationConfig(color_bands=tuple(params["color_bands"]))
         if params.get("color_bands") else CalibrationConfig(),
-        subtraction=SubtractionConfig(template=_template_choice(params)),
+        subtraction=_subtraction(params, settings),
+    )
+
+
+def _subtraction(params: dict[str, object], settings: Settings) -> SubtractionConfig:
+    """The job's template choice with the workers' template cache and services (settings,
+    never the job's choice)."""
+    tpl = settings.templates
+    return SubtractionConfig(
+        template=_template_choice(params),
+        cache_dir=None if tpl.cache_dir is None else str(tpl.cache_dir),
+        service_urls=tpl.service_urls(), timeout_s=tpl.timeout_s, retries=tpl.retries,
     )
 
 
@@ -158,6 +169,9 @@ def point_from_result(job: Job, result: PhotometryResult, instrument: str | None
             "notes": result.notes,
             "assumptions": list(result.assumptions),
             "job_id": job.id,
+            # The subtraction block as the result has it (None: measured without template).
+            "subtraction": None if result.subtraction is None
+            else result.subtraction.model_dump(mode="json"),
             **color_record(result),
         },
     )

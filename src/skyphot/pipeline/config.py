@@ -221,11 +221,13 @@ class SubtractionConfig(_Model):
     )
     survey: str | None = Field(
         None,
-        description="Survey for 'auto' templates ('ps1'); None: chosen from band and "
-        "declination.",
+        description="Survey for 'auto' templates ('ps1', 'legacy', 'des', 'skymapper'); None: "
+        "the deepest survey serving the band at the target, falling back to the next.",
     )
-    service_url: str | None = Field(
-        None, description="Image cutout service base URL for 'auto'; None: the survey's own."
+    service_urls: dict[str, str] = Field(
+        default_factory=dict,
+        description="Image cutout service base URL per survey for 'auto' (keys 'ps1', "
+        "'legacy', 'des', 'skymapper'); a survey not named uses its own public service.",
     )
     timeout_s: float = Field(60.0, description="Timeout of one cutout request, seconds.", gt=0)
     retries: int = Field(3, description="Attempts per cutout request (with back-off).", ge=1)
@@ -274,8 +276,8 @@ class SubtractionConfig(_Model):
     )
     cache_dir: str | None = Field(
         None,
-        description="Template cache directory for 'auto'; None: $SKYPHOT_CACHE_DIR/templates "
-        "or ~/.cache/skyphot/templates.",
+        description="Template cache directory for 'auto'; None: $SKYPHOT_TEMPLATE_DIR or "
+        "~/.cache/skyphot/templates.",
     )
 
 

@@ -63,7 +63,20 @@ class SubtractionReport(BaseModel):
     method: str = Field(description="Subtraction algorithm ('zogy', 'sfft' or 'hotpants').")
     template: str = Field(description="Template file name, or survey + band + cutout.")
     template_origin: str = Field(description="'file' (uploaded or given) or 'survey'.")
-    template_note: str | None = Field(description="Band assumption or substitution, in words.")
+    template_note: str | None = Field(
+        description="Band assumption or substitution, and surveys skipped on the way, in words."
+    )
+    template_survey: str | None = Field(
+        None, description="Survey of an automatic template ('ps1', 'legacy', 'des', "
+        "'skymapper', or the name it was imported under); None for a template file."
+    )
+    template_band: str | None = Field(
+        None, description="Band of the template (the frame's band unless substituted)."
+    )
+    band_substituted: bool = Field(
+        False, description="True when no survey served the frame's band there and the "
+        "nearest band was used (template_note says which)."
+    )
     template_zero_point: float = Field(
         description="Template zero point at the target, mag (template ADU, same catalog)."
     )

@@ -67,13 +67,17 @@ class TemplateFrame:
     """The template, calibrated by the same stages as the science frame.
 
     ``state`` is the template's own final state (its data, mask, background, refined WCS,
-    PSF and zero point); ``origin`` is 'file' or 'survey'; ``label`` says where it came from.
+    PSF and zero point); ``origin`` is 'file' or 'survey'; ``label`` says where it came from;
+    ``survey`` (None for a file), ``band`` and ``band_substituted`` what 'auto' chose.
     """
 
     state: FrameState
     origin: str
     label: str
     band_note: str | None = None
+    survey: str | None = None
+    band: str | None = None
+    band_substituted: bool = False
 
 
 @dataclass(frozen=True)

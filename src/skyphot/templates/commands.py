@@ -10,8 +10,12 @@ from typing import Any
 
 from skyphot.errors import TemplateError, UnknownFilterError
 
-# The template cache and the cutout service are imported by the handlers that use them:
+# The template cache and the cutout services are imported by the handlers that use them:
 # registering these commands is part of every `skyphot` start-up.
+
+SURVEY_NAMES = ("des", "legacy", "ps1", "skymapper")
+"""The surveys ``--survey`` accepts: the keys of ``templates.surveys.SURVEYS`` (a test
+holds them equal), spelled out so that registering the command imports no astropy."""
 
 
 def _band(name: str) -> str:
@@ -24,36 +28,37 @@ def _band(name: str) -> str:
 
 
 def cmd_prefetch(args: argparse.Namespace) -> int:
-    """Fetch the survey template(s) covering a circle into the cache."""
-    from skyphot.templates.cache import TemplateCache
-    from skyphot.templates.service import choose_survey, fetch_ps1
+    """Fetch the survey template(s) covering a circle into the cache: the same choice and
+    fallback as ``--template auto``, tile by tile."""
+    from skyphot.templates.auto import auto_template
+    from skyphot.templates.surveys import plan
 
     if not args.radius > 0:
         raise TemplateError(f"--radius must be positive degrees, got {args.radius}")
-    survey, band, note = choose_survey(_band(args.filter), args.dec, args.survey)
-    cache = TemplateCache(args.cache_dir)
-    max_side = survey.max_size_px * survey.pixel_scale / 3600.0  # degrees
-    n = max(1, math.ceil(2 * args.radius / (0.9 * max_side)))
+    if args.service_url and not args.survey:
+        raise TemplateError("--service-url needs --survey (the survey whose service it is)")
+    urls = {args.survey: args.service_url} if args.service_url else {}
+    band = _band(args.filter)
+    cands = plan(band, args.ra, args.dec, survey=args.survey, urls=urls)
+    # Tiles small enough for every planned survey's largest cutout.
+    side_arcsec = min(c.survey.max_size_px * c.survey.pixel_scale for c in cands)
+    n = max(1, math.ceil(2 * args.radius * 3600.0 / (0.9 * side_arcsec)))
     step = 2 * args.radius / n
-    side_px = min(math.ceil((step * 1.1) * 3600.0 / survey.pixel_scale), survey.max_size_px)
-    stored = []
+    size_arcsec = min(step * 1.1 * 3600.0, side_arcsec)
     cosd = max(math.cos(math.radians(args.dec)), 1e-3)
+    stored = []
     for i in range(n):
         for j in range(n):
             dec = args.dec - args.radius + (j + 0.5) * step
             ra = (args.ra + (-args.radius + (i + 0.5) * step) / cosd) % 360.0
-            margin = 0.45 * side_px * survey.pixel_scale
-            hit = cache.find(ra, dec, band, survey=survey.name, min_margin_arcsec=margin)
-            if hit is not None:
-                stored.append({"path": str(hit.path), "cached": True})
-                continue
-            tmp = fetch_ps1(ra, dec, band, side_px, base_url=args.service_url or survey.url,
-                            timeout=args.timeout, retries=args.retries)
-            item = cache.store(tmp, survey=survey.name, band=band, ra=ra, dec=dec,
-                               size_px=side_px)
-            tmp.unlink(missing_ok=True)
-            stored.append({"path": str(item.path), "cached": False})
-    summary = {"survey": survey.name, "band": band, "note": note, "files": stored}
+            got = auto_template(
+                ra=ra, dec=dec, band=band, size_arcsec=size_arcsec, survey_name=args.survey,
+                cache_dir=args.cache_dir, urls=urls, timeout=args.timeout,
+                retries=args.retries, cover_arcsec=0.45 * size_arcsec,
+            )
+            stored.append({"path": str(got.path), "cached": got.cached, "survey": got.survey,
+                           "band": got.band, "note": got.note})
+    summary = {"band": band, "files": stored}
     sys.stdout.write(json.dumps(summary) + "\n")
     return 0
 
@@ -89,8 +94,10 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--dec", type=float, required=True, help="centre Dec, degrees")
     p.add_argument("--filter", required=True, help="filter or band of the frames to come")
     p.add_argument("--radius", type=float, required=True, help="radius to cover, degrees")
-    p.add_argument("--survey", help="survey (default: chosen from band and Dec; 'ps1')")
-    p.add_argument("--service-url", help="cutout service base URL (default: the survey's)")
+    p.add_argument("--survey", choices=SURVEY_NAMES,
+                   help="survey (default: the deepest serving the band there, then the next)")
+    p.add_argument("--service-url", help="cutout service base URL of --survey (default: its "
+                   "own)")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds per request")
     p.add_argument("--retries", type=int, default=3, help="attempts per request")
     p.add_argument("--cache-dir", help="template cache directory")

@@ -3,13 +3,16 @@ reach the internet.
 
 It answers ``ps1filenames.py`` with a one-row listing and ``fitscut.cgi`` with a cutout of
 the given template image, stored with PS1's asinh scaling (BOFFSET, BSOFTEN) as the real
-service does. ``status`` other than 200 makes every request fail (a service that is down).
+service does. ``status`` other than 200 makes every request fail (a service that is down),
+``delay_s`` holds every answer back (a client time-out), ``coverage=False`` lists no image
+(a field outside the survey).
 """
 
 from __future__ import annotations
 
 import io
 import math
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -36,6 +39,8 @@ class FakePS1:
     band: str = "r"
     url: str = ""
     status: int = 200
+    delay_s: float = 0.0
+    coverage: bool = True
     requests: list[str] = field(default_factory=list)
 
     def cutout(self, ra: float, dec: float, size: int) -> bytes:
@@ -65,9 +70,13 @@ class FakePS1:
 def serve_ps1(state: FakePS1) -> Iterator[FakePS1]:
     """Run the stand-in on 127.0.0.1 (a free port) for the duration of the block."""
 
+    stopping = threading.Event()
+
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             state.requests.append(self.path)
+            if state.delay_s > 0:
+                stopping.wait(state.delay_s)
             parsed = urlparse(self.path)
             q = {k: v[0] for k, v in parse_qs(parsed.query).items()}
             if state.status != 200:
@@ -75,7 +84,7 @@ def serve_ps1(state: FakePS1) -> Iterator[FakePS1]:
             elif parsed.path.endswith("ps1filenames.py"):
                 band = q.get("filters", state.band)
                 rows = "projcell subcell ra dec filter mjd type filename shortname badflag\n"
-                if band == state.band:
+                if band == state.band and state.coverage:
                     rows += (f"2000 50 {q['ra']} {q['dec']} {band} 0 stack "
                              f"/rings.v3.skycell.2000.050.stk.{band}.unconv.fits "
                              f"rings.v3.skycell.2000.050.stk.{band}.unconv.fits 0\n")
@@ -96,6 +105,6 @@ def serve_ps1(state: FakePS1) -> Iterator[FakePS1]:
         def log_message(self, format: str, *args: object) -> None:
             return
 
-    with loopback_server(Handler) as url:
+    with loopback_server(Handler, stopping=stopping) as url:
         state.url = url + "/cgi-bin"
         yield state

@@ -67,26 +67,40 @@ _SIZE_MARGIN_ARCSEC = 60.0
 _COVER_FWHM = 3.0
 
 
+@dataclass(frozen=True)
+class ResolvedTemplate:
+    """Where the configured template is and what it is (survey and band for 'auto')."""
+
+    path: str
+    origin: str
+    label: str
+    note: str | None = None
+    survey: str | None = None
+    band: str | None = None
+    substituted: bool = False
+
+
 def resolve_template(
     config: MeasureConfig, *, band: str, size_arcsec: float
-) -> tuple[str, str, str, str | None]:
-    """(path, origin, label, band note) of the configured template; raises
-    ``TemplateError`` (or ``TemplateServiceError`` when a cutout service fails)."""
+) -> ResolvedTemplate:
+    """The configured template file, fetching or finding a survey one for 'auto'; raises
+    ``TemplateError`` (or ``TemplateServiceError`` when the cutout services fail)."""
     choice = config.subtraction.template
     if choice == "auto":
         from skyphot.templates.auto import auto_template
 
         sub = config.subtraction
-        path, label, note = auto_template(
+        got = auto_template(
             ra=config.target.ra, dec=config.target.dec, band=band, size_arcsec=size_arcsec,
-            survey_name=sub.survey, cache_dir=sub.cache_dir, service_url=sub.service_url,
+            survey_name=sub.survey, cache_dir=sub.cache_dir, urls=sub.service_urls,
             timeout=sub.timeout_s, retries=sub.retries,
         )
-        return path, "survey", label, note
+        return ResolvedTemplate(str(got.path), "survey", got.label, got.note, got.survey,
+                                got.band, got.substituted)
     file = Path(choice)
     if not file.is_file():
         raise TemplateError(f"template file {choice} does not exist or is not a file")
-    return str(file), "file", file.name, None
+    return ResolvedTemplate(str(file), "file", file.name)
 
 
 def _template_config(config: MeasureConfig) -> MeasureConfig:
@@ -110,22 +124,27 @@ class PrepareTemplate:
         scale = pixel_scale_arcsec(need(state.astrometry, "the astrometric solution").wcs)
         sub = state.config.subtraction
         side = math.hypot(*frame.shape) if sub.region == "full" else sub.cutout_px * 1.42
-        path, origin, label, survey_note = resolve_template(
+        chosen = resolve_template(
             state.config, band=bands.band, size_arcsec=side * scale + _SIZE_MARGIN_ARCSEC
         )
-        tstate = FrameState(image_path=path, config=_template_config(state.config))
+        label = chosen.label
+        tstate = FrameState(image_path=chosen.path, config=_template_config(state.config))
         before: list[Stage] = [
             ReadFrame(), NormaliseHeader(), BuildMask(), SubtractBackground(), DetectSources()
         ]
         after: list[Stage] = [RefineAstrometry(), FitPSF(), Calibrate()]
         tstate = _run(before, tstate, label)
-        if origin == "file":
+        if chosen.origin == "file":
             note = _band_note(need(tstate.meta, "the template header").filter, bands.band, label)
         else:  # a survey image was chosen for this band (or its nearest, said in the note)
-            note = survey_note
+            note = chosen.note
         tstate = replace(tstate, catalog=catalog, bands=bands)
         tstate = _run(after, tstate, label)
-        template = TemplateFrame(state=tstate, origin=origin, label=label, band_note=note)
+        template = TemplateFrame(
+            state=tstate, origin=chosen.origin, label=label, band_note=note,
+            survey=chosen.survey, band=chosen.band or bands.band,
+            band_substituted=chosen.substituted,
+        )
         return replace(state, template=template)
 
 

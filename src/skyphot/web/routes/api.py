@@ -128,8 +128,10 @@ UPLOAD_SCHEMA: dict[str, Any] = {
                 "gain": {"type": "number", "description": "Gain, e-/ADU."},
                 "saturation": {"type": "number", "description": "Saturation, ADU."},
                 "template": {"type": "string", "enum": ["none", "auto"], "description":
-                             "Template subtraction: 'none' (default) or 'auto' (survey "
-                             "template); an uploaded template_file overrides it."},
+                             "Template subtraction: 'none' (default) or 'auto' (the "
+                             "deepest survey image of the frame's band covering the source: "
+                             "Pan-STARRS1, Legacy Survey, DES or SkyMapper, nearest band "
+                             "when missing); or upload a template_file instead."},
                 "template_file": {"type": "string", "format": "binary", "description":
                                   "Template FITS image of the field (.fits, .fits.fz, "
                                   ".fits.gz), without the transient."},

@@ -168,6 +168,12 @@
       parts.push(`catalog ${esc(cal.catalog)}, ZP ${fmt(cal.zero_point, 3)} ± ${fmt(cal.zero_point_err, 3)}, ` +
         `${cal.n_calib ?? "?"} calibration stars, colour term ${ct}, FWHM ${fmt(cal.fwhm_arcsec, 2)}″`);
     }
+    const sub = cal.subtraction;
+    if (sub) {
+      const band = sub.band_substituted ? ` (band ${esc(sub.template_band)} substituted)` : "";
+      parts.push(`<span class="subtraction">difference image against ${esc(sub.template)}${band}; ` +
+        `without subtraction ${fmt(sub.science_mag, 3)}</span>`);
+    }
     const flags = cal.flag_names || [];
     if (flags.length) parts.push(`flags: ${flags.map((f) => `<span class="flag">${esc(f)}</span>`).join("")}`);
     const notes = [...(cal.notes || []), ...(cal.assumptions || [])];
