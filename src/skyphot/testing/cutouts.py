@@ -26,7 +26,6 @@ import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler
 from typing import Any, TypeVar
 
 import numpy as np
@@ -35,7 +34,7 @@ from astropy.io.fits import Header
 from astropy.wcs import WCS
 
 from skyphot.testing.frame import SimulatedFrame
-from skyphot.testing.loopback import loopback_server
+from skyphot.testing.loopback import StandInHandler, loopback_server
 
 
 @dataclass
@@ -78,7 +77,7 @@ def _fits_bytes(data: np.ndarray, header: Header) -> bytes:
     return buf.getvalue()
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(StandInHandler):
     state: _Served
     stopping: threading.Event
 
@@ -89,26 +88,16 @@ class _Handler(BaseHTTPRequestHandler):
         parsed = urllib.parse.urlparse(self.path)
         query = {k: v[0] for k, v in urllib.parse.parse_qs(parsed.query).items()}
         if self.state.status != 200:
-            self.send(self.state.status, b"service unavailable", "text/plain")
+            self.reply(self.state.status, b"service unavailable", "text/plain")
             return
         if self.state.garbage:
-            self.send(200, b"<html><body>down for maintenance</body></html>", "text/html")
+            self.reply(200, b"<html><body>down for maintenance</body></html>", "text/html")
             return
         self.answer(parsed.path, query)
 
     def answer(self, path: str, query: dict[str, str]) -> None:
         raise NotImplementedError
 
-    def send(self, code: int, body: bytes, ctype: str) -> None:
-        # A client that gave up (time-out tests) is ignored by the loopback server itself.
-        self.send_response(code)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:
-        return
 
 
 @dataclass
@@ -123,13 +112,13 @@ class _ViewerHandler(_Handler):
 
     def answer(self, path: str, query: dict[str, str]) -> None:
         if not path.endswith("/fits-cutout"):
-            self.send(404, b"unknown endpoint", "text/plain")
+            self.reply(404, b"unknown endpoint", "text/plain")
             return
         try:
             ra, dec = float(query["ra"]), float(query["dec"])
             size, layer, band = int(query["size"]), query["layer"], query["bands"]
         except (KeyError, ValueError):
-            self.send(400, b"bad request: ra, dec, size, layer and bands are required",
+            self.reply(400, b"bad request: ra, dec, size, layer and bands are required",
                       "text/plain")
             return
         s = self.state
@@ -141,7 +130,7 @@ class _ViewerHandler(_Handler):
         image = (data - s.sky) * scale if served else np.zeros_like(data)
         header["BANDS"] = band
         header["BAND0"] = band
-        self.send(200, _fits_bytes(image[np.newaxis], header), "application/fits")
+        self.reply(200, _fits_bytes(image[np.newaxis], header), "application/fits")
 
 
 _SHORT_IMAGE = "20190101000000-01"
@@ -170,7 +159,7 @@ class _SkyMapperHandler(_Handler):
                          "POS": query.get("POS", "0,0"), "FORMAT": "fits"})
                     lines.append(f"{image_id},{band},{kind},{exptime},2.1,{s.zero_point},"
                                  f"{link}")
-            self.send(200, ("\n".join(lines) + "\n").encode(), "text/csv")
+            self.reply(200, ("\n".join(lines) + "\n").encode(), "text/csv")
         elif path.endswith("/get_image"):
             ra, dec = (float(v) for v in query["POS"].split(","))
             size_px = round(float(query["SIZE"]) * 3600.0 / _scale(s.header))
@@ -182,9 +171,9 @@ class _SkyMapperHandler(_Handler):
             header["EXPTIME"] = 5.0 if query.get("IMAGE") == _SHORT_IMAGE else 100.0
             header["ZPAPPROX"] = (s.zero_point, "approximate AB zero point")
             header["FILTER"] = s.band
-            self.send(200, _fits_bytes(data, header), "application/fits")
+            self.reply(200, _fits_bytes(data, header), "application/fits")
         else:
-            self.send(404, b"unknown endpoint", "text/plain")
+            self.reply(404, b"unknown endpoint", "text/plain")
 
 
 def _scale(header: Header) -> float:

@@ -10,6 +10,23 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 
+class StandInHandler(BaseHTTPRequestHandler):
+    """Request handler base of the stand-ins: one way to answer, and no request log (test
+    and benchmark output stays clean)."""
+
+    def reply(self, code: int, body: bytes, content_type: str) -> None:
+        """Answer with ``body``. A client that hung up meanwhile (a time-out test) raises a
+        ``ConnectionError`` that the server drops (see ``_StandInServer.handle_error``)."""
+        self.send_response(code)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        return
+
+
 class _StandInServer(ThreadingHTTPServer):
     def handle_error(self, request: Any, client_address: Any) -> None:
         # A client that hung up (a time-out test gave up on a slow answer) is expected here;

@@ -16,7 +16,6 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, urlparse
 
 import numpy as np
@@ -24,7 +23,7 @@ from astropy.io import fits
 from astropy.io.fits import Header
 from astropy.wcs import WCS
 
-from skyphot.testing.loopback import loopback_server
+from skyphot.testing.loopback import StandInHandler, loopback_server
 
 _BSOFTEN = 50.0
 _BOFFSET = 100.0
@@ -72,7 +71,7 @@ def serve_ps1(state: FakePS1) -> Iterator[FakePS1]:
 
     stopping = threading.Event()
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(StandInHandler):
         def do_GET(self) -> None:
             state.requests.append(self.path)
             if state.delay_s > 0:
@@ -80,7 +79,7 @@ def serve_ps1(state: FakePS1) -> Iterator[FakePS1]:
             parsed = urlparse(self.path)
             q = {k: v[0] for k, v in parse_qs(parsed.query).items()}
             if state.status != 200:
-                self._send(state.status, b"service unavailable", "text/plain")
+                self.reply(state.status, b"service unavailable", "text/plain")
             elif parsed.path.endswith("ps1filenames.py"):
                 band = q.get("filters", state.band)
                 rows = "projcell subcell ra dec filter mjd type filename shortname badflag\n"
@@ -88,22 +87,13 @@ def serve_ps1(state: FakePS1) -> Iterator[FakePS1]:
                     rows += (f"2000 50 {q['ra']} {q['dec']} {band} 0 stack "
                              f"/rings.v3.skycell.2000.050.stk.{band}.unconv.fits "
                              f"rings.v3.skycell.2000.050.stk.{band}.unconv.fits 0\n")
-                self._send(200, rows.encode(), "text/plain")
+                self.reply(200, rows.encode(), "text/plain")
             elif parsed.path.endswith("fitscut.cgi"):
                 body = state.cutout(float(q["ra"]), float(q["dec"]), int(q["size"]))
-                self._send(200, body, "application/fits")
+                self.reply(200, body, "application/fits")
             else:
-                self._send(404, b"unknown endpoint", "text/plain")
+                self.reply(404, b"unknown endpoint", "text/plain")
 
-        def _send(self, code: int, body: bytes, ctype: str) -> None:
-            self.send_response(code)
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: object) -> None:
-            return
 
     with loopback_server(Handler, stopping=stopping) as url:
         state.url = url + "/cgi-bin"

@@ -8,9 +8,8 @@ import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler
 
-from skyphot.testing.loopback import loopback_server
+from skyphot.testing.loopback import StandInHandler, loopback_server
 
 
 def sesame_answer(name: str, position: tuple[float, float] | None,
@@ -49,7 +48,7 @@ def serve_sesame(state: FakeSesame | None = None) -> Iterator[FakeSesame]:
     fake = state if state is not None else FakeSesame()
     done = threading.Event()
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(StandInHandler):
         def do_GET(self) -> None:
             path, _, query = self.path.partition("?")
             name = urllib.parse.unquote(query)
@@ -63,15 +62,7 @@ def serve_sesame(state: FakeSesame | None = None) -> Iterator[FakeSesame]:
             else:
                 text = sesame_answer(name, fake.names.get(name), fake.database)
                 status = fake.status
-            payload = text.encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "text/plain")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-
-        def log_message(self, format: str, *args: object) -> None:
-            return  # keep test output clean
+            self.reply(status, text.encode(), "text/plain")
 
     with loopback_server(Handler, stopping=done) as url:
         fake.url = f"{url}/cgi-bin/nph-sesame"

@@ -22,12 +22,11 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from skyphot.adapters.skyportal import BANDPASSES
-from skyphot.testing.loopback import loopback_server
+from skyphot.testing.loopback import StandInHandler, loopback_server
 
 # SkyPortal accepts any sncosmo bandpass; these are the ones its users meet most.
 ALLOWED_BANDPASSES = frozenset(BANDPASSES | {"atlasc", "atlaso", "swiftu", "uvot::b",
@@ -119,17 +118,11 @@ def serve_skyportal(state: FakeSkyPortal | None = None) -> Iterator[FakeSkyPorta
     fake = state if state is not None else FakeSkyPortal()
     done = threading.Event()
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(StandInHandler):
         def _send(self, status: int, body: dict[str, Any]) -> None:
             raw = json.dumps(body).encode()
-            try:
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(raw)))
-                self.end_headers()
-                self.wfile.write(raw)
-            except (BrokenPipeError, ConnectionResetError):
-                pass  # the client gave up (a "timeout" fault): nothing to answer
+            # a client that gave up (a "timeout" fault) is dropped by the loopback server
+            self.reply(status, raw, "application/json")
 
         def _error(self, status: int, message: str) -> None:
             self._send(status, {"status": "error", "message": message})
@@ -225,9 +218,6 @@ def serve_skyportal(state: FakeSkyPortal | None = None) -> Iterator[FakeSkyPorta
 
         def do_DELETE(self) -> None:
             self._handle("DELETE")
-
-        def log_message(self, format: str, *args: object) -> None:
-            return  # keep test output clean
 
     with loopback_server(Handler, stopping=done) as url:
         fake.url = url

@@ -11,11 +11,10 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs
 from xml.sax.saxutils import escape
 
-from skyphot.testing.loopback import loopback_server
+from skyphot.testing.loopback import StandInHandler, loopback_server
 
 
 def votable_document(
@@ -92,7 +91,7 @@ def serve_vizier(state: FakeVizier | None = None) -> Iterator[FakeVizier]:
     fake = state if state is not None else FakeVizier()
     done = threading.Event()
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(StandInHandler):
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length", "0"))
             payload = self.rfile.read(length).decode()
@@ -102,14 +101,7 @@ def serve_vizier(state: FakeVizier | None = None) -> Iterator[FakeVizier]:
             )
             if fake.delay_s:
                 done.wait(fake.delay_s)
-            self.send_response(fake.status)
-            self.send_header("Content-Type", fake.content_type)
-            self.send_header("Content-Length", str(len(fake.body)))
-            self.end_headers()
-            self.wfile.write(fake.body)
-
-        def log_message(self, format: str, *args: object) -> None:
-            return  # keep test and benchmark output clean
+            self.reply(fake.status, fake.body, fake.content_type)
 
     with loopback_server(Handler, stopping=done) as url:
         fake.url = url
