@@ -165,12 +165,13 @@ def aperture_correction(
     while order > 0 and ratio.size < STARS_PER_TERM * (len(poly_exponents(order)) + n_extra):
         order -= 1
     u, v = _normalise(xs[ok], ys[ok], shape)
-    level = None if area is None else arrays[7][ok] / expected
-    fits = {k: _fit_order(u, v, level, ratio, sigma, k, clip_sigma=clip_sigma,
-                          min_stars=min_stars) for k in range(min(order, 1), order + 1)}
-    order = _choose_order(fits, ratio, sigma)
-    fit, design = fits[order]
-    n_poly = len(poly_exponents(order))
+    design = poly_design(u, v, poly_exponents(order))
+    n_poly = design.shape[1]
+    if area is not None:
+        # r_i = k(x, y) + b A_i / (EE_i F_i): a level b (ADU/px) in every aperture.
+        design = np.column_stack([design, arrays[7][ok] / expected])
+    fit = _robust_fit(design, ratio, sigma, clip_sigma=clip_sigma,
+                      min_used=max(min_stars, design.shape[1] + 1))
     n_used = int(fit.used.sum())
     if n_used < max(min_stars, design.shape[1] + 1):
         raise InputError(
@@ -185,43 +186,6 @@ def aperture_correction(
         order=order, shape=(int(shape[0]), int(shape[1])), radius=float(radius), n_used=n_used,
         scatter=fit.scatter,
     )
-
-
-def _fit_order(
-    u: np.ndarray, v: np.ndarray, level: np.ndarray | None, ratio: np.ndarray,
-    sigma: np.ndarray, order: int, *, clip_sigma: float, min_stars: int,
-) -> tuple[_Fit, np.ndarray]:
-    """The robust fit of a polynomial of ``order`` (and the aperture level) and its design."""
-    design = poly_design(u, v, poly_exponents(order))
-    if level is not None:
-        # r_i = k(x, y) + b A_i / (EE_i F_i): a level b (ADU/px) in every aperture.
-        design = np.column_stack([design, level])
-    fit = _robust_fit(design, ratio, sigma, clip_sigma=clip_sigma,
-                      min_used=max(min_stars, design.shape[1] + 1))
-    return fit, design
-
-
-def _choose_order(
-    fits: dict[int, tuple[_Fit, np.ndarray]], ratio: np.ndarray, sigma: np.ndarray
-) -> int:
-    """The order with the lowest AIC on the stars every fit kept (the extra scatter counted
-    as a parameter). A quadratic the stars do not call for only adds its larger variance
-    (frames whose PSF model is right to ~1e-3 got stated errors ~1.4 times their real
-    ones); where the PSF model's error is curved (a PSF broadening outward) it is chosen."""
-    if len(fits) == 1:
-        return next(iter(fits))
-    common = np.logical_and.reduce([f.used for f, _ in fits.values()])
-    best, best_aic = min(fits), np.inf
-    for k in sorted(fits):
-        fit, design = fits[k]
-        if int(common.sum()) <= design.shape[1] + 1 or not np.all(np.isfinite(fit.covariance)):
-            continue
-        var = sigma[common] ** 2 + fit.scatter**2
-        resid = ratio[common] - design[common] @ fit.coefficients
-        aic = float(np.sum(resid**2 / var + np.log(var))) + 2.0 * (design.shape[1] + 1)
-        if aic < best_aic:
-            best, best_aic = k, aic
-    return best
 
 
 @dataclass(frozen=True)
