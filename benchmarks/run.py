@@ -307,6 +307,11 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=5,
                         help="frames per case also measured as a whole `skyphot measure` process")
     parser.add_argument("--load-note", default="", help="a sentence on the machine's load")
+    parser.add_argument(
+        "--cases", nargs="+", default=None, metavar="WORD",
+        help="run only the cases whose name contains one of these words (e.g. wide bright); "
+        "each case keeps its own seeds, so a subset repeats the full run's frames",
+    )
     parser.add_argument("--out", type=Path, default=HERE)
     args = parser.parse_args()
     shape = (args.shape[0], args.shape[1])
@@ -318,14 +323,21 @@ def main() -> None:
         "below limit (24.5)": square_case(24.5, shape),
         "wide (20), target near an edge": wide_case(20.0, wide),
     }
+    # Seeds follow a case's place in the full list, so a subset measures the same frames.
+    first_seed = {d: 1000 * k for k, d in enumerate(cases)}
+    if args.cases is not None:
+        cases = {d: p for d, p in cases.items() if any(w in d for w in args.cases)}
+        if not cases:
+            parser.error(f"--cases {' '.join(args.cases)} matches none of the cases")
     rows: dict[str, list[FrameRow]] = {d: [] for d in cases}
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         # imports and caches out of the timings
         run_frame(999, "warmup", square_case(19.0, shape), workdir)
-        for k, (depth, params_for) in enumerate(cases.items()):
+        for depth, params_for in cases.items():
             # Distinct seeds per case: the same seed would repeat the noise at the target.
-            for n, seed in enumerate(range(1000 * k, 1000 * k + args.frames)):
+            start = first_seed[depth]
+            for n, seed in enumerate(range(start, start + args.frames)):
                 row = run_frame(seed, depth, params_for, workdir, process=n < args.processes)
                 rows[depth].append(row)
                 print(

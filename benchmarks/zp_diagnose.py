@@ -26,6 +26,7 @@ import argparse
 import json
 import math
 import statistics
+import sys
 import tempfile
 from pathlib import Path
 
@@ -40,6 +41,10 @@ from skyphot.pipeline.runner import run_stages
 from skyphot.pipeline.state import FrameState, need
 from skyphot.testing import SimulationParams, simulate_frame
 from skyphot.testing.psf import MoffatField
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+# run.py beside this script defines the benchmark's own wide case
+from run import wide_case
 
 MAG = 2.5 / math.log(10.0)
 
@@ -177,16 +182,20 @@ def main() -> None:
     parser.add_argument("--first-seed", type=int, default=0)
     parser.add_argument("--shape", type=int, nargs=2, default=(1024, 1024))
     parser.add_argument("--wide", action="store_true", help="25 %% PSF broadening to corners")
+    parser.add_argument("--edge", action="store_true",
+                        help="run.py's wide case exactly (uint16, target 60-100 px from an "
+                        "edge; its seeds start at 4000); use with --shape 1536 2560")
     parser.add_argument("--out", type=Path, default=None, help="JSON lines file")
     args = parser.parse_args()
     ny, nx = args.shape
-    params = SimulationParams(shape=(ny, nx), n_stars=int(3000 * ny * nx / 2048**2),
-                              target_mag=20.0,
-                              **({"fwhm_gradient": 0.25, "distortion": 3.0} if args.wide else {}))
+    fixed = SimulationParams(shape=(ny, nx), n_stars=int(3000 * ny * nx / 2048**2),
+                             target_mag=20.0,
+                             **({"fwhm_gradient": 0.25, "distortion": 3.0} if args.wide else {}))
+    params_for = wide_case(20.0, (ny, nx)) if args.edge else (lambda seed: fixed)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for seed in range(args.first_seed, args.first_seed + args.frames):
-            row = analyse(seed, params, Path(tmp))
+            row = analyse(seed, params_for(seed), Path(tmp))
             rows.append(row)
             print(json.dumps({k: (round(v, 5) if isinstance(v, float) else v)
                               for k, v in row.items()}), flush=True)

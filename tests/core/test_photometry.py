@@ -11,7 +11,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from skyphot.core.photometry import aperture_photometry, encircled_energy, forced_psf_photometry
+from skyphot.core.photometry import (
+    aperture_photometry,
+    encircled_energies,
+    encircled_energy,
+    forced_psf_photometry,
+)
 from skyphot.core.psf import MoffatPSF, effective_area
 from skyphot.errors import ConfigError, InputError
 
@@ -314,6 +319,29 @@ def test_encircled_energy_of_a_gaussian_like_moffat() -> None:
         assert encircled_energy(psf, 50.3, 50.6, r) == pytest.approx(analytic, abs=5e-3)
     with pytest.raises(ConfigError, match="aperture radius must be positive"):
         encircled_energy(psf, 0.0, 0.0, -1.0)
+
+
+def test_encircled_energies_follow_a_psf_varying_across_the_frame() -> None:
+    """The batch (stamps stacked into one image) gives each position its own PSF's EE:
+    FWHM 8 px in the centre to 12 px in the corners, against the analytic Moffat EE."""
+    beta, shape, r = 10.0, (300, 500), 9.0
+    quad = 4.0 / 2.0  # 8 + 2 (u^2 + v^2): 12 px in the corners
+    psf = MoffatPSF(beta=beta, fwhm_coeffs=(8.0, 0.0, 0.0, quad, 0.0, quad),
+                    e1_coeffs=(0.0,) * 6, e2_coeffs=(0.0,) * 6, order=2, shape=shape)
+    x = np.array([20.2, 249.5, 480.7, 130.4, 400.0, 20.0])
+    y = np.array([15.6, 149.5, 290.1, 80.3, 40.9, 280.0])
+    got = encircled_energies(psf, x, y, r)
+    alpha = np.array([_alpha_of(psf.fwhm_at(a, b), beta) for a, b in zip(x, y, strict=True)])
+    analytic = 1.0 - (1.0 + r**2 / alpha**2) ** (1.0 - beta)
+    np.testing.assert_allclose(got, analytic, atol=5e-3)
+    assert np.ptp(analytic) > 0.1  # the positions really differ
+    assert encircled_energies(psf, np.zeros(0), np.zeros(0), r).shape == (0,)
+    with pytest.raises(InputError, match="finite x and y of one length; got 2 and 1"):
+        encircled_energies(psf, np.array([1.0, 2.0]), np.array([1.0]), r)
+    with pytest.raises(InputError, match="finite x and y"):
+        encircled_energies(psf, np.array([np.nan]), np.array([1.0]), r)
+    with pytest.raises(ConfigError, match="aperture radius must be positive"):
+        encircled_energies(psf, x, y, 0.0)
 
 
 def test_encircled_energy_matches_a_numeric_pixel_sum() -> None:

@@ -15,7 +15,7 @@ from skyphot.core.neighbours import pairs_within, pairs_within_one
 from skyphot.core.photometry import (
     PSFPhotometry,
     aperture_photometry,
-    encircled_energy,
+    encircled_energies,
     ring_level,
 )
 from skyphot.core.psf import PSFModel
@@ -32,9 +32,12 @@ _NEIGHBOUR_FLUX_RATIO = 0.005
 # Stars brighter than this S/N give the first, unweighted zero-point guess.
 GUESS_MIN_SNR = 20.0
 # Fewest bright clean stars that measure the aperture correction (else none is applied),
-# and the most used: the brightest dominate its weighted mean, more only cost time.
+# and the most used. The correction follows the PSF model's error over the field, which is
+# quadratic (the FWHM and shape polynomials are), so it needs the ~105 stars a quadratic
+# fit asks for (``STARS_PER_TERM`` per term); with 100 it stayed linear and missed by
+# several times its stated error near the edges of frames whose PSF broadens outward.
 APCORR_MIN_STARS = 5
-APCORR_MAX_STARS = 100
+APCORR_MAX_STARS = 200
 
 
 def inside_frame(
@@ -164,7 +167,7 @@ def measure_aperture_correction(
     if int(clean.sum()) < APCORR_MIN_STARS:
         return ApertureCorrection.none(radius, shape)
     keep = idx[clean]
-    ee = np.array([encircled_energy(psf, float(x[k]), float(y[k]), radius) for k in keep])
+    ee = encircled_energies(psf, x[keep], y[keep], radius)
     # What the aperture keeps of a unit star once its own wings in the annulus are subtracted.
     ee = ee - ap.area[clean] * ring_level(psf, x[keep], y[keep], annulus)
     return aperture_correction(
