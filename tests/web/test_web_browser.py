@@ -4,6 +4,7 @@ and the failure path (corrupt file -> readable reason + retry)."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from collections.abc import Iterator
@@ -148,3 +149,42 @@ def test_corrupt_file_gives_a_reason_and_a_retry(browser: Any, server: str,
         "document.querySelector('#jobs-table .state-failed') !== null", timeout=30000)
     page.screenshot(path=str(tmp_path / "failed.png"), full_page=True)
     context.close()
+
+
+def test_a_slow_stale_refresh_does_not_overwrite_a_newer_one(browser: Any, server: str) -> None:
+    """Job events refresh the jobs table with overlapping requests; an earlier answer that
+    arrives last (a busy server) must not put back the state it saw (seen in CI: a retried
+    job stayed "running" in the table after its failure was announced)."""
+    page = browser.new_page()
+    login(page, server)
+    page.fill("#new-source input[name=id]", "SN2024race")
+    page.fill("#new-source input[name=ra]", "10")
+    page.fill("#new-source input[name=dec]", "-5")
+    page.click("#new-source button[type=submit]")
+    page.wait_for_url(f"{server}/source/SN2024race")
+    page.wait_for_selector("#jobs-table tbody td.muted")  # "No analyses yet."
+    stale_row = {"id": 1, "source_id": "SN2024race", "state": "running", "stage": "psf",
+                 "filename": "stale.fits", "message": "", "log_url": "/api/jobs/1/log",
+                 "diagnostics_url": None, "retryable": False, "params": {}}
+    calls: list[str] = []
+
+    def answer(route: Any) -> None:
+        calls.append(route.request.url)
+        if len(calls) == 1:  # the first refresh is answered last, with what it saw then
+            page.wait_for_timeout(1500)
+            route.fulfill(status=200, content_type="application/json",
+                          body=json.dumps([stale_row]))
+        else:
+            route.continue_()
+
+    page.route("**/api/sources/SN2024race/jobs", answer)
+    page.evaluate("""() => {
+        const job = {source_id: "SN2024race", state: "running", id: 1};
+        window.dispatchEvent(new CustomEvent("skyphot:job", {detail: job}));
+        setTimeout(() => window.dispatchEvent(
+            new CustomEvent("skyphot:job", {detail: {...job, state: "queued"}})), 100);
+    }""")
+    page.wait_for_timeout(2500)
+    assert len(calls) == 2
+    assert "stale.fits" not in page.text_content("#jobs-table tbody")
+    assert "No analyses yet." in page.text_content("#jobs-table tbody")

@@ -5,14 +5,16 @@
   const body = document.querySelector("#all-jobs tbody");
   const LIMIT = 25;
   let offset = 0;
+  let call = 0;  // overlapping live refreshes: only the newest answer draws
   const params = new URLSearchParams(window.location.search);
   for (const name of ["state", "source", "q"]) if (params.get(name)) form.elements[name].value = params.get(name);
 
   async function load() {
     const query = new URLSearchParams({offset: String(offset), limit: String(LIMIT)});
     for (const name of ["state", "source", "q"]) { const v = form.elements[name].value.trim(); if (v) query.set(name, v); }
+    const mine = ++call;
     const result = await window.skyphot.api(`/api/jobs?${query}`);
-    if (!result.ok) return;
+    if (!result.ok || mine !== call) return;
     const page = result.body;
     body.innerHTML = page.jobs.map((j) => window.skyphot.jobRow(j, true)).join("") ||
       `<tr><td colspan="9" class="muted">No jobs match.</td></tr>`;

@@ -244,18 +244,27 @@
     loadPhotometry();
   });
 
+  // Live refreshes overlap (one per job event): only the newest answer may draw, or a slow
+  // earlier one would put back a stale table.
+  let photometryCall = 0, jobsCall = 0;
+
   async function loadPhotometry() {
+    const call = ++photometryCall;
     const response = await fetch(`/api/sources/${encodeURIComponent(sourceId)}/photometry`);
     if (!response.ok) return;
-    points = await response.json();
+    const loaded = await response.json();
+    if (call !== photometryCall) return;
+    points = loaded;
     drawToggles(); drawPlot(); drawTable();
     document.body.dataset.points = String(points.length);
   }
 
   async function loadJobs() {
+    const call = ++jobsCall;
     const response = await fetch(`/api/sources/${encodeURIComponent(sourceId)}/jobs`);
     if (!response.ok) return;
     const jobs = await response.json();
+    if (call !== jobsCall) return;
     const body = document.querySelector("#jobs-table tbody");
     body.innerHTML = jobs.map((j) => window.skyphot.jobRow(j, false)).join("") ||
       `<tr><td colspan="6" class="muted">No analyses yet.</td></tr>`;
