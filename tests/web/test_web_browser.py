@@ -43,6 +43,15 @@ def login(page: Any, url: str) -> None:
     page.wait_for_url(f"{url}/sources")
 
 
+def create_source(page: Any, url: str, source_id: str, *, ra: str, dec: str) -> None:
+    """Create a source from the sources page and land on its page."""
+    page.fill("#new-source input[name=id]", source_id)
+    page.fill("#new-source input[name=ra]", ra)
+    page.fill("#new-source input[name=dec]", dec)
+    page.click("#new-source button[type=submit]")
+    page.wait_for_url(f"{url}/source/{source_id}")
+
+
 def test_upload_to_point_on_the_light_curve(browser: Any, server: str, tmp_path: Path) -> None:
     context = browser.new_context(viewport={"width": 1200, "height": 1500})
     page = context.new_page()
@@ -107,11 +116,7 @@ def test_corrupt_file_gives_a_reason_and_a_retry(browser: Any, server: str,
     context = browser.new_context()
     page = context.new_page()
     login(page, server)
-    page.fill("#new-source input[name=id]", "SN2024bad")
-    page.fill("#new-source input[name=ra]", "10")
-    page.fill("#new-source input[name=dec]", "-5")
-    page.click("#new-source button[type=submit]")
-    page.wait_for_url(f"{server}/source/SN2024bad")
+    create_source(page, server, "SN2024bad", ra="10", dec="-5")
     page.click("#image-analysis-button")
     broken = tmp_path / "broken.fits"
     broken.write_bytes(b"this is not a FITS file at all" * 50)
@@ -157,11 +162,7 @@ def test_a_slow_stale_refresh_does_not_overwrite_a_newer_one(browser: Any, serve
     job stayed "running" in the table after its failure was announced)."""
     page = browser.new_page()
     login(page, server)
-    page.fill("#new-source input[name=id]", "SN2024race")
-    page.fill("#new-source input[name=ra]", "10")
-    page.fill("#new-source input[name=dec]", "-5")
-    page.click("#new-source button[type=submit]")
-    page.wait_for_url(f"{server}/source/SN2024race")
+    create_source(page, server, "SN2024race", ra="10", dec="-5")
     page.wait_for_selector("#jobs-table tbody td.muted")  # "No analyses yet."
     stale_row = {"id": 1, "source_id": "SN2024race", "state": "running", "stage": "psf",
                  "filename": "stale.fits", "message": "", "log_url": "/api/jobs/1/log",
