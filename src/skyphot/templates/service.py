@@ -25,6 +25,7 @@ from astropy.io import fits
 from astropy.io.fits import Header
 from astropy.wcs import WCS, FITSFixedWarning
 
+from skyphot.core.stats import mad_sigma
 from skyphot.errors import TemplateCoverageError, TemplateServiceError
 
 # A template must have real data (finite, not exactly zero) in most pixels this close to the
@@ -149,7 +150,7 @@ def effective_gain(data: np.ndarray, sky_flux_per_px: float | None) -> float:
     if finite.size < 100:
         return 1.0
     med = float(np.median(finite))
-    sigma = 1.4826 * float(np.median(np.abs(finite - med)))
+    sigma = mad_sigma(finite)
     if not sigma > 0:
         return 1.0
     if med > 3 * sigma:
