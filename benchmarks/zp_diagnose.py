@@ -124,7 +124,7 @@ def analyse(seed: int, params: SimulationParams, workdir: Path) -> dict[str, flo
     # hat weights of the final fit at the target
     used = fit.used
     var = np.maximum(stars.inst_err**2 + stars.cat_err**2, 1e-8)[used]
-    w = 1.0 / (var + fit.intrinsic_scatter**2)
+    w = 1.0 / (fit.error_scale * var + fit.intrinsic_scatter**2)
     color = stars.color if stars.color is not None else np.zeros(stars.x.size)
     rows = np.array([fit._row(float(a), float(b), float(c))
                      for a, b, c in zip(stars.x[used], stars.y[used], color[used], strict=True)])
@@ -168,6 +168,9 @@ def analyse(seed: int, params: SimulationParams, workdir: Path) -> dict[str, flo
         "n_used": int(used.sum()),
         "n_clipped": int((~used).sum()),
         "scatter": fit.intrinsic_scatter,
+        "error_scale": fit.error_scale,
+        "apcorr_scatter": apc.scatter,
+        "apcorr_error_scale": apc.error_scale,
         "color_term_err": float(fit.color_term - params.color_term) if fit.color_term else 0.0,
         "mean_d_psf_unweighted": float(np.mean(d_psf[used])),
         "median_d_psf": float(np.median(d_psf[used])),

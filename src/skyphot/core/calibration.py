@@ -5,8 +5,11 @@ Model for calibration star i (magnitudes)::
     m_cat_i - m_inst_i = ZP0 + C * color_i + sum_{1 <= p+q <= order} a_pq * u_i**p * v_i**q
 
 with ``m_inst = -2.5 log10(flux_ADU)`` and ``u, v`` the pixel position scaled to [-1, 1]
-over the frame. Stars are weighted by ``1 / (inst_err**2 + cat_err**2 + s**2)``; the
-intrinsic scatter ``s`` makes the reduced chi-square of the used stars 1.
+over the frame. Stars are weighted by ``1 / (k (inst_err**2 + cat_err**2) + s**2)``: the
+error scale ``k >= 1`` and the intrinsic scatter ``s >= 0`` are the restricted-maximum-
+likelihood estimates from the used stars (``core.stats.reml_error_model``), so stated errors
+that are too small for all stars (``k``) and a scatter common to all (``s``, which weighs
+most on the bright ones) are told apart, and the coefficients' covariance uses them.
 """
 
 from __future__ import annotations
@@ -16,8 +19,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from skyphot.core.stats import (
-    chi2_extra_scatter,
+    ErrorModel,
     mad_sigma,
+    reml_error_model,
     robust_extra_scatter,
     weighted_lstsq,
 )
@@ -41,7 +45,9 @@ class ZeroPointFit:
     ``covariance`` is their full covariance (mag^2). ``used`` (bool) and ``residuals``
     (catalog - instrumental - model, mag; NaN where not computable) cover every input star.
     ``rms`` is the robust (MAD) scatter of the used residuals; ``intrinsic_scatter`` the
-    extra per-star scatter s (mag). ``notes`` say which terms were dropped and why.
+    extra per-star scatter s (mag) and ``error_scale`` the factor k >= 1 on the stars' stated
+    variances (each star's variance is ``k (inst_err^2 + cat_err^2) + s^2``). ``notes`` say
+    which terms were dropped and why.
     """
 
     coefficients: np.ndarray
@@ -58,6 +64,7 @@ class ZeroPointFit:
     reference_color: float | None
     shape: tuple[int, int]
     notes: tuple[str, ...] = ()
+    error_scale: float = 1.0
 
     def _row(self, x: float, y: float, color: float | None) -> np.ndarray:
         u, v = _normalise(np.array([x], float), np.array([y], float), self.shape)
@@ -92,14 +99,15 @@ def _normalise(
 class _Core:
     beta: np.ndarray
     cov: np.ndarray
-    scatter: float
+    errors: ErrorModel
     used: np.ndarray  # over the candidate rows
 
 
 def _fit_core(
     design: np.ndarray, target: np.ndarray, var: np.ndarray, *, clip_sigma: float, max_iter: int
 ) -> _Core:
-    """Robust start (median, then biweight IRLS), sigma clipping, chi-square-1 scatter."""
+    """Robust start (median, then biweight IRLS), sigma clipping with a robust scatter, then
+    the REML error model of the used stars and the final weighted fit with it."""
     p = design.shape[1]
     beta = np.zeros(p)
     beta[0] = float(np.median(target))
@@ -126,12 +134,12 @@ def _fit_core(
             break
         used = new
     if used.sum() <= p:
-        return _Core(beta, np.full((p, p), np.nan), scatter, used)
-    scatter = chi2_extra_scatter(design[used], target[used], var[used])
-    w = 1.0 / (var[used] + scatter**2)
+        return _Core(beta, np.full((p, p), np.nan), ErrorModel(1.0, scatter), used)
+    errors = reml_error_model(design[used], target[used], var[used])
+    w = 1.0 / errors.variance(var[used])
     beta = weighted_lstsq(design[used], target[used], w)
     cov = np.linalg.inv((design[used] * w[:, None]).T @ design[used])
-    return _Core(beta, cov, scatter, used)
+    return _Core(beta, cov, errors, used)
 
 
 def _n_params(order: int, color: bool) -> int:
@@ -212,7 +220,7 @@ def fit_zero_point(
         spatial_order=order,
         color_term=float(core.beta[1]) if with_color else None,
         color_term_err=float(np.sqrt(core.cov[1, 1])) if with_color else None,
-        intrinsic_scatter=core.scatter,
+        intrinsic_scatter=core.errors.scatter,
         n_used=n_used,
         used=used,
         residuals=residuals,
@@ -220,6 +228,7 @@ def fit_zero_point(
         reference_color=ref_color,
         shape=(int(shape[0]), int(shape[1])),
         notes=tuple(notes),
+        error_scale=core.errors.scale,
     )
 
 

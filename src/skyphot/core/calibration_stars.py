@@ -155,7 +155,9 @@ def measure_aperture_correction(
     ``x, y``) in an aperture of ``radius`` px with the local background of ``annulus``; no
     correction (factor 1) when fewer than ``APCORR_MIN_STARS`` clean stars are available.
     ``brightness`` (e.g. the catalog-predicted flux, never the measured one) picks the
-    ``APCORR_MAX_STARS`` brightest."""
+    ``APCORR_MAX_STARS`` brightest. When ``phot`` was measured with ``covariance_radius``
+    equal to ``radius`` (and this ``annulus``), the ratios' errors use the two fluxes'
+    covariance; otherwise the PSF fit is taken as the efficient estimator."""
     idx = np.flatnonzero(select)
     idx = idx[np.argsort(-brightness[idx], kind="stable")[:APCORR_MAX_STARS]]
     if idx.size < APCORR_MIN_STARS:
@@ -170,8 +172,13 @@ def measure_aperture_correction(
     ee = encircled_energies(psf, x[keep], y[keep], radius)
     # What the aperture keeps of a unit star once its own wings in the annulus are subtracted.
     ee = ee - ap.area[clean] * ring_level(psf, x[keep], y[keep], annulus)
+    covariance = None
+    if phot.pixel_cov is not None:  # measured with covariance_radius = radius
+        area = np.zeros(phot.flux.size)
+        area[keep] = ap.area[clean]
+        covariance = phot.aperture_covariance(area)[keep]
     return aperture_correction(
         phot.flux[keep], phot.fluxerr[keep], ap.flux[clean], ap.fluxerr[clean], ee,
         x=x[keep], y=y[keep], shape=shape, radius=radius, area=ap.area[clean],
-        min_stars=APCORR_MIN_STARS,
+        covariance=covariance, min_stars=APCORR_MIN_STARS,
     )

@@ -37,6 +37,13 @@ class PSFPhotometry:
     level subtracted (ADU/px). n_masked: masked pixels in the fit circle. near_edge: the fit
     circle extends beyond the frame. chi2: reduced chi^2 of the fit. Positions that cannot
     be measured (off the frame, all pixels masked) have NaN flux and errors.
+
+    With ``covariance_radius`` given, three more arrays let a caller form the covariance of
+    the flux with an aperture sum of that radius about the same position and with the same
+    local background: ``pixel_cov = sum_j w_j var_j`` (ADU^2) over the fit pixels whose
+    centres lie in the aperture (``w_j``: the fit's pixel weights, ``var_j`` the pixel
+    variance with source photons), ``local_weight = sum_j w_j`` (the fit's response to the
+    local level) and ``local_background_err`` (ADU/px). None otherwise.
     """
 
     flux: np.ndarray
@@ -46,6 +53,20 @@ class PSFPhotometry:
     n_masked: np.ndarray
     near_edge: np.ndarray
     chi2: np.ndarray
+    pixel_cov: np.ndarray | None = None
+    local_weight: np.ndarray | None = None
+    local_background_err: np.ndarray | None = None
+
+    def aperture_covariance(self, area: np.ndarray) -> np.ndarray:
+        """Cov(flux, aperture flux) (ADU^2) for apertures of ``area`` px^2 at the same
+        positions (the ``covariance_radius`` ones): the shared pixels plus the shared local
+        background, subtracted ``local_weight`` times from this flux and ``area`` times from
+        the aperture's. Raises ``InputError`` when measured without ``covariance_radius``."""
+        if self.pixel_cov is None or self.local_weight is None or (
+                self.local_background_err is None):
+            raise InputError("the PSF photometry was measured without covariance_radius")
+        return np.asarray(self.pixel_cov + self.local_weight * np.asarray(area, dtype=float)
+                          * self.local_background_err**2)
 
     def __len__(self) -> int:
         return int(self.flux.size)
@@ -260,6 +281,7 @@ def forced_psf_photometry(
     mask: np.ndarray | None = None,
     radius: float,
     annulus: tuple[float, float] | None,
+    covariance_radius: float | None = None,
 ) -> PSFPhotometry:
     """PSF-fit flux (ADU) at fixed pixel positions: a linear amplitude fit over a circle.
 
@@ -269,6 +291,8 @@ def forced_psf_photometry(
     left out of the fit (the flux stays unbiased, only noisier); positions near the edge are
     fitted on the pixels on the frame and flagged ``near_edge``. A position with no usable
     pixel gets NaN flux and errors — the caller decides what that means.
+    ``covariance_radius`` (px): also report what the flux's covariance with an aperture sum
+    of that radius needs (see ``PSFPhotometry``).
     """
     image, xs, ys, noise, bad = _check_inputs(
         data_sub, x, y, rms, mask, gain, radius, annulus
@@ -320,6 +344,18 @@ def forced_psf_photometry(
     resid2 = np.where(use, (data - flux[:, None, None] * p) ** 2 / pix_var, 0.0)
     n_used = np.sum(use, axis=(1, 2))
     chi2 = np.sum(resid2, axis=(1, 2)) / np.maximum(n_used - 1, 1)
+    cov_fields: dict[str, np.ndarray] = {}
+    if covariance_radius is not None:
+        # The fit and an aperture sum share the photons of the pixels in both: each adds
+        # w_j * 1 * var_j to their covariance (w_j = p_j / sum p^2).
+        shared = _distance2(xq, yq, x0, y0, size) <= covariance_radius**2
+        pix_cov = np.sum(np.where(use & shared, p * pix_var, 0.0), axis=(1, 2)) / spp_safe
+        nan_n = np.full(n, np.nan)
+        cov_fields = {
+            "pixel_cov": np.where(fit_ok, pix_cov, nan_n),
+            "local_weight": np.where(fit_ok, sp / spp_safe, nan_n),
+            "local_background_err": np.where(finite_pos, local_err, nan_n),
+        }
 
     near_edge = (xq - radius < -0.5) | (xq + radius > nx - 0.5) | (
         yq - radius < -0.5) | (yq + radius > ny - 0.5)
@@ -332,6 +368,7 @@ def forced_psf_photometry(
         n_masked=n_masked.astype(np.int64),
         near_edge=near_edge | ~finite_pos,
         chi2=np.where(fit_ok, chi2, nan),
+        **cov_fields,
     )
 
 

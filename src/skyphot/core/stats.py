@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -119,20 +120,93 @@ def robust_extra_scatter(resid: np.ndarray, var: np.ndarray) -> float:
     return bracketed_root(lambda s: np.median(z2 / (var + s * s)) - _MEDIAN_CHI2_1, 0.0, hi)
 
 
-def chi2_extra_scatter(design: np.ndarray, target: np.ndarray, var: np.ndarray) -> float:
-    """Extra scatter s that makes the reduced chi-square of the weighted fit of ``target`` on
-    ``design`` with variances ``var + s^2`` equal to 1 (0 if it is already at or below 1)."""
-    dof = design.shape[0] - design.shape[1]
+@dataclass(frozen=True)
+class ErrorModel:
+    """Residual variance ``scale * var_i + scatter**2`` about a weighted linear fit.
 
-    def excess(s: float) -> float:
-        w = 1.0 / (var + s * s)
-        r = target - design @ weighted_lstsq(design, target, w)
-        return float(np.sum(w * r * r) / dof - 1.0)
+    ``scale`` (>= 1) multiplies the stated variances ``var_i``; ``scatter`` (>= 0, in the
+    target's unit) is added to every point in quadrature.
+    """
 
-    if dof <= 0 or excess(0.0) <= 0.0:
-        return 0.0
-    r = target - design @ weighted_lstsq(design, target, 1.0 / var)
-    hi = float(np.sqrt(np.sum(r * r) / dof)) * 2.0 + 1e-6
-    while excess(hi) > 0.0:
-        hi *= 2.0
-    return bracketed_root(excess, 0.0, hi, xtol=1e-7)
+    scale: float
+    scatter: float
+
+    def variance(self, var: np.ndarray) -> np.ndarray:
+        """The modelled residual variance of points with stated variances ``var``."""
+        return np.asarray(self.scale * np.asarray(var, dtype=float) + self.scatter**2)
+
+
+# Grid of the 1-D searches: points of the coarse pass, points and passes of the zooms.
+_REML_GRID = 40
+_REML_ZOOM = 17
+_REML_ZOOM_PASSES = 4
+
+
+def reml_error_model(design: np.ndarray, target: np.ndarray, var: np.ndarray) -> ErrorModel:
+    """Restricted-maximum-likelihood ``ErrorModel`` of the weighted fit of ``target`` (n,)
+    on ``design`` (n, p) with stated variances ``var`` (n,).
+
+    REML maximises the likelihood of the residuals (the data with the fitted coefficients
+    integrated out), so the p fitted parameters' degrees of freedom are accounted for: at an
+    interior optimum the reduced chi-square with the modelled variances is exactly 1. With
+    ``var_i scale + scatter^2 = scale (var_i + t)`` the scale profiles out in closed form
+    (``chi^2(t) / (n - p)``), leaving a 1-D search over ``t``; when that scale comes out
+    below 1 it is held at 1 and the scatter alone is searched. Both searches are vectorised
+    grid passes (numpy only, no scipy import). Fewer points than parameters + 1: the
+    stated errors stand (scale 1, scatter 0).
+    """
+    x = np.asarray(design, dtype=float)
+    y = np.asarray(target, dtype=float)
+    v = np.asarray(var, dtype=float)
+    n, p = x.shape
+    dof = n - p
+    if dof <= 0:
+        return ErrorModel(1.0, 0.0)
+    if not (np.all(np.isfinite(v)) and np.all(v > 0)):
+        raise InputError("reml_error_model: the stated variances must be finite and > 0")
+    outer = (x[:, :, None] * x[:, None, :]).reshape(n, p * p)
+    xy = x * y[:, None]
+
+    def terms(t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(chi-square, sum log(var + t) + log det X^T W X) at each t, weights 1/(var + t)."""
+        w = 1.0 / (v[None, :] + t[:, None])
+        normal = (w @ outer).reshape(t.size, p, p)
+        beta = np.linalg.solve(normal, (w @ xy)[:, :, None])[:, :, 0]
+        resid = y[None, :] - beta @ x.T
+        chi2 = np.sum(w * resid * resid, axis=1)
+        logdet = np.linalg.slogdet(normal)[1]
+        return chi2, logdet - np.sum(np.log(w), axis=1)
+
+    def profiled(t: np.ndarray) -> np.ndarray:  # -2 log L with the scale at its optimum
+        chi2, logs = terms(t)
+        return dof * np.log(np.maximum(chi2, 1e-300)) + logs
+
+    def unit_scale(t: np.ndarray) -> np.ndarray:  # -2 log L with the scale held at 1
+        chi2, logs = terms(t)
+        return np.asarray(chi2 + logs)
+
+    # The scatter's plausible range: far below the smallest stated error to far above
+    # both the largest one and the residuals' own spread.
+    spread = float(np.mean((y - x @ solve_least_squares(x, y)) ** 2))
+    lo = 1e-4 * float(v.min())
+    hi = 1e3 * max(float(v.max()), spread, lo * 10.0)
+    grid = np.concatenate([[0.0], np.geomspace(lo, hi, _REML_GRID)])
+    t = _grid_minimum(profiled, grid)
+    scale = float(terms(np.array([t]))[0][0]) / dof
+    if scale >= 1.0:
+        return ErrorModel(scale, float(np.sqrt(scale * t)))
+    return ErrorModel(1.0, float(np.sqrt(_grid_minimum(unit_scale, grid))))
+
+
+def _grid_minimum(func: Callable[[np.ndarray], np.ndarray], grid: np.ndarray) -> float:
+    """Where ``func`` (vectorised) is smallest over ``grid`` (ascending), refined by zooming
+    linearly into the neighbours of the best point."""
+    values = func(grid)
+    for _ in range(_REML_ZOOM_PASSES + 1):
+        best = int(np.nanargmin(values))
+        a, b = grid[max(best - 1, 0)], grid[min(best + 1, grid.size - 1)]
+        if b <= a:
+            break
+        grid = np.linspace(a, b, _REML_ZOOM)
+        values = func(grid)
+    return float(grid[int(np.nanargmin(values))])

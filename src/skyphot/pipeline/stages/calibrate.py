@@ -76,6 +76,8 @@ class Calibrate:
         phot = forced_psf_photometry(
             data_sub, x[idx], y[idx], psf=psf, rms=background.rms, gain=meta.gain,
             mask=bad, radius=radius, annulus=annulus,
+            # the aperture correction's aperture: its ratios need the fluxes' covariance
+            covariance_radius=annulus[0],
         )
         clean = np.isfinite(phot.flux) & (phot.n_masked == 0) & ~phot.near_edge
         predicted = predicted_errors(mag[idx], phot, clean, gain=meta.gain)
