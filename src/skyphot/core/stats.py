@@ -136,12 +136,6 @@ class ErrorModel:
         return np.asarray(self.scale * np.asarray(var, dtype=float) + self.scatter**2)
 
 
-# Grid of the 1-D searches: points of the coarse pass, points and passes of the zooms.
-_REML_GRID = 40
-_REML_ZOOM = 17
-_REML_ZOOM_PASSES = 4
-
-
 def reml_error_model(design: np.ndarray, target: np.ndarray, var: np.ndarray) -> ErrorModel:
     """Restricted-maximum-likelihood ``ErrorModel`` of the weighted fit of ``target`` (n,)
     on ``design`` (n, p) with stated variances ``var`` (n,).
@@ -149,11 +143,11 @@ def reml_error_model(design: np.ndarray, target: np.ndarray, var: np.ndarray) ->
     REML maximises the likelihood of the residuals (the data with the fitted coefficients
     integrated out), so the p fitted parameters' degrees of freedom are accounted for: at an
     interior optimum the reduced chi-square with the modelled variances is exactly 1. With
-    ``var_i scale + scatter^2 = scale (var_i + t)`` the scale profiles out in closed form
-    (``chi^2(t) / (n - p)``), leaving a 1-D search over ``t``; when that scale comes out
-    below 1 it is held at 1 and the scatter alone is searched. Both searches are vectorised
-    grid passes (numpy only, no scipy import). Fewer points than parameters + 1: the
-    stated errors stand (scale 1, scatter 0).
+    ``scale var_i + scatter^2 = scale (var_i + t)`` the scale profiles out in closed form
+    (``chi^2(t) / (n - p)``), leaving one equation in ``t``, solved by bisection; when that
+    scale comes out below 1 it is held at 1 and the scatter alone is solved for. Each step
+    is one small weighted fit (numpy only: no scipy import, no threaded BLAS call). Fewer
+    points than parameters + 1: the stated errors stand (scale 1, scatter 0).
     """
     x = np.asarray(design, dtype=float)
     y = np.asarray(target, dtype=float)
@@ -164,49 +158,45 @@ def reml_error_model(design: np.ndarray, target: np.ndarray, var: np.ndarray) ->
         return ErrorModel(1.0, 0.0)
     if not (np.all(np.isfinite(v)) and np.all(v > 0)):
         raise InputError("reml_error_model: the stated variances must be finite and > 0")
-    outer = (x[:, :, None] * x[:, None, :]).reshape(n, p * p)
-    xy = x * y[:, None]
 
-    def terms(t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(chi-square, sum log(var + t) + log det X^T W X) at each t, weights 1/(var + t)."""
-        w = 1.0 / (v[None, :] + t[:, None])
-        normal = (w @ outer).reshape(t.size, p, p)
-        beta = np.linalg.solve(normal, (w @ xy)[:, :, None])[:, :, 0]
-        resid = y[None, :] - beta @ x.T
-        chi2 = np.sum(w * resid * resid, axis=1)
-        logdet = np.linalg.slogdet(normal)[1]
-        return chi2, logdet - np.sum(np.log(w), axis=1)
+    def profiled_slope(s: float) -> float:  # d(-2 log L)/dt, scale at its optimum
+        chi2, w2r2, trace = _reml_sums(x, y, v, s * s)
+        return trace - dof * w2r2 / chi2 if chi2 > 0 else trace
 
-    def profiled(t: np.ndarray) -> np.ndarray:  # -2 log L with the scale at its optimum
-        chi2, logs = terms(t)
-        return dof * np.log(np.maximum(chi2, 1e-300)) + logs
+    def unit_slope(s: float) -> float:  # d(-2 log L)/dt, scale held at 1
+        _, w2r2, trace = _reml_sums(x, y, v, s * s)
+        return trace - w2r2
 
-    def unit_scale(t: np.ndarray) -> np.ndarray:  # -2 log L with the scale held at 1
-        chi2, logs = terms(t)
-        return np.asarray(chi2 + logs)
-
-    # The scatter's plausible range: far below the smallest stated error to far above
-    # both the largest one and the residuals' own spread.
+    # Beyond this scatter (in sqrt(t)) the stated errors no longer matter to the weights.
     spread = float(np.mean((y - x @ solve_least_squares(x, y)) ** 2))
-    lo = 1e-4 * float(v.min())
-    hi = 1e3 * max(float(v.max()), spread, lo * 10.0)
-    grid = np.concatenate([[0.0], np.geomspace(lo, hi, _REML_GRID)])
-    t = _grid_minimum(profiled, grid)
-    scale = float(terms(np.array([t]))[0][0]) / dof
-    if scale >= 1.0:
-        return ErrorModel(scale, float(np.sqrt(scale * t)))
-    return ErrorModel(1.0, float(np.sqrt(_grid_minimum(unit_scale, grid))))
+    top = float(np.sqrt(1e3 * max(float(v.max()), spread)))
+    s_free = _slope_root(profiled_slope, top)
+    if s_free is not None:
+        scale = _reml_sums(x, y, v, s_free * s_free)[0] / dof
+        if scale >= 1.0:
+            return ErrorModel(scale, s_free * float(np.sqrt(scale)))
+    # The scale would come out below 1 (or only the scatter is constrained): hold it at 1.
+    s_unit = _slope_root(unit_slope, top)
+    return ErrorModel(1.0, top if s_unit is None else s_unit)
 
 
-def _grid_minimum(func: Callable[[np.ndarray], np.ndarray], grid: np.ndarray) -> float:
-    """Where ``func`` (vectorised) is smallest over ``grid`` (ascending), refined by zooming
-    linearly into the neighbours of the best point."""
-    values = func(grid)
-    for _ in range(_REML_ZOOM_PASSES + 1):
-        best = int(np.nanargmin(values))
-        a, b = grid[max(best - 1, 0)], grid[min(best + 1, grid.size - 1)]
-        if b <= a:
-            break
-        grid = np.linspace(a, b, _REML_ZOOM)
-        values = func(grid)
-    return float(grid[int(np.nanargmin(values))])
+def _reml_sums(x: np.ndarray, y: np.ndarray, v: np.ndarray, t: float) -> tuple[float, float, float]:
+    """For weights ``w = 1 / (v + t)``: the fit's chi-square ``sum w r^2``, ``sum w^2 r^2``
+    and ``sum w (1 - h)`` (``h``: the leverages), which make up the REML score in ``t``."""
+    w = 1.0 / (v + t)
+    xw = x * w[:, None]
+    inverse = np.linalg.inv(xw.T @ x)
+    resid = y - x @ (inverse @ (xw.T @ y))
+    leverage = w * np.einsum("ij,ij->i", x @ inverse, x)
+    wr2 = w * resid * resid
+    return float(np.sum(wr2)), float(np.sum(w * wr2)), float(np.sum(w * (1.0 - leverage)))
+
+
+def _slope_root(slope: Callable[[float], float], top: float) -> float | None:
+    """Where ``slope`` (of -2 log L in ``t = s^2``) turns from negative to positive in
+    s in [0, top]: 0 when it is not negative at 0, None when it stays negative."""
+    if slope(0.0) >= 0.0:
+        return 0.0
+    if slope(top) <= 0.0:
+        return None
+    return bracketed_root(slope, 0.0, top, xtol=1e-6 * top)
