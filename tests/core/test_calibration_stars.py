@@ -134,8 +134,11 @@ def test_aperture_correction_follows_a_psf_broadening_towards_the_edges() -> Non
     for seed in range(6):
         image, x, y, flux, truth, model = _broadening_field(seed)
         rms = np.full(image.shape, 8.0)
+        # as the pipeline measures them: the ratios' errors use the fluxes' covariance
         phot = forced_psf_photometry(image, x, y, psf=model, rms=rms, gain=2.0,
-                                     radius=radius, annulus=annulus)
+                                     radius=radius, annulus=annulus,
+                                     covariance_radius=annulus[0])
+        assert phot.pixel_cov is not None
         select = np.isfinite(phot.flux) & ~phot.near_edge
         corr = measure_aperture_correction(
             image, x, y, phot, select, flux, psf=model, rms=rms, gain=2.0,

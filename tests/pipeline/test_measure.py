@@ -40,6 +40,8 @@ def test_detected_target_matches_truth(small_frame) -> None:  # type: ignore[no-
     assert abs(result.mag - truth.mag) < 4 * result.magerr
     # The zero point is for total fluxes (aperture-corrected), like the simulator's.
     assert abs(result.zero_point - truth.zero_point_at_target) < 4 * result.zero_point_err
+    # the zero-point fit's REML error model is reported (its scale never below 1)
+    assert result.calib_error_scale >= 1.0 and result.calib_intrinsic_scatter >= 0.0
     # The depth is the PSF-fit depth from background and read noise alone.
     assert abs(result.limiting_mag - truth.ideal_limit(5.0)) < 0.05
     assert result.color_source == "given"

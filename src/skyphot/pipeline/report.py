@@ -115,6 +115,7 @@ def build_result(state: FrameState, timings: dict[str, float]) -> PhotometryResu
         n_calib=zp_fit.n_used,
         calib_scatter=zp_fit.rms,
         calib_intrinsic_scatter=zp_fit.intrinsic_scatter,
+        calib_error_scale=zp_fit.error_scale,
         catalog=catalog.name,
         fwhm_px=target.fwhm,
         fwhm_arcsec=target.fwhm * scale_arcsec,
@@ -167,26 +168,37 @@ def _zero_point_at(
 
 
 def _calibrated(
-    flux_adu: float, fluxerr_adu: float, at: _ZeroPointAt, calib_err: float, nsigma: float
+    flux_adu: float, fluxerr_adu: float, at: _ZeroPointAt, calib_err: float, nsigma: float,
+    error_scale: float = 1.0,
 ) -> tuple[float, float, float, bool, float | None, float | None]:
-    """(flux µJy, its error, S/N, detected, mag, magerr) of an ADU flux and its error."""
+    """(flux µJy, its error, S/N, detected, mag, magerr) of an ADU flux and its error.
+
+    ``error_scale``: the factor on the photometric variance in the calibrated errors (S/N
+    and detection stay those of the measurement itself)."""
     snr = signal_to_noise(flux_adu, fluxerr_adu)
     snr = snr if math.isfinite(snr) else 0.0
     detected = is_detected(flux_adu, fluxerr_adu, nsigma=nsigma)
     flux = flux_adu * at.ujy_per_adu
-    fluxerr = math.hypot(fluxerr_adu * at.ujy_per_adu, abs(flux) * calib_err / MAG_ERR_FACTOR)
+    phot = math.sqrt(error_scale)
+    fluxerr = math.hypot(phot * fluxerr_adu * at.ujy_per_adu,
+                         abs(flux) * calib_err / MAG_ERR_FACTOR)
     mag = magerr = None
     if detected:
         mag = float(instrumental_mag(np.array([flux_adu]))[0]) + at.zp
-        magerr = math.hypot(MAG_ERR_FACTOR / snr, calib_err)
+        magerr = math.hypot(phot * MAG_ERR_FACTOR / snr, calib_err)
     return flux, fluxerr, snr, detected, mag, magerr
 
 
 def _psf_photometry(state: FrameState, at: _ZeroPointAt) -> _Photometry:
     target = need(state.target, "the target measurement")
     nsigma = state.config.nsigma
+    # The target is one more star measured the same way: the zero-point fit's error model
+    # (its stated variance times error_scale, plus the intrinsic scatter in calib_err)
+    # applies to it as to the calibrators.
+    zp_fit = need(state.zero_point, "the zero-point fit")
     flux, fluxerr, snr, detected, mag, magerr = _calibrated(
-        float(target.psf.flux[0]), float(target.psf.fluxerr[0]), at, at.calib_err, nsigma
+        float(target.psf.flux[0]), float(target.psf.fluxerr[0]), at, at.calib_err, nsigma,
+        error_scale=zp_fit.error_scale,
     )
     limit_adu = limiting_flux(float(target.psf.fluxerr_background[0]), nsigma=nsigma)
     limiting_mag = float(instrumental_mag(np.array([limit_adu]))[0]) + at.zp

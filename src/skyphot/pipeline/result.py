@@ -163,6 +163,12 @@ class PhotometryResult(BaseModel):
     n_calib: int = Field(description="Calibration stars used in the final fit.")
     calib_scatter: float = Field(description="Robust rms of calibration residuals, mag.")
     calib_intrinsic_scatter: float = Field(description="Fitted extra scatter per star, mag.")
+    calib_error_scale: float = Field(
+        1.0,
+        description="Fitted factor (>= 1) on the calibration stars' stated variances; each "
+        "star's variance in the zero-point fit is this times its stated one plus the "
+        "intrinsic scatter squared (REML).",
+    )
     catalog: str = Field(description="Reference catalog used.")
     # --- image quality and astrometry
     fwhm_px: float = Field(description="PSF FWHM at the target, pixels.")
