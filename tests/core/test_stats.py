@@ -105,3 +105,20 @@ def test_reml_without_spare_points_keeps_the_stated_errors() -> None:
     assert reml_error_model(design, np.zeros(3), np.ones(3)) == ErrorModel(1.0, 0.0)
     with pytest.raises(InputError):
         reml_error_model(np.ones((5, 1)), np.zeros(5), np.array([1.0, 1.0, 0.0, 1.0, 1.0]))
+
+
+def test_reml_with_alike_stated_errors_explains_the_excess_by_a_scatter() -> None:
+    """Stated errors all ~0.05 (a catalog's flat error) and a true scatter of 0.3: scale and
+    scatter cannot be told apart, and the scatter (which one more star also has) is kept.
+    Without the likelihood-gain rule about half of such draws put it all in the scale."""
+    rng = np.random.default_rng(13)
+    n = 40
+    for _ in range(20):
+        design = np.column_stack([np.ones(n), rng.uniform(-1, 1, n)])
+        var = np.full(n, 0.05**2) * rng.uniform(0.95, 1.05, n)
+        y = design @ [25.0, 0.1] + rng.normal(size=n) * np.sqrt(var + 0.3**2)
+        model = reml_error_model(design, y, var)
+        assert model.scale == 1.0
+        # REML's scatter: the residuals' spread over n - p degrees of freedom less the
+        # stated variance; its error ~ 0.3 / sqrt(2 (n - p)) ~ 0.035
+        assert model.scatter == pytest.approx(0.3, abs=4 * 0.3 / np.sqrt(2 * (n - 2)))

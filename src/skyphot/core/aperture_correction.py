@@ -177,8 +177,8 @@ def aperture_correction(
     expected = ee[ok] * fp[ok]
     ratio = fa[ok] / expected
     # Var(F_ap - EE F_psf): the two share photons, so their covariance is subtracted.
-    cov = ee[ok] * ep[ok] ** 2 if covariance is None else arrays[-1][ok]
-    var_diff = ea[ok] ** 2 + (ee[ok] * ep[ok]) ** 2 - 2.0 * ee[ok] * cov
+    cov_pa = ee[ok] * ep[ok] ** 2 if covariance is None else arrays[-1][ok]
+    var_diff = ea[ok] ** 2 + (ee[ok] * ep[ok]) ** 2 - 2.0 * ee[ok] * cov_pa
     # The difference can come out negative for noisy error estimates; the floor bounds it.
     sigma = np.hypot(np.sqrt(np.maximum(var_diff, 0.0)) / expected, _RATIO_FLOOR)
     n_extra = 0 if area is None else 1

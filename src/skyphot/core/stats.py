@@ -136,18 +136,26 @@ class ErrorModel:
         return np.asarray(self.scale * np.asarray(var, dtype=float) + self.scatter**2)
 
 
+# -2 log L (REML) the error scale must gain over the scatter-only model before it is fitted:
+# the 95th percentile of half a chi-square(1) (the scale 1 under test lies on its bound).
+SCALE_LIKELIHOOD_GAIN = 2.71
+
+
 def reml_error_model(design: np.ndarray, target: np.ndarray, var: np.ndarray) -> ErrorModel:
     """Restricted-maximum-likelihood ``ErrorModel`` of the weighted fit of ``target`` (n,)
     on ``design`` (n, p) with stated variances ``var`` (n,).
 
     REML maximises the likelihood of the residuals (the data with the fitted coefficients
     integrated out), so the p fitted parameters' degrees of freedom are accounted for: at an
-    interior optimum the reduced chi-square with the modelled variances is exactly 1. With
-    ``scale var_i + scatter^2 = scale (var_i + t)`` the scale profiles out in closed form
-    (``chi^2(t) / (n - p)``), leaving one equation in ``t``, solved by bisection; when that
-    scale comes out below 1 it is held at 1 and the scatter alone is solved for. Each step
-    is one small weighted fit (numpy only: no scipy import, no threaded BLAS call). Fewer
-    points than parameters + 1: the stated errors stand (scale 1, scatter 0).
+    interior optimum the reduced chi-square with the modelled variances is exactly 1. The
+    scatter alone (scale 1) is the default; the scale is fitted too only when that lowers
+    -2 log L by ``SCALE_LIKELIHOOD_GAIN``, since the two are told apart only through the
+    spread of the stated variances (with similar ones any split fits, and a scatter is the
+    safer reading: it applies in full to one more star). With ``scale var_i + scatter^2 =
+    scale (var_i + t)`` the scale profiles out in closed form (``chi^2(t) / (n - p)``),
+    leaving one equation in ``t``; each is solved by bisection, each step one small weighted
+    fit (numpy only: no scipy import, no threaded BLAS call). Fewer points than parameters
+    + 1: the stated errors stand (scale 1, scatter 0).
     """
     x = np.asarray(design, dtype=float)
     y = np.asarray(target, dtype=float)
@@ -160,36 +168,49 @@ def reml_error_model(design: np.ndarray, target: np.ndarray, var: np.ndarray) ->
         raise InputError("reml_error_model: the stated variances must be finite and > 0")
 
     def profiled_slope(s: float) -> float:  # d(-2 log L)/dt, scale at its optimum
-        chi2, w2r2, trace = _reml_sums(x, y, v, s * s)
+        chi2, w2r2, trace = _reml_sums(x, y, v, s * s)[:3]
         return trace - dof * w2r2 / chi2 if chi2 > 0 else trace
 
     def unit_slope(s: float) -> float:  # d(-2 log L)/dt, scale held at 1
-        _, w2r2, trace = _reml_sums(x, y, v, s * s)
+        _, w2r2, trace = _reml_sums(x, y, v, s * s)[:3]
         return trace - w2r2
+
+    def deviance(scale: float, t: float) -> float:  # -2 log L of scale (v + t), to a constant
+        chi2, _, _, logs = _reml_sums(x, y, v, t)
+        return dof * float(np.log(scale)) + logs + chi2 / scale
 
     # Beyond this scatter (in sqrt(t)) the stated errors no longer matter to the weights.
     spread = float(np.mean((y - x @ solve_least_squares(x, y)) ** 2))
     top = float(np.sqrt(1e3 * max(float(v.max()), spread)))
-    s_free = _slope_root(profiled_slope, top)
-    if s_free is not None:
-        scale = _reml_sums(x, y, v, s_free * s_free)[0] / dof
-        if scale >= 1.0:
-            return ErrorModel(scale, s_free * float(np.sqrt(scale)))
-    # The scale would come out below 1 (or only the scatter is constrained): hold it at 1.
     s_unit = _slope_root(unit_slope, top)
-    return ErrorModel(1.0, top if s_unit is None else s_unit)
+    unit = ErrorModel(1.0, top if s_unit is None else s_unit)
+    s_free = _slope_root(profiled_slope, top)
+    if s_free is None:
+        return unit
+    scale = _reml_sums(x, y, v, s_free * s_free)[0] / dof
+    if scale <= 1.0:
+        return unit
+    gain = deviance(1.0, unit.scatter**2) - deviance(scale, s_free * s_free)
+    if gain < SCALE_LIKELIHOOD_GAIN:
+        return unit
+    return ErrorModel(scale, s_free * float(np.sqrt(scale)))
 
 
-def _reml_sums(x: np.ndarray, y: np.ndarray, v: np.ndarray, t: float) -> tuple[float, float, float]:
-    """For weights ``w = 1 / (v + t)``: the fit's chi-square ``sum w r^2``, ``sum w^2 r^2``
-    and ``sum w (1 - h)`` (``h``: the leverages), which make up the REML score in ``t``."""
+def _reml_sums(
+    x: np.ndarray, y: np.ndarray, v: np.ndarray, t: float
+) -> tuple[float, float, float, float]:
+    """For weights ``w = 1 / (v + t)``: the fit's chi-square ``sum w r^2``, ``sum w^2 r^2``,
+    ``sum w (1 - h)`` (``h``: the leverages), which make up the REML score in ``t``, and
+    ``sum log(v + t) + log det(X^T W X)``, the rest of -2 log L."""
     w = 1.0 / (v + t)
     xw = x * w[:, None]
-    inverse = np.linalg.inv(xw.T @ x)
+    normal = xw.T @ x
+    inverse = np.linalg.inv(normal)
     resid = y - x @ (inverse @ (xw.T @ y))
     leverage = w * np.einsum("ij,ij->i", x @ inverse, x)
     wr2 = w * resid * resid
-    return float(np.sum(wr2)), float(np.sum(w * wr2)), float(np.sum(w * (1.0 - leverage)))
+    logs = float(np.linalg.slogdet(normal)[1] - np.sum(np.log(w)))
+    return float(np.sum(wr2)), float(np.sum(w * wr2)), float(np.sum(w * (1.0 - leverage))), logs
 
 
 def _slope_root(slope: Callable[[float], float], top: float) -> float | None:
