@@ -9,7 +9,8 @@ over the frame. Stars are weighted by ``1 / (k (inst_err**2 + cat_err**2) + s**2
 error scale ``k >= 1`` and the intrinsic scatter ``s >= 0`` are the restricted-maximum-
 likelihood estimates from the used stars (``core.stats.reml_error_model``), so stated errors
 that are too small for all stars (``k``) and a scatter common to all (``s``, which weighs
-most on the bright ones) are told apart, and the coefficients' covariance uses them.
+most on the bright ones) are told apart (``k`` stays 1 unless the data clearly call for
+it), and the coefficients' covariance uses them.
 """
 
 from __future__ import annotations
