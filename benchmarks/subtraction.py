@@ -6,6 +6,8 @@ noise, the speed of each step, and how clean the full-frame difference is. Every
 measured by this script on the machine that ran it; never edit them by hand.
 
     python benchmarks/subtraction.py --frames 20 --depth-frames 5
+    python benchmarks/subtraction.py --seeds 7 11 13 --depth-frames 0 --sfft-frames 0 \
+        --out /tmp/sub.md                      # a quick subset, written elsewhere
 """
 
 from __future__ import annotations
@@ -345,6 +347,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--frames", type=int, default=20, help="frames with host galaxies")
     ap.add_argument("--depth-frames", type=int, default=5, help="frames on blank sky")
+    ap.add_argument("--seeds", type=int, nargs="+",
+                    help="only these hosted-frame seeds (instead of 0..frames-1), for quick "
+                    "checks; the tables then cover these frames only")
     ap.add_argument("--out", default=str(HERE / "subtraction.md"))
     ap.add_argument("--sfft-frames", type=int, default=1,
                     help="also time SFFT on this many frames with sharper templates (SFFT "
@@ -370,7 +375,7 @@ def main() -> None:
         subtract_sfft(warm, warm, exclude=np.zeros(warm.shape, bool), kernel_half_width=4)
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="skyphot-sub-") as tmp:
-        for seed in range(args.frames):
+        for seed in args.seeds if args.seeds is not None else range(args.frames):
             use_sfft = _sfft_available() and seed % 2 == 0 and seed < 2 * args.sfft_frames
             rows.append(run_one(seed, True, Path(tmp), sfft=use_sfft))
             print(json.dumps(asdict(rows[-1])), flush=True)

@@ -6,7 +6,9 @@ import math
 
 import numpy as np
 import pytest
+from scipy.ndimage import map_coordinates
 
+from skyphot.core.noise_correlation import resampled_noise_acf
 from skyphot.core.photometry import forced_psf_photometry
 from skyphot.core.zogy import StampPSF, zogy
 from skyphot.errors import InputError
@@ -139,3 +141,47 @@ def test_stamp_psf_shift_keeps_flux_and_moves_centroid() -> None:
     assert float((stamp * (xx + x0)).sum() / stamp.sum()) == pytest.approx(10.3, abs=0.01)
     assert float((stamp * (yy + y0)).sum() / stamp.sum()) == pytest.approx(20.8, abs=0.01)
     assert psf.fwhm_at(0, 0) == pytest.approx(3.0, rel=0.15)
+
+
+def _resampled_noise(seed: int, jac: np.ndarray, sigma_white: float, n: int) -> np.ndarray:
+    """White noise on a template grid resampled (quintic, flux conserving) onto an n x n
+    grid by the affine map ``jac``: correlated noise of white-equivalent ``sigma_white``."""
+    rng = np.random.default_rng(seed)
+    area = abs(float(np.linalg.det(jac)))
+    src = rng.normal(0.0, sigma_white / math.sqrt(area), (3 * n, 3 * n))
+    yy, xx = np.mgrid[0:n, 0:n].astype(float)
+    c = 1.5 * n - jac @ np.array([n / 2, n / 2])
+    sx = jac[0, 0] * xx + jac[0, 1] * yy + c[0]
+    sy = jac[1, 0] * xx + jac[1, 1] * yy + c[1]
+    return np.asarray(map_coordinates(src, [sy, sx], order=5) * area)
+
+
+@pytest.mark.parametrize("scale", [1.6, 0.7])
+def test_correlated_template_noise_is_whitened_and_predicted(scale: float) -> None:
+    th = math.radians(33.0)
+    jac = scale * np.array([[math.cos(th), -math.sin(th)], [math.sin(th), math.cos(th)]])
+    n, fr = 192, 2.0
+    rng = np.random.default_rng(11)
+    new = rng.normal(0.0, 10.0, (n, n))
+    ref = _resampled_noise(12, jac, 25.0, n)
+    kw = {"sigma_new": 10.0, "sigma_ref": 25.0, "flux_ratio": fr, "psf_size": 31}
+    # a template broader than the frame: its kernel passes the high spatial frequencies,
+    # where resampling changed its noise power most
+    pn, pr = _gauss(31, 2.5), _gauss(31, 4.0)
+
+    def spread(acf: np.ndarray | None) -> tuple[float, float]:
+        z = zogy(new, ref, pn, pr, ref_noise_acf=acf, **kw)  # type: ignore[arg-type]
+        inner = (slice(16, -16), slice(16, -16))
+        ratio = z.difference[inner] / np.sqrt(z.variance[inner])
+        # the score's variance comes from the composite kernels (psf_variance)
+        score = z.score[inner]
+        return float(np.std(ratio)), float(np.std(score))
+
+    chi, s_chi = spread(resampled_noise_acf(jac, order=5))
+    # 160^2 nearly independent pixels: the std's sampling error is ~0.5%; the score is
+    # smooth (fewer independent values), so it gets a wider bound
+    assert abs(chi - 1.0) < 0.03
+    assert abs(s_chi - 1.0) < 0.08
+    # taken as white, the predicted noise is off by far more (the test can fail)
+    chi_white, _ = spread(None)
+    assert abs(chi_white - 1.0) > 0.08

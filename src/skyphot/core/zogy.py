@@ -27,6 +27,14 @@ with that image's variance map, and not from the per-pixel variance:
 
 ``psf_variance = V_S / sum(P_D^2)`` is the per-pixel white variance that gives a PSF fit
 the same error; it equals ``variance`` where both are the white background.
+
+A resampled template's noise is not white: interpolation correlates it. With its
+autocorrelation given (``ref_noise_acf``, from ``core.noise_correlation``: the covariance
+is the variance map times that ACF), sigma_r^2 above becomes sigma_r^2 S_r(k), S_r the
+ACF's power spectrum, in den^2 and F_D, so D stays white (S_r floored there at
+``_NOISE_SPECTRUM_FLOOR`` of its peak); and the template's kernel k_r becomes
+k_r sqrt(S_r) in the propagated variances, with the actual S_r (its noise is white noise
+coloured by a filter of power S_r).
 """
 
 from __future__ import annotations
@@ -42,6 +50,9 @@ from skyphot.errors import InputError
 
 # Relative floor on den^2: keeps frequencies where both PSFs vanish from dividing 0 by 0.
 _DEN_FLOOR = 1e-14
+# Floor of the template's noise power spectrum, relative to its peak: a resampling kernel
+# that nearly cancels some frequencies must not make the template look noiseless there.
+_NOISE_SPECTRUM_FLOOR = 0.01
 _WORKERS = 2
 
 
@@ -97,6 +108,7 @@ def zogy(
     var_new: np.ndarray | None = None,
     var_ref: np.ndarray | None = None,
     psf_size: int | None = None,
+    ref_noise_acf: np.ndarray | None = None,
 ) -> ZogyResult:
     """Subtract ``ref`` from ``new`` with ZOGY; see the module docstring for the maths.
 
@@ -106,6 +118,8 @@ def zogy(
     in its own units. ``flux_ratio``: F_r, template counts per science count.
     ``var_new``, ``var_ref``: per-pixel variances (background + source noise) in each image's
     units; default: the white background levels. ``psf_size``: side of the returned P_D stamp.
+    ``ref_noise_acf``: centred odd stamp, the template noise's autocorrelation relative to
+    ``var_ref`` (``sigma_ref**2``); default: white (a delta of 1).
     """
     if new.shape != ref.shape:
         raise InputError(f"science {new.shape} and template {ref.shape} grids differ")
@@ -135,14 +149,24 @@ def zogy(
     fr = float(flux_ratio)
     pn = sfft.rfft2(_embed(psf_new, shape), workers=_WORKERS)
     pr = sfft.rfft2(_embed(psf_ref, shape), workers=_WORKERS)
-    den2 = sigma_new**2 * fr**2 * np.abs(pr) ** 2 + sigma_ref**2 * np.abs(pn) ** 2
+    s_r = _noise_spectrum(ref_noise_acf, shape, floor=_NOISE_SPECTRUM_FLOOR)
+    den2 = sigma_new**2 * fr**2 * np.abs(pr) ** 2 + sigma_ref**2 * s_r * np.abs(pn) ** 2
     den = np.sqrt(den2 + _DEN_FLOOR * float(den2.max()))
-    f_d = fr / math.sqrt(sigma_new**2 * fr**2 + sigma_ref**2)
+    # P_D has unit sum: its spectrum at k = 0 is fr / (F_D den(0)), with |P_n| = |P_r| = 1.
+    s_r0 = float(np.asarray(s_r).flat[0])
+    f_d = fr / math.sqrt(sigma_new**2 * fr**2 + sigma_ref**2 * s_r0)
     # Kernels applied to each image so that the result is D / F_D (science flux units).
     # Images are transformed in single precision (twice as fast; their noise is far above
     # its round-off), kernels are built in double precision.
     kn = (fr * pr / den / f_d).astype(np.complex64)
     kr = (pn / den / f_d).astype(np.complex64)
+    # The template kernel followed by its noise's colouring filter, for variances only.
+    # Beyond a coarse template's own Nyquist frequency its noise power is far below the
+    # floor used in den: the variances take the actual spectrum, or they would overstate
+    # the noise there.
+    kr_noise = kr if ref_noise_acf is None else (
+        pn * np.sqrt(_noise_spectrum(ref_noise_acf, shape, floor=0.0)) / den / f_d
+    ).astype(np.complex64)
     pd_hat = (fr * pr * pn / (f_d * den)).astype(np.complex64)
     n_hat = sfft.rfft2(new.astype(np.float32), workers=_WORKERS)
     r_hat = sfft.rfft2(ref.astype(np.float32), workers=_WORKERS)
@@ -159,14 +183,14 @@ def zogy(
     vn_hat = sfft.rfft2(v_n.astype(np.float32), workers=_WORKERS)
     vr_hat = sfft.rfft2(v_r.astype(np.float32), workers=_WORKERS)
     white = 1.0 / f_d**2
-    var = _propagate(vn_hat, vr_hat, kn, kr, shape)
+    var = _propagate(vn_hat, vr_hat, kn, kr_noise, shape)
     var = np.maximum(var, 0.25 * white)  # round-off floor: never below a quarter of white
     # The matched filter of D with P_D, and its variance from the composite kernels (see the
     # module docstring): the per-pixel variance convolved with P_D^2 would count the
     # correlated high-frequency noise of a host as if it were independent.
     pd_conj = np.conj(pd_hat)
     s_img = sfft.irfft2(d_hat * pd_conj, s=shape, workers=_WORKERS)
-    v_s = _propagate(vn_hat, vr_hat, kn * pd_conj, kr * pd_conj, shape)
+    v_s = _propagate(vn_hat, vr_hat, kn * pd_conj, kr_noise * pd_conj, shape)
     # White background: V_S = sum(P_D^2) / F_D^2 exactly; the same floor as above.
     pd_power = float(np.sum(pd_full**2))
     v_s = np.maximum(v_s, 0.25 * white * pd_power)
@@ -181,6 +205,31 @@ def zogy(
         background_sigma=1.0 / f_d,
         psf_variance=v_s[crop] / pd_power,
     )
+
+
+def _noise_spectrum(
+    acf: np.ndarray | None, shape: tuple[int, int], *, floor: float
+) -> np.ndarray | float:
+    """The power spectrum (rfft2 layout) of noise with autocorrelation ``acf`` (centred odd
+    stamp) on a grid of ``shape``, floored at ``floor`` times its peak; 1.0 (white) for
+    None."""
+    if acf is None:
+        return 1.0
+    a = np.asarray(acf, dtype=float)
+    sy, sx = a.shape
+    if sy % 2 == 0 or sx % 2 == 0:
+        raise InputError(f"the noise autocorrelation must have odd sizes, got {a.shape}")
+    if sy > shape[0] or sx > shape[1]:
+        raise InputError(f"noise autocorrelation {a.shape} is larger than the image {shape}")
+    out = np.zeros(shape)
+    out[:sy, :sx] = a
+    out = np.roll(out, (-(sy // 2), -(sx // 2)), axis=(0, 1))
+    # An even ACF has a real spectrum; the imaginary part is round-off.
+    spec = sfft.rfft2(out, workers=_WORKERS).real
+    peak = float(spec.max())
+    if not peak > 0:
+        raise InputError("the noise autocorrelation has no positive power")
+    return np.maximum(spec, floor * peak)
 
 
 def _propagate(
@@ -210,12 +259,14 @@ def zogy_tiled(
     overlap: int,
     focus: tuple[int, int],
     psf_size: int,
+    ref_noise_acf: np.ndarray | None = None,
 ) -> ZogyResult:
     """ZOGY over sub-images so a spatially varying PSF is followed: each tile (plus
     ``overlap`` px of context on every side) is subtracted with both PSFs at its centre (the
     tile holding ``focus`` uses the PSFs at ``focus``) and the white noise levels of the
     tile, and only its core is kept. ``psfs_at(x, y)`` gives (science, template) stamps at
     pixel (x, y). The returned ``psf`` and ``flux_scale`` are those of the ``focus`` tile.
+    ``ref_noise_acf``: the template noise's autocorrelation (see ``zogy``), for all tiles.
     """
     ny, nx = new.shape
     diff = np.empty((ny, nx))
@@ -241,6 +292,7 @@ def zogy_tiled(
                 sigma_new=math.sqrt(float(np.median(vn[::4, ::4]))),
                 sigma_ref=math.sqrt(float(np.median(vr[::4, ::4]))),
                 flux_ratio=flux_ratio, var_new=vn, var_ref=vr, psf_size=psf_size,
+                ref_noise_acf=ref_noise_acf,
             )
             core = (slice(ty0 - ey0, ty1 - ey0), slice(tx0 - ex0, tx1 - ex0))
             diff[ty0:ty1, tx0:tx1] = res.difference[core]

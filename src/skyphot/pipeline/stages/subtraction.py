@@ -20,6 +20,7 @@ from scipy.spatial import cKDTree
 from skyphot.catalogs.filters import resolve_filter
 from skyphot.core.detection import SourceList
 from skyphot.core.flux_ratio import fit_flux_ratio
+from skyphot.core.noise_correlation import resampled_noise_acf
 from skyphot.core.photometry import aperture_photometry, encircled_energy, forced_psf_photometry
 from skyphot.core.psf import PSFModel, effective_area
 from skyphot.core.resample import PixelMap, pixel_map, resample, sample_nearest
@@ -275,6 +276,13 @@ class SubtractTemplate:
         size = 2 * math.ceil(6.0 * max(fwhm_n, t_fwhm_sci, 1.5)) + 1
         psf_n, _, _ = psf.render(float(xi), float(yi), size)
         psf_r = _template_psf_on_grid(t_psf, txc, tyc, jac, size)
+        # Interpolation correlates the template's noise; ZOGY whitens the difference with
+        # its spectrum (the map at the target stands for the region). SWarp's own kernel is
+        # not modelled: its template noise is taken as white.
+        ref_acf = (
+            None if cfg.subtraction.align == "swarp"
+            else resampled_noise_acf(jac, order=_ORDER)
+        )
         sci = np.where(mask[cut] != 0, 0.0, data_sub[cut].astype(np.float64))
         sci_bad = mask[cut] != 0
         sigma_n = float(np.median(background.rms[cut]))
@@ -296,7 +304,7 @@ class SubtractTemplate:
             sci, ref, var_n, var_r, sci_bad | ref_bad, psf_n, psf_r, flux_ratio,
             sources=need(state.sources, "the detected sources"), origin=(ax0, ay0),
             target=(x - ax0, y - ay0), fwhm=max(fwhm_n, t_fwhm_sci), gain=meta.gain,
-            window=_RATIO_WINDOW_PX,
+            window=_RATIO_WINDOW_PX, ref_noise_acf=ref_acf,
         )
         if refined is not None:
             new_ratio, ln_ratio_err, ratio_source = refined
@@ -335,7 +343,7 @@ class SubtractTemplate:
         else:
             z = zogy_tiled(
                 sci, ref, var_n, var_r, psfs_at, flux_ratio=flux_ratio, tile=tile,
-                overlap=size, focus=(xi - x0, yi - y0), psf_size=size,
+                overlap=size, focus=(xi - x0, yi - y0), psf_size=size, ref_noise_acf=ref_acf,
             )
         timings["subtract"] = time.perf_counter() - t2
 
@@ -481,6 +489,7 @@ def _refine_flux_ratio(
     fwhm: float,
     gain: float,
     window: int,
+    ref_noise_acf: np.ndarray | None = None,
 ) -> tuple[float, float, str] | None:
     """The flux ratio from what static stars leave in a ZOGY difference made with
     ``flux_ratio``: None when too few stars are usable.
@@ -506,6 +515,7 @@ def _refine_flux_ratio(
         sigma_new=math.sqrt(float(np.median(vn[::4, ::4]))),
         sigma_ref=math.sqrt(float(np.median(vr[::4, ::4]))),
         flux_ratio=flux_ratio, var_new=vn, var_ref=vr, psf_size=size,
+        ref_noise_acf=ref_noise_acf,
     )
     # Stars in the window, clear of its edges (the FFT wraps), of the target and its host
     # (> 6 FWHM) and of masked pixels.
