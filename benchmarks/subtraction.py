@@ -49,7 +49,7 @@ class Row:
     truth_mag: float
     host_minus_target_mag: float  # host light within the PSF fit, relative to the target
     template_fwhm_arcsec: float
-    science_fwhm_arcsec: float
+    science_fwhm_arcsec: float  # the science-frame PSF at the target
     diff_flux_pull: float
     diff_mag_bias: float
     diff_magerr: float
@@ -211,7 +211,9 @@ def run_one(seed: int, hosted: bool, workdir: Path, *, sfft: bool = False) -> Ro
     return Row(
         seed=seed, hosted=hosted, truth_mag=truth.mag,
         host_minus_target_mag=-2.5 * math.log10(host_flux / true_ujy) if host_flux > 0 else 99.0,
-        template_fwhm_arcsec=rs.template_fwhm_arcsec, science_fwhm_arcsec=result.fwhm_arcsec,
+        template_fwhm_arcsec=rs.template_fwhm_arcsec,
+        # the science PSF at the target (result.fwhm_arcsec is the difference image's P_D)
+        science_fwhm_arcsec=sub.science_target.fwhm * result.pixel_scale_arcsec,
         diff_flux_pull=(result.flux - true_ujy) / result.fluxerr,
         diff_mag_bias=_mag_bias(result.flux, true_ujy),
         diff_magerr=result.magerr if result.magerr is not None else float("nan"),
@@ -242,7 +244,7 @@ def _md(rows: list[Row], wall: float, load_note: str) -> str:
         "",
         "## Accuracy (frames with hosts)",
         "",
-        "| seed | target fainter than host in the PSF (mag) | tmpl/sci FWHM \" | "
+        "| seed | target fainter than host in the PSF (mag) | tmpl/sci PSF FWHM at target \" | "
         "diff bias (mag) | diff err | "
         "diff pull | science-only bias (mag) | science-only pull | noise ratio |",
         "|---|---|---|---|---|---|---|---|---|",

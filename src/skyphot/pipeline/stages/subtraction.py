@@ -24,6 +24,7 @@ from skyphot.core.noise_correlation import resampled_noise_acf
 from skyphot.core.photometry import aperture_photometry, encircled_energy, forced_psf_photometry
 from skyphot.core.psf import PSFModel, effective_area
 from skyphot.core.resample import PixelMap, pixel_map, resample, sample_nearest
+from skyphot.core.stats import mad_sigma
 from skyphot.core.units import MAG_ERR_FACTOR
 from skyphot.core.wcs_utils import pixel_scale_arcsec
 from skyphot.core.zogy import StampPSF, ZogyResult, zogy, zogy_tiled
@@ -604,7 +605,7 @@ def _matched_flux_ratio(
     d = t_st.inst_mag[ti] - s_st.inst_mag[si]
     w = 1.0 / (t_st.inst_err[ti] ** 2 + s_st.inst_err[si] ** 2)
     med = float(np.median(d))
-    mad = 1.4826 * float(np.median(np.abs(d - med)))
+    mad = mad_sigma(d)
     keep = np.abs(d - med) <= max(3.0 * mad, 0.01)
     if int(keep.sum()) < _MIN_RATIO_STARS:
         return None
