@@ -23,7 +23,7 @@ from skyphot.core.flux_ratio import fit_flux_ratio
 from skyphot.core.noise_correlation import resampled_noise_acf
 from skyphot.core.photometry import aperture_photometry, encircled_energy, forced_psf_photometry
 from skyphot.core.psf import PSFModel, effective_area
-from skyphot.core.resample import PixelMap, pixel_map, resample, sample_nearest
+from skyphot.core.resample import PixelMap, nearest_pixels, pixel_map, resample, sample_nearest
 from skyphot.core.stats import mad_sigma
 from skyphot.core.units import MAG_ERR_FACTOR
 from skyphot.core.wcs_utils import pixel_scale_arcsec
@@ -247,13 +247,17 @@ class SubtractTemplate:
             ref = ref.astype(np.float64)
         else:
             ref = resample(np.where(t_bad, 0.0, t_data), pmap, order=_ORDER)
-        ref_bad = ~np.isfinite(ref) | sample_nearest(t_bad, pmap, fill=True)
+        near = nearest_pixels(pmap, t_data.shape)
+        ref_bad = ~np.isfinite(ref) | sample_nearest(t_bad, pmap, fill=True, nearest=near)
         area = pmap.area_ratio
         # White-equivalent variance per science pixel: the source-pixel variance times the
         # number of source pixels per science pixel (noise power per unit sky area is kept).
         # The background rms map is smooth, so its nearest sample is enough.
-        t_rms = t_bg.rms.astype(np.float64)
-        ref_bgvar = sample_nearest(t_rms, pmap, fill=float(np.median(t_rms[::8, ::8]))) ** 2
+        # (sampled in its own precision: converting the whole template first costs more)
+        t_rms = t_bg.rms
+        ref_bgvar = sample_nearest(
+            t_rms, pmap, fill=float(np.median(t_rms[::8, ::8].astype(np.float64))), nearest=near
+        ).astype(np.float64, copy=False) ** 2
         ref_bgvar = ref_bgvar * area
         ref = np.where(ref_bad, 0.0, ref)
         timings["align"] = time.perf_counter() - t0
