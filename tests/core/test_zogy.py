@@ -10,7 +10,7 @@ from scipy.ndimage import map_coordinates
 
 from skyphot.core.noise_correlation import resampled_noise_acf
 from skyphot.core.photometry import forced_psf_photometry
-from skyphot.core.zogy import StampPSF, zogy
+from skyphot.core.zogy import StampPSF, zogy, zogy_tiled
 from skyphot.errors import InputError
 
 
@@ -185,3 +185,32 @@ def test_correlated_template_noise_is_whitened_and_predicted(scale: float) -> No
     # taken as white, the predicted noise is off by far more (the test can fail)
     chi_white, _ = spread(None)
     assert abs(chi_white - 1.0) > 0.08
+
+
+def test_tiled_matched_filter_only_near_the_focus() -> None:
+    rng = np.random.default_rng(5)
+    n = 160
+    new, ref = rng.normal(0.0, 10.0, (n, n)), rng.normal(0.0, 12.0, (n, n))
+    var_n, var_r = np.full((n, n), 100.0), np.full((n, n), 144.0)
+
+    def psfs_at(x: int, y: int) -> tuple[np.ndarray, np.ndarray]:
+        return _gauss(15, 3.0 + x / n), _gauss(15, 2.0 + y / n)
+
+    kw = {"flux_ratio": 1.5, "tile": 64, "overlap": 15, "focus": (20, 30), "psf_size": 15}
+    every = zogy_tiled(new, ref, var_n, var_r, psfs_at, **kw)  # type: ignore[arg-type]
+    near = zogy_tiled(new, ref, var_n, var_r, psfs_at, matched_within=10.0,
+                      **kw)  # type: ignore[arg-type]
+    # the difference and its variance do not depend on the option
+    assert np.array_equal(every.difference, near.difference)
+    assert np.array_equal(every.variance, near.variance)
+    # focus (20, 30) is in tile [0, 64)^2 and within 10 px of no other tile's core
+    assert np.array_equal(near.score[:64, :64], every.score[:64, :64])
+    assert np.array_equal(near.psf_variance[:64, :64], every.psf_variance[:64, :64])
+    assert np.all(np.isnan(near.score[64:, :])) and np.all(np.isnan(near.score[:, 64:]))
+    assert np.array_equal(near.psf_variance[64:], near.variance[64:])
+    assert np.all(np.isfinite(every.score))
+    # a focus near a tile corner brings its three neighbours in
+    corner = zogy_tiled(new, ref, var_n, var_r, psfs_at, matched_within=10.0,
+                        **{**kw, "focus": (60, 60)})  # type: ignore[arg-type]
+    assert np.all(np.isfinite(corner.score[:128, :128]))
+    assert np.all(np.isnan(corner.score[128:, :]))

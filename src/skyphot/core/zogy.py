@@ -109,6 +109,7 @@ def zogy(
     var_ref: np.ndarray | None = None,
     psf_size: int | None = None,
     ref_noise_acf: np.ndarray | None = None,
+    matched_filter: bool = True,
 ) -> ZogyResult:
     """Subtract ``ref`` from ``new`` with ZOGY; see the module docstring for the maths.
 
@@ -119,7 +120,9 @@ def zogy(
     ``var_new``, ``var_ref``: per-pixel variances (background + source noise) in each image's
     units; default: the white background levels. ``psf_size``: side of the returned P_D stamp.
     ``ref_noise_acf``: centred odd stamp, the template noise's autocorrelation relative to
-    ``var_ref`` (``sigma_ref**2``); default: white (a delta of 1).
+    ``var_ref`` (``sigma_ref**2``); default: white (a delta of 1). ``matched_filter``:
+    False skips the score image and the PSF-fit variance (a third of the cost): ``score``
+    is then NaN and ``psf_variance`` is the per-pixel ``variance``.
     """
     if new.shape != ref.shape:
         raise InputError(f"science {new.shape} and template {ref.shape} grids differ")
@@ -149,7 +152,10 @@ def zogy(
     fr = float(flux_ratio)
     pn = sfft.rfft2(_embed(psf_new, shape), workers=_WORKERS)
     pr = sfft.rfft2(_embed(psf_ref, shape), workers=_WORKERS)
-    s_r = _noise_spectrum(ref_noise_acf, shape, floor=_NOISE_SPECTRUM_FLOOR)
+    s_true = _noise_spectrum(ref_noise_acf, shape)
+    s_r = s_true if np.ndim(s_true) == 0 else np.maximum(
+        s_true, _NOISE_SPECTRUM_FLOOR * float(np.max(s_true))
+    )
     den2 = sigma_new**2 * fr**2 * np.abs(pr) ** 2 + sigma_ref**2 * s_r * np.abs(pn) ** 2
     den = np.sqrt(den2 + _DEN_FLOOR * float(den2.max()))
     # P_D has unit sum: its spectrum at k = 0 is fr / (F_D den(0)), with |P_n| = |P_r| = 1.
@@ -164,18 +170,18 @@ def zogy(
     # Beyond a coarse template's own Nyquist frequency its noise power is far below the
     # floor used in den: the variances take the actual spectrum, or they would overstate
     # the noise there.
-    kr_noise = kr if ref_noise_acf is None else (
-        pn * np.sqrt(_noise_spectrum(ref_noise_acf, shape, floor=0.0)) / den / f_d
-    ).astype(np.complex64)
+    kr_noise = kr if ref_noise_acf is None else (pn * np.sqrt(s_true) / den / f_d).astype(
+        np.complex64
+    )
     pd_hat = (fr * pr * pn / (f_d * den)).astype(np.complex64)
     n_hat = sfft.rfft2(new.astype(np.float32), workers=_WORKERS)
     r_hat = sfft.rfft2(ref.astype(np.float32), workers=_WORKERS)
     d_hat = kn * n_hat - kr * r_hat
     diff = sfft.irfft2(d_hat, s=shape, workers=_WORKERS)
-    pd_full = sfft.irfft2(pd_hat, s=shape, workers=_WORKERS).astype(np.float64)
+    pd_full = sfft.irfft2(pd_hat, s=shape, workers=_WORKERS)
     size = psf_size or max(psf_new.shape[0], psf_ref.shape[0])
     size = min(size | 1, (min(shape) - 1) | 1)
-    psf_d = _centred(pd_full, size)
+    psf_d = _centred(pd_full, size).astype(np.float64)
     psf_d = psf_d / float(psf_d.sum())
 
     v_n = np.full(shape, sigma_new**2) if var_new is None else var_new
@@ -185,6 +191,13 @@ def zogy(
     white = 1.0 / f_d**2
     var = _propagate(vn_hat, vr_hat, kn, kr_noise, shape)
     var = np.maximum(var, 0.25 * white)  # round-off floor: never below a quarter of white
+    crop = (slice(0, out_shape[0]), slice(0, out_shape[1]))
+    if not matched_filter:
+        return ZogyResult(
+            difference=diff[crop], variance=var[crop], psf=psf_d,
+            score=np.full(out_shape, np.nan), flux_scale=f_d, background_sigma=1.0 / f_d,
+            psf_variance=var[crop],
+        )
     # The matched filter of D with P_D, and its variance from the composite kernels (see the
     # module docstring): the per-pixel variance convolved with P_D^2 would count the
     # correlated high-frequency noise of a host as if it were independent.
@@ -192,10 +205,9 @@ def zogy(
     s_img = sfft.irfft2(d_hat * pd_conj, s=shape, workers=_WORKERS)
     v_s = _propagate(vn_hat, vr_hat, kn * pd_conj, kr_noise * pd_conj, shape)
     # White background: V_S = sum(P_D^2) / F_D^2 exactly; the same floor as above.
-    pd_power = float(np.sum(pd_full**2))
+    pd_power = float(np.sum(pd_full.astype(np.float64) ** 2))
     v_s = np.maximum(v_s, 0.25 * white * pd_power)
     score = s_img / np.sqrt(v_s)
-    crop = (slice(0, out_shape[0]), slice(0, out_shape[1]))
     return ZogyResult(
         difference=diff[crop],
         variance=var[crop],
@@ -207,11 +219,9 @@ def zogy(
     )
 
 
-def _noise_spectrum(
-    acf: np.ndarray | None, shape: tuple[int, int], *, floor: float
-) -> np.ndarray | float:
+def _noise_spectrum(acf: np.ndarray | None, shape: tuple[int, int]) -> np.ndarray | float:
     """The power spectrum (rfft2 layout) of noise with autocorrelation ``acf`` (centred odd
-    stamp) on a grid of ``shape``, floored at ``floor`` times its peak; 1.0 (white) for
+    stamp) on a grid of ``shape``, clipped at 0 (the ACF's truncation); 1.0 (white) for
     None."""
     if acf is None:
         return 1.0
@@ -229,7 +239,7 @@ def _noise_spectrum(
     peak = float(spec.max())
     if not peak > 0:
         raise InputError("the noise autocorrelation has no positive power")
-    return np.maximum(spec, floor * peak)
+    return np.maximum(spec, 0.0)
 
 
 def _propagate(
@@ -260,6 +270,7 @@ def zogy_tiled(
     focus: tuple[int, int],
     psf_size: int,
     ref_noise_acf: np.ndarray | None = None,
+    matched_within: float | None = None,
 ) -> ZogyResult:
     """ZOGY over sub-images so a spatially varying PSF is followed: each tile (plus
     ``overlap`` px of context on every side) is subtracted with both PSFs at its centre (the
@@ -267,6 +278,10 @@ def zogy_tiled(
     tile, and only its core is kept. ``psfs_at(x, y)`` gives (science, template) stamps at
     pixel (x, y). The returned ``psf`` and ``flux_scale`` are those of the ``focus`` tile.
     ``ref_noise_acf``: the template noise's autocorrelation (see ``zogy``), for all tiles.
+    ``matched_within``: the score and the PSF-fit variance are computed only on tiles whose
+    core comes within this many px of ``focus`` (photometry needs only the target's
+    surroundings); elsewhere ``score`` is NaN and ``psf_variance`` the per-pixel
+    ``variance``. None: on every tile.
     """
     ny, nx = new.shape
     diff = np.empty((ny, nx))
@@ -283,6 +298,10 @@ def zogy_tiled(
             ey0, ey1 = max(ty0 - overlap, 0), min(ty1 + overlap, ny)
             ex0, ex1 = max(tx0 - overlap, 0), min(tx1 + overlap, nx)
             box = (slice(ey0, ey1), slice(ex0, ex1))
+            # distance from the focus to the tile's core
+            gap_x = max(tx0 - fx, 0, fx - (tx1 - 1))
+            gap_y = max(ty0 - fy, 0, fy - (ty1 - 1))
+            matched = matched_within is None or math.hypot(gap_x, gap_y) <= matched_within
             pn, pr = psfs_at(cx, cy)
             vn, vr = var_new[box], var_ref[box]
             # The white levels of the tile: medians of a sparse sample (the maps are smooth
@@ -292,7 +311,7 @@ def zogy_tiled(
                 sigma_new=math.sqrt(float(np.median(vn[::4, ::4]))),
                 sigma_ref=math.sqrt(float(np.median(vr[::4, ::4]))),
                 flux_ratio=flux_ratio, var_new=vn, var_ref=vr, psf_size=psf_size,
-                ref_noise_acf=ref_noise_acf,
+                ref_noise_acf=ref_noise_acf, matched_filter=matched,
             )
             core = (slice(ty0 - ey0, ty1 - ey0), slice(tx0 - ex0, tx1 - ex0))
             diff[ty0:ty1, tx0:tx1] = res.difference[core]

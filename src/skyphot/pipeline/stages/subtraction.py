@@ -349,6 +349,7 @@ class SubtractTemplate:
             z = zogy_tiled(
                 sci, ref, var_n, var_r, psfs_at, flux_ratio=flux_ratio, tile=tile,
                 overlap=size, focus=(xi - x0, yi - y0), psf_size=size, ref_noise_acf=ref_acf,
+                matched_within=_photometry_reach(cfg, max(fwhm_n, t_fwhm_sci)) + size,
             )
         timings["subtract"] = time.perf_counter() - t2
 
@@ -673,6 +674,12 @@ def _template_psf_on_grid(
     )
     out = np.maximum(out, 0.0)
     return np.asarray(out / out.sum())
+
+
+def _photometry_reach(config: MeasureConfig, fwhm: float) -> float:
+    """How far from the target (px) the photometry reads the difference image."""
+    ph = config.photometry
+    return fwhm * max(ph.annulus_fwhm[1], ph.psf_radius_fwhm, ph.aperture_radius_fwhm)
 
 
 def _measure(
