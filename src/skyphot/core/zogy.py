@@ -156,24 +156,23 @@ def zogy(
     s_r = s_true if np.ndim(s_true) == 0 else np.maximum(
         s_true, _NOISE_SPECTRUM_FLOOR * float(np.max(s_true))
     )
-    den2 = sigma_new**2 * fr**2 * np.abs(pr) ** 2 + sigma_ref**2 * s_r * np.abs(pn) ** 2
+    den2 = sigma_new**2 * fr**2 * _power(pr) + sigma_ref**2 * s_r * _power(pn)
     den = np.sqrt(den2 + _DEN_FLOOR * float(den2.max()))
     # P_D has unit sum: its spectrum at k = 0 is fr / (F_D den(0)), with |P_n| = |P_r| = 1.
     s_r0 = float(np.asarray(s_r).flat[0])
     f_d = fr / math.sqrt(sigma_new**2 * fr**2 + sigma_ref**2 * s_r0)
     # Kernels applied to each image so that the result is D / F_D (science flux units).
     # Images are transformed in single precision (twice as fast; their noise is far above
-    # its round-off), kernels are built in double precision.
-    kn = (fr * pr / den / f_d).astype(np.complex64)
-    kr = (pn / den / f_d).astype(np.complex64)
+    # its round-off), kernels are built in double precision and stored in single.
+    inv = 1.0 / (den * f_d)
+    kn = _scaled(pr, fr * inv)
+    kr = _scaled(pn, inv)
     # The template kernel followed by its noise's colouring filter, for variances only.
     # Beyond a coarse template's own Nyquist frequency its noise power is far below the
     # floor used in den: the variances take the actual spectrum, or they would overstate
     # the noise there.
-    kr_noise = kr if ref_noise_acf is None else (pn * np.sqrt(s_true) / den / f_d).astype(
-        np.complex64
-    )
-    pd_hat = (fr * pr * pn / (f_d * den)).astype(np.complex64)
+    kr_noise = kr if ref_noise_acf is None else _scaled(pn, np.sqrt(s_true) * inv)
+    pd_hat = _scaled(pr * pn, fr * inv)
     n_hat = sfft.rfft2(new.astype(np.float32), workers=_WORKERS)
     r_hat = sfft.rfft2(ref.astype(np.float32), workers=_WORKERS)
     d_hat = kn * n_hat - kr * r_hat
@@ -217,6 +216,19 @@ def zogy(
         background_sigma=1.0 / f_d,
         psf_variance=v_s[crop] / pd_power,
     )
+
+
+def _power(z: np.ndarray) -> np.ndarray:
+    """|z|^2 without the square root of ``np.abs``."""
+    return np.asarray(z.real**2 + z.imag**2)
+
+
+def _scaled(z: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """``z * w`` (complex times real) in single precision, without a complex temporary."""
+    out = np.empty(z.shape, dtype=np.complex64)
+    np.multiply(z.real, w, out=out.real, casting="same_kind")
+    np.multiply(z.imag, w, out=out.imag, casting="same_kind")
+    return out
 
 
 def _noise_spectrum(acf: np.ndarray | None, shape: tuple[int, int]) -> np.ndarray | float:
