@@ -73,8 +73,8 @@ def test_nearest_pixels_are_shared_by_several_maps() -> None:
     got = sample_nearest(image, pm, fill=-1.0, nearest=near)
     xi, yi = np.rint(pm.x).astype(int), np.rint(pm.y).astype(int)
     inside = (xi >= 0) & (xi < 400) & (yi >= 0) & (yi < 400)
-    assert np.array_equal(inside, near.inside)
+    assert np.array_equal(inside, near.inside) and not near.all_inside
     assert np.all(got[~inside] == -1.0)
     assert np.array_equal(got[inside], image[yi[inside], xi[inside]])
-    with pytest.raises(InputError, match="another pixel map"):
+    with pytest.raises(InputError, match="another pixel map or image"):
         sample_nearest(image, pixel_map(src, dst, (10, 10)), fill=0.0, nearest=near)

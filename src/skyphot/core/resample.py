@@ -119,24 +119,29 @@ def resample(
 
 @dataclass(frozen=True)
 class NearestPixels:
-    """The nearest source pixel (row ``yi``, column ``xi``) of every destination pixel and
-    whether it is on the source (``inside``): computed once for several maps of one grid."""
+    """The nearest source pixel of every destination pixel, as a flat index into a source
+    image of ``shape``, and whether it is on the source (``inside``; ``all_inside`` when
+    every one is): computed once for several maps of one grid."""
 
-    yi: np.ndarray
-    xi: np.ndarray
+    flat: np.ndarray
     inside: np.ndarray
+    all_inside: bool
+    shape: tuple[int, int]
 
 
 def nearest_pixels(pmap: PixelMap, shape: tuple[int, ...]) -> NearestPixels:
     """The nearest pixels of ``pmap`` on a source image of ``shape`` (ny, nx)."""
-    ny, nx = shape[0], shape[1]
+    ny, nx = int(shape[0]), int(shape[1])
     xi = np.rint(pmap.x).astype(np.intp)
     yi = np.rint(pmap.y).astype(np.intp)
     inside = (xi >= 0) & (xi < nx) & (yi >= 0) & (yi < ny)
     # Off-source indices are clipped so that lookups need no mask; ``inside`` says which.
     np.clip(xi, 0, nx - 1, out=xi)
     np.clip(yi, 0, ny - 1, out=yi)
-    return NearestPixels(yi=yi, xi=xi, inside=inside)
+    yi *= nx
+    yi += xi
+    return NearestPixels(flat=yi, inside=inside, all_inside=bool(inside.all()),
+                         shape=(ny, nx))
 
 
 def sample_nearest(
@@ -146,8 +151,11 @@ def sample_nearest(
     for masks and for smooth maps such as a background rms, at a fraction of a spline's
     cost. ``nearest``: ``nearest_pixels(pmap, image.shape)``, when already at hand."""
     near = nearest if nearest is not None else nearest_pixels(pmap, image.shape)
-    if near.yi.shape != pmap.x.shape:
-        raise InputError("the nearest pixels were made for another pixel map")
+    if near.flat.shape != pmap.x.shape or near.shape != image.shape[:2]:
+        raise InputError("the nearest pixels were made for another pixel map or image")
     dtype = np.result_type(image.dtype, np.asarray(fill))
-    return np.where(near.inside, image[near.yi, near.xi].astype(dtype, copy=False),
-                    np.asarray(fill, dtype=dtype))
+    # one flat gather (np.take) is several times faster than indexing by row and column
+    out = np.take(np.ravel(image), near.flat).astype(dtype, copy=False)
+    if not near.all_inside:
+        out[~near.inside] = fill
+    return out

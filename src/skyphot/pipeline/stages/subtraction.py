@@ -258,7 +258,7 @@ class SubtractTemplate:
         ref_bgvar = sample_nearest(
             t_rms, pmap, fill=float(np.median(t_rms[::8, ::8].astype(np.float64))), nearest=near
         ).astype(np.float64, copy=False) ** 2
-        ref_bgvar = ref_bgvar * area
+        ref_bgvar *= area
         ref = np.where(ref_bad, 0.0, ref)
         timings["align"] = time.perf_counter() - t0
 
@@ -288,17 +288,19 @@ class SubtractTemplate:
             None if cfg.subtraction.align == "swarp"
             else resampled_noise_acf(jac, order=_ORDER)
         )
-        sci = np.where(mask[cut] != 0, 0.0, data_sub[cut].astype(np.float64))
         sci_bad = mask[cut] != 0
-        sigma_n = float(np.median(background.rms[cut]))
-        sigma_r = math.sqrt(float(np.median(ref_bgvar)))
+        sci = np.where(sci_bad, 0.0, data_sub[cut].astype(np.float64))
+        # Typical noise levels for the depth check: medians of a sparse sample (smooth maps)
+        sigma_n = float(np.median(background.rms[cut][::4, ::4]))
+        sigma_r = math.sqrt(float(np.median(ref_bgvar[::4, ::4])))
         _check_depth(
             sigma_n, fwhm_n, sigma_r / flux_ratio, t_fwhm_sci,
             cfg.subtraction.max_template_noise_ratio, template.label,
         )
         # Source noise of the static sky from the (deeper, transient-free) template.
         static = np.maximum(ref, 0.0)
-        var_n = background.rms[cut].astype(np.float64) ** 2 + static / flux_ratio / meta.gain
+        bg_var_n = background.rms[cut].astype(np.float64) ** 2
+        var_n = bg_var_n + static / flux_ratio / meta.gain
         var_r = ref_bgvar + static / t_meta.gain
         # The stars' flux ratio above rests on each frame's own total-flux scale (PSF fit
         # and aperture correction), whose systematics differ between a sharp and a broad
@@ -314,7 +316,7 @@ class SubtractTemplate:
         if refined is not None:
             new_ratio, ln_ratio_err, ratio_source = refined
             # The static-noise terms scale with the ratio.
-            var_n = background.rms[cut].astype(np.float64) ** 2 + static / new_ratio / meta.gain
+            var_n = bg_var_n + static / new_ratio / meta.gain
             flux_ratio = new_ratio
         # From here on only the region to subtract.
         inner = (slice(y0 - ay0, y0 - ay0 + wy), slice(x0 - ax0, x0 - ax0 + wx))
