@@ -442,12 +442,7 @@ def _sfft(
     diff = subtract_sfft(
         sci, ref / flux_ratio, exclude=exclude, kernel_half_width=math.ceil(2.0 * fwhm_n)
     )
-    var = var_n + var_r / flux_ratio**2
-    stamp = psf_n / float(psf_n.sum())
-    return ZogyResult(
-        difference=diff, variance=var, psf=stamp, score=diff / np.sqrt(var),
-        flux_scale=1.0, background_sigma=float(np.sqrt(np.median(var))), psf_variance=var,
-    )
+    return _plain_result(diff, var_n + var_r / flux_ratio**2, psf_n)
 
 
 def _hotpants(
@@ -471,13 +466,18 @@ def _hotpants(
         sci, ref / flux_ratio, science_var=var_n, template_var=var_r / flux_ratio**2,
         bad=bad, fwhm_science=fwhm_n, fwhm_template=fwhm_r, timeout=timeout,
     )
-    stamp = psf_n if res.convolved == "template" else psf_r
-    stamp = stamp / float(stamp.sum())
-    var = res.variance
+    return _plain_result(
+        res.difference, res.variance, psf_n if res.convolved == "template" else psf_r
+    )
+
+
+def _plain_result(diff: np.ndarray, var: np.ndarray, psf: np.ndarray) -> ZogyResult:
+    """A difference in science units with its per-pixel variance and PSF (SFFT, HOTPANTS)
+    as a ``ZogyResult``: nothing correlates its noise in a known way, so the PSF-fit
+    variance is the per-pixel one."""
     return ZogyResult(
-        difference=res.difference, variance=var, psf=stamp,
-        score=res.difference / np.sqrt(var), flux_scale=1.0,
-        background_sigma=float(np.sqrt(np.nanmedian(var))), psf_variance=var,
+        difference=diff, variance=var, psf=psf / float(psf.sum()), score=diff / np.sqrt(var),
+        flux_scale=1.0, background_sigma=float(np.sqrt(np.nanmedian(var))), psf_variance=var,
     )
 
 
