@@ -214,3 +214,16 @@ def test_tiled_matched_filter_only_near_the_focus() -> None:
                         **{**kw, "focus": (60, 60)})  # type: ignore[arg-type]
     assert np.all(np.isfinite(corner.score[:128, :128]))
     assert np.all(np.isnan(corner.score[128:, :]))
+
+
+def test_a_noise_acf_wider_than_the_image_is_cropped_to_it() -> None:
+    rng = np.random.default_rng(2)
+    new, ref = rng.normal(0.0, 1.0, (40, 40)), rng.normal(0.0, 1.0, (40, 40))
+    wide = resampled_noise_acf(np.eye(2) * 0.2, order=5)  # a template 5x coarser
+    assert wide.shape[0] > 40
+    z = zogy(new, ref, _gauss(15, 3.0), _gauss(15, 2.0), sigma_new=1.0, sigma_ref=1.0,
+             flux_ratio=1.0, ref_noise_acf=wide)
+    assert np.all(np.isfinite(z.difference)) and np.all(z.variance > 0)
+    with pytest.raises(InputError, match="odd sizes"):
+        zogy(new, ref, _gauss(15, 3.0), _gauss(15, 2.0), sigma_new=1.0, sigma_ref=1.0,
+             flux_ratio=1.0, ref_noise_acf=np.ones((2, 2)))

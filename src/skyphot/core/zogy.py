@@ -241,8 +241,12 @@ def _noise_spectrum(acf: np.ndarray | None, shape: tuple[int, int]) -> np.ndarra
     sy, sx = a.shape
     if sy % 2 == 0 or sx % 2 == 0:
         raise InputError(f"the noise autocorrelation must have odd sizes, got {a.shape}")
-    if sy > shape[0] or sx > shape[1]:
-        raise InputError(f"noise autocorrelation {a.shape} is larger than the image {shape}")
+    # An ACF wider than a small tile is cropped to it (centred, odd): the cut correlations
+    # are the weakest, and would wrap around the tile otherwise.
+    cy = min(sy, (shape[0] - 1) | 1) // 2
+    cx = min(sx, (shape[1] - 1) | 1) // 2
+    a = a[sy // 2 - cy : sy // 2 + cy + 1, sx // 2 - cx : sx // 2 + cx + 1]
+    sy, sx = a.shape
     out = np.zeros(shape)
     out[:sy, :sx] = a
     out = np.roll(out, (-(sy // 2), -(sx // 2)), axis=(0, 1))
