@@ -20,6 +20,7 @@ from scipy.spatial import cKDTree
 from skyphot.catalogs.filters import resolve_filter
 from skyphot.core.detection import SourceList
 from skyphot.core.flux_ratio import fit_flux_ratio
+from skyphot.core.masking import grow
 from skyphot.core.noise_correlation import resampled_noise_acf
 from skyphot.core.photometry import aperture_photometry, encircled_energy, forced_psf_photometry
 from skyphot.core.psf import PSFModel, effective_area
@@ -371,9 +372,7 @@ class SubtractTemplate:
             )
         # A masked pixel spoils the difference over about the matching kernels' core.
         halo = math.ceil(1.5 * max(fwhm_n, t_fwhm_sci))
-        bad = maximum_filter(
-            (sci_bad | ref_bad | invalid).astype(np.uint8), size=2 * halo + 1
-        ) > 0
+        bad = grow(sci_bad | ref_bad | invalid, halo)
         d_psf = StampPSF.from_stamp(z.psf)
         # PSF-sized sums take the variance that holds the noise correlations (a host's
         # source noise through one kernel alone); the per-pixel one would overstate them.
@@ -533,7 +532,7 @@ def _refine_flux_ratio(
     sel = (xs > edge) & (xs < w - 1 - edge) & (ys > edge) & (ys < w - 1 - edge)
     sel &= np.hypot(xs - (tx - wx0), ys - (ty - wy0)) > 6.0 * fwhm
     halo = math.ceil(2.0 * fwhm)
-    w_bad = maximum_filter(bad[box].astype(np.uint8), size=2 * halo + 1) > 0
+    w_bad = grow(bad[box], halo)
     xi = np.clip(np.rint(xs), 0, w - 1).astype(np.intp)
     yi = np.clip(np.rint(ys), 0, w - 1).astype(np.intp)
     sel &= ~w_bad[yi, xi]
