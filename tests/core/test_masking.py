@@ -308,3 +308,18 @@ def _timed(call: object) -> float:
     start = time.perf_counter()
     call()  # type: ignore[operator]
     return time.perf_counter() - start
+
+
+@pytest.mark.parametrize("half", [0, 1, 4, 9])
+def test_grow_equals_a_square_maximum_filter(half: int) -> None:
+    from skyphot.core.masking import grow
+
+    rng = np.random.default_rng(half)
+    mask = rng.random((37, 23)) < 0.01
+    mask[0, 5] = mask[36, 22] = True  # on the edges
+    got = grow(mask, half)
+    square = ndimage.maximum_filter(mask.astype(np.uint8), size=2 * half + 1) > 0
+    assert np.array_equal(got, square)
+    assert got is not mask
+    assert got.sum() > mask.sum() if half > 0 else np.array_equal(got, mask)
+    assert np.array_equal(grow(mask, 40), np.ones_like(mask))

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from astropy.wcs import WCS
+from scipy.ndimage import map_coordinates
 
-from skyphot.core.resample import pixel_map, resample, sample_nearest
+from skyphot.core.resample import nearest_pixels, pixel_map, resample, sample_nearest
 from skyphot.errors import InputError
 
 
@@ -47,3 +48,33 @@ def test_resampling_conserves_flux_of_a_smooth_source() -> None:
     assert mask.dtype == bool and 0 < mask.sum() < 100
     with pytest.raises(InputError, match="order must be 0, 1, 3 or 5"):
         resample(image, pixel_map(src, dst, (10, 10)), order=2)
+
+
+@pytest.mark.parametrize("order", [1, 5])
+def test_banded_resampling_equals_one_spline_evaluation(order: int) -> None:
+    src = _wcs(0.45, 17.0, (200.0, 200.0))
+    dst = _wcs(0.6, 0.0, (150.0, 150.0))
+    image = np.random.default_rng(3).normal(size=(400, 400))
+    pm = pixel_map(src, dst, (301, 300))
+    out = resample(image, pm, order=order)
+    one = map_coordinates(image, [pm.y, pm.x], order=order, mode="constant") * pm.area_ratio
+    ok = np.isfinite(out)
+    assert ok.sum() > 0.5 * out.size
+    assert np.array_equal(out[ok], one[ok])
+
+
+def test_nearest_pixels_are_shared_by_several_maps() -> None:
+    src = _wcs(0.45, 17.0, (200.0, 200.0))
+    dst = _wcs(0.6, 0.0, (150.0, 150.0), ra=150.02)  # partly off the source
+    pm = pixel_map(src, dst, (300, 300))
+    near = nearest_pixels(pm, (400, 400))
+    assert 0 < near.inside.sum() < near.inside.size
+    image = np.arange(400 * 400, dtype=float).reshape(400, 400)
+    got = sample_nearest(image, pm, fill=-1.0, nearest=near)
+    xi, yi = np.rint(pm.x).astype(int), np.rint(pm.y).astype(int)
+    inside = (xi >= 0) & (xi < 400) & (yi >= 0) & (yi < 400)
+    assert np.array_equal(inside, near.inside) and not near.all_inside
+    assert np.all(got[~inside] == -1.0)
+    assert np.array_equal(got[inside], image[yi[inside], xi[inside]])
+    with pytest.raises(InputError, match="another pixel map or image"):
+        sample_nearest(image, pixel_map(src, dst, (10, 10)), fill=0.0, nearest=near)

@@ -6,9 +6,11 @@ import math
 
 import numpy as np
 import pytest
+from scipy.ndimage import map_coordinates
 
+from skyphot.core.noise_correlation import resampled_noise_acf
 from skyphot.core.photometry import forced_psf_photometry
-from skyphot.core.zogy import StampPSF, zogy
+from skyphot.core.zogy import StampPSF, zogy, zogy_tiled
 from skyphot.errors import InputError
 
 
@@ -139,3 +141,89 @@ def test_stamp_psf_shift_keeps_flux_and_moves_centroid() -> None:
     assert float((stamp * (xx + x0)).sum() / stamp.sum()) == pytest.approx(10.3, abs=0.01)
     assert float((stamp * (yy + y0)).sum() / stamp.sum()) == pytest.approx(20.8, abs=0.01)
     assert psf.fwhm_at(0, 0) == pytest.approx(3.0, rel=0.15)
+
+
+def _resampled_noise(seed: int, jac: np.ndarray, sigma_white: float, n: int) -> np.ndarray:
+    """White noise on a template grid resampled (quintic, flux conserving) onto an n x n
+    grid by the affine map ``jac``: correlated noise of white-equivalent ``sigma_white``."""
+    rng = np.random.default_rng(seed)
+    area = abs(float(np.linalg.det(jac)))
+    src = rng.normal(0.0, sigma_white / math.sqrt(area), (3 * n, 3 * n))
+    yy, xx = np.mgrid[0:n, 0:n].astype(float)
+    c = 1.5 * n - jac @ np.array([n / 2, n / 2])
+    sx = jac[0, 0] * xx + jac[0, 1] * yy + c[0]
+    sy = jac[1, 0] * xx + jac[1, 1] * yy + c[1]
+    return np.asarray(map_coordinates(src, [sy, sx], order=5) * area)
+
+
+@pytest.mark.parametrize("scale", [1.6, 0.7])
+def test_correlated_template_noise_is_whitened_and_predicted(scale: float) -> None:
+    th = math.radians(33.0)
+    jac = scale * np.array([[math.cos(th), -math.sin(th)], [math.sin(th), math.cos(th)]])
+    n, fr = 192, 2.0
+    rng = np.random.default_rng(11)
+    new = rng.normal(0.0, 10.0, (n, n))
+    ref = _resampled_noise(12, jac, 25.0, n)
+    kw = {"sigma_new": 10.0, "sigma_ref": 25.0, "flux_ratio": fr, "psf_size": 31}
+    # a template broader than the frame: its kernel passes the high spatial frequencies,
+    # where resampling changed its noise power most
+    pn, pr = _gauss(31, 2.5), _gauss(31, 4.0)
+
+    def spread(acf: np.ndarray | None) -> tuple[float, float]:
+        z = zogy(new, ref, pn, pr, ref_noise_acf=acf, **kw)  # type: ignore[arg-type]
+        inner = (slice(16, -16), slice(16, -16))
+        ratio = z.difference[inner] / np.sqrt(z.variance[inner])
+        # the score's variance comes from the composite kernels (psf_variance)
+        score = z.score[inner]
+        return float(np.std(ratio)), float(np.std(score))
+
+    chi, s_chi = spread(resampled_noise_acf(jac, order=5))
+    # 160^2 nearly independent pixels: the std's sampling error is ~0.5%; the score is
+    # smooth (fewer independent values), so it gets a wider bound
+    assert abs(chi - 1.0) < 0.03
+    assert abs(s_chi - 1.0) < 0.08
+    # taken as white, the predicted noise is off by far more (the test can fail)
+    chi_white, _ = spread(None)
+    assert abs(chi_white - 1.0) > 0.08
+
+
+def test_tiled_matched_filter_only_near_the_focus() -> None:
+    rng = np.random.default_rng(5)
+    n = 160
+    new, ref = rng.normal(0.0, 10.0, (n, n)), rng.normal(0.0, 12.0, (n, n))
+    var_n, var_r = np.full((n, n), 100.0), np.full((n, n), 144.0)
+
+    def psfs_at(x: int, y: int) -> tuple[np.ndarray, np.ndarray]:
+        return _gauss(15, 3.0 + x / n), _gauss(15, 2.0 + y / n)
+
+    kw = {"flux_ratio": 1.5, "tile": 64, "overlap": 15, "focus": (20, 30), "psf_size": 15}
+    every = zogy_tiled(new, ref, var_n, var_r, psfs_at, **kw)  # type: ignore[arg-type]
+    near = zogy_tiled(new, ref, var_n, var_r, psfs_at, matched_within=10.0,
+                      **kw)  # type: ignore[arg-type]
+    # the difference and its variance do not depend on the option
+    assert np.array_equal(every.difference, near.difference)
+    assert np.array_equal(every.variance, near.variance)
+    # focus (20, 30) is in tile [0, 64)^2 and within 10 px of no other tile's core
+    assert np.array_equal(near.score[:64, :64], every.score[:64, :64])
+    assert np.array_equal(near.psf_variance[:64, :64], every.psf_variance[:64, :64])
+    assert np.all(np.isnan(near.score[64:, :])) and np.all(np.isnan(near.score[:, 64:]))
+    assert np.array_equal(near.psf_variance[64:], near.variance[64:])
+    assert np.all(np.isfinite(every.score))
+    # a focus near a tile corner brings its three neighbours in
+    corner = zogy_tiled(new, ref, var_n, var_r, psfs_at, matched_within=10.0,
+                        **{**kw, "focus": (60, 60)})  # type: ignore[arg-type]
+    assert np.all(np.isfinite(corner.score[:128, :128]))
+    assert np.all(np.isnan(corner.score[128:, :]))
+
+
+def test_a_noise_acf_wider_than_the_image_is_cropped_to_it() -> None:
+    rng = np.random.default_rng(2)
+    new, ref = rng.normal(0.0, 1.0, (40, 40)), rng.normal(0.0, 1.0, (40, 40))
+    wide = resampled_noise_acf(np.eye(2) * 0.2, order=5)  # a template 5x coarser
+    assert wide.shape[0] > 40
+    z = zogy(new, ref, _gauss(15, 3.0), _gauss(15, 2.0), sigma_new=1.0, sigma_ref=1.0,
+             flux_ratio=1.0, ref_noise_acf=wide)
+    assert np.all(np.isfinite(z.difference)) and np.all(z.variance > 0)
+    with pytest.raises(InputError, match="odd sizes"):
+        zogy(new, ref, _gauss(15, 3.0), _gauss(15, 2.0), sigma_new=1.0, sigma_ref=1.0,
+             flux_ratio=1.0, ref_noise_acf=np.ones((2, 2)))

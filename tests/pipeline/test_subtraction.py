@@ -282,3 +282,59 @@ def test_flux_ratio_is_refined_from_the_first_difference(
     ratio, err = float(sub["flux_ratio"]), float(sub["flux_ratio_err"])
     assert abs(ratio - true_ratio) < 4 * err
     assert err < 0.02 * ratio  # this small frame has few stars; 2048 px frames: ~0.2%
+
+
+def _clean_noise_ratio(sub: object, sim: SimulatedFrame) -> float:
+    """std of difference / predicted sigma over the subtracted region, away from the target,
+    masked pixels and the simulated defects (whose residuals are not noise)."""
+    from scipy.ndimage import maximum_filter
+
+    from skyphot.pipeline.state import SubtractionProducts
+
+    assert isinstance(sub, SubtractionProducts)
+    x0, y0 = sub.origin
+    ny, nx = sub.difference.shape
+    region = (slice(y0, y0 + ny), slice(x0, x0 + nx))
+    d = sim.defects
+    defects = (d.cosmic_ray_mask | d.saturated_mask).copy()
+    if d.bad_column_x is not None:
+        defects[:, d.bad_column_x] = True
+    near_defect = maximum_filter(defects.astype(np.uint8), size=25)[region] > 0
+    yy, xx = np.indices((ny, nx))
+    t = sim.truth
+    far = np.hypot(xx + x0 - t.x, yy + y0 - t.y) > 30
+    sel = far & ~sub.bad & ~near_defect
+    return float(np.std(sub.difference[sel] / np.sqrt(sub.variance[sel])))
+
+
+def test_difference_noise_is_predicted_with_a_rotated_finer_template(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dataclasses import replace
+
+    from skyphot.pipeline.stages import subtraction as stage
+
+    # template pixels 0.4" (frame 0.6"), rotated, seeing broader than the frame's: its
+    # kernel passes the high frequencies where resampling changed its noise most
+    tp = TemplateParams(pixel_scale=0.4, rotation_deg=35.0, fwhm=7.0, shape=(1000, 1250),
+                        zero_point=30.0)
+    p = _pair(tmp_path, seed=5, template=tp)
+    t = p.sim.truth
+    config = MeasureConfig.model_validate({
+        "target": {"ra": t.ra, "dec": t.dec}, "catalog": {"path": str(p.catalog)},
+        "subtraction": {"template": str(p.template)},
+    })
+    state = FrameState(image_path=str(p.science), config=config)
+    for s in recipe_for(config):
+        state = s.run(state)
+    assert state.subtraction is not None
+    ratio = _clean_noise_ratio(state.subtraction, p.sim)
+    # ~1e5 pixels: sampling error << 1%; residuals of stars add a little
+    assert 0.95 < ratio < 1.06
+    # the same subtraction with the template noise taken as white mispredicts it
+    white = np.ones((1, 1))
+    monkeypatch.setattr(stage, "resampled_noise_acf", lambda *a, **k: white)
+    pre = replace(state, target=state.subtraction.science_target, subtraction=None)
+    again = stage.SubtractTemplate().run(pre)
+    assert again.subtraction is not None
+    assert _clean_noise_ratio(again.subtraction, p.sim) > 1.1

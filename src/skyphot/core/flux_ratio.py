@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from skyphot.core.stats import mad_sigma
 from skyphot.core.wcs_utils import poly_design, poly_exponents, solve_least_squares
 from skyphot.errors import InputError
 
@@ -115,7 +116,7 @@ def fit_flux_ratio(
         # Clip on the robust spread of the normalised residuals (a few blended or variable
         # stars must not pull the fit or inflate the scatter).
         z = resid / np.sqrt(err**2 + scatter**2)
-        mad = 1.4826 * float(np.median(np.abs(z[keep] - np.median(z[keep]))))
+        mad = mad_sigma(z[keep])
         new_keep = ok & (np.abs(z) <= clip_sigma * max(mad, 1.0))
         if int(new_keep.sum()) < min_stars or np.array_equal(new_keep, keep):
             break

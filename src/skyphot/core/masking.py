@@ -244,6 +244,23 @@ def _plateau_level(data: np.ndarray, finite: np.ndarray, all_finite: bool) -> fl
     return top if at_top > next_down else None
 
 
+def grow(mask: np.ndarray, half: int) -> np.ndarray:
+    """A boolean ``mask`` dilated by a square of half-size ``half`` px (a new array): the
+    same as a maximum filter of side 2 half + 1, as shifted ORs, several times faster."""
+    if half < 0:
+        raise InputError(f"the growth of a mask must be >= 0 px, got {half}")
+    src = np.asarray(mask, dtype=bool)
+    rows = src.copy()
+    for s in range(1, min(half, src.shape[0] - 1) + 1):
+        rows[s:] |= src[:-s]
+        rows[:-s] |= src[s:]
+    out = rows.copy()
+    for s in range(1, min(half, src.shape[1] - 1) + 1):
+        out[:, s:] |= rows[:, :-s]
+        out[:, :-s] |= rows[:, s:]
+    return out
+
+
 def _set_grown(mask: np.ndarray, region: np.ndarray, pixels: int, bit: np.uint8) -> None:
     """OR ``bit`` into ``mask`` over ``region`` grown by a square of half-size ``pixels``.
 

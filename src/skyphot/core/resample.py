@@ -6,16 +6,21 @@ nodes (it is smooth), which costs a few WCS calls instead of one per pixel.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 from astropy.wcs import WCS
-from scipy.ndimage import map_coordinates
+from scipy.ndimage import map_coordinates, spline_filter
 
 from skyphot.errors import InputError
 
 # Coarse-grid spacing of the pixel map, px: its interpolation error is far below 0.01 px.
 _MAP_STEP = 32
+# The spline is evaluated in this many bands of rows at once: scipy's interpolation
+# releases the GIL, so the bands run in parallel (the frame is 2048x2048 and the
+# machine has two cores); every pixel's value is the same as in one call.
+_THREADS = 2
 
 
 @dataclass(frozen=True)
@@ -91,23 +96,66 @@ def resample(
     if x_hi - x_lo < 2 or y_hi - y_lo < 2:
         return np.full(pmap.x.shape, np.nan)
     src = np.asarray(image[y_lo:y_hi, x_lo:x_hi], dtype=np.float64)
-    out = map_coordinates(src, [pmap.y - y_lo, pmap.x - x_lo], order=order, mode="constant",
-                          cval=0.0, prefilter=order > 1)
+    # The spline coefficients once for all bands, as map_coordinates makes them itself.
+    coeffs = spline_filter(src, order, output=np.float64, mode="constant") if order > 1 else src
+    out = np.empty(pmap.x.shape)
+    rows = pmap.x.shape[0]
+    bands = [slice(i * rows // _THREADS, (i + 1) * rows // _THREADS) for i in range(_THREADS)]
+
+    def evaluate(band: slice) -> None:
+        out[band] = map_coordinates(
+            coeffs, [pmap.y[band] - y_lo, pmap.x[band] - x_lo], order=order,
+            mode="constant", cval=0.0, prefilter=False,
+        )
+
+    with ThreadPoolExecutor(max_workers=_THREADS) as pool:
+        list(pool.map(evaluate, bands))  # list(): re-raises a band's exception here
     outside = (pmap.x < -0.5) | (pmap.x > nx - 0.5) | (pmap.y < -0.5) | (pmap.y > ny - 0.5)
     out[outside] = np.nan
     if flux:
-        out = out * pmap.area_ratio
+        out *= pmap.area_ratio
     return out
 
 
-def sample_nearest(image: np.ndarray, pmap: PixelMap, *, fill: float) -> np.ndarray:
-    """``image`` at the nearest source pixel of each destination pixel (``fill`` outside):
-    for masks and for smooth maps such as a background rms, at a fraction of a spline's
-    cost."""
-    ny, nx = image.shape
+@dataclass(frozen=True)
+class NearestPixels:
+    """The nearest source pixel of every destination pixel, as a flat index into a source
+    image of ``shape``, and whether it is on the source (``inside``; ``all_inside`` when
+    every one is): computed once for several maps of one grid."""
+
+    flat: np.ndarray
+    inside: np.ndarray
+    all_inside: bool
+    shape: tuple[int, int]
+
+
+def nearest_pixels(pmap: PixelMap, shape: tuple[int, ...]) -> NearestPixels:
+    """The nearest pixels of ``pmap`` on a source image of ``shape`` (ny, nx)."""
+    ny, nx = int(shape[0]), int(shape[1])
     xi = np.rint(pmap.x).astype(np.intp)
     yi = np.rint(pmap.y).astype(np.intp)
     inside = (xi >= 0) & (xi < nx) & (yi >= 0) & (yi < ny)
-    out = np.full(pmap.x.shape, fill, dtype=np.result_type(image.dtype, np.asarray(fill)))
-    out[inside] = image[yi[inside], xi[inside]]
+    # Off-source indices are clipped so that lookups need no mask; ``inside`` says which.
+    np.clip(xi, 0, nx - 1, out=xi)
+    np.clip(yi, 0, ny - 1, out=yi)
+    yi *= nx
+    yi += xi
+    return NearestPixels(flat=yi, inside=inside, all_inside=bool(inside.all()),
+                         shape=(ny, nx))
+
+
+def sample_nearest(
+    image: np.ndarray, pmap: PixelMap, *, fill: float, nearest: NearestPixels | None = None
+) -> np.ndarray:
+    """``image`` at the nearest source pixel of each destination pixel (``fill`` outside):
+    for masks and for smooth maps such as a background rms, at a fraction of a spline's
+    cost. ``nearest``: ``nearest_pixels(pmap, image.shape)``, when already at hand."""
+    near = nearest if nearest is not None else nearest_pixels(pmap, image.shape)
+    if near.flat.shape != pmap.x.shape or near.shape != image.shape[:2]:
+        raise InputError("the nearest pixels were made for another pixel map or image")
+    dtype = np.result_type(image.dtype, np.asarray(fill))
+    # one flat gather (np.take) is several times faster than indexing by row and column
+    out = np.take(np.ravel(image), near.flat).astype(dtype, copy=False)
+    if not near.all_inside:
+        out[~near.inside] = fill
     return out

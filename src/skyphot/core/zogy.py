@@ -27,6 +27,14 @@ with that image's variance map, and not from the per-pixel variance:
 
 ``psf_variance = V_S / sum(P_D^2)`` is the per-pixel white variance that gives a PSF fit
 the same error; it equals ``variance`` where both are the white background.
+
+A resampled template's noise is not white: interpolation correlates it. With its
+autocorrelation given (``ref_noise_acf``, from ``core.noise_correlation``: the covariance
+is the variance map times that ACF), sigma_r^2 above becomes sigma_r^2 S_r(k), S_r the
+ACF's power spectrum, in den^2 and F_D, so D stays white (S_r floored there at
+``_NOISE_SPECTRUM_FLOOR`` of its peak); and the template's kernel k_r becomes
+k_r sqrt(S_r) in the propagated variances, with the actual S_r (its noise is white noise
+coloured by a filter of power S_r).
 """
 
 from __future__ import annotations
@@ -42,6 +50,9 @@ from skyphot.errors import InputError
 
 # Relative floor on den^2: keeps frequencies where both PSFs vanish from dividing 0 by 0.
 _DEN_FLOOR = 1e-14
+# Floor of the template's noise power spectrum, relative to its peak: a resampling kernel
+# that nearly cancels some frequencies must not make the template look noiseless there.
+_NOISE_SPECTRUM_FLOOR = 0.01
 _WORKERS = 2
 
 
@@ -97,6 +108,8 @@ def zogy(
     var_new: np.ndarray | None = None,
     var_ref: np.ndarray | None = None,
     psf_size: int | None = None,
+    ref_noise_acf: np.ndarray | None = None,
+    matched_filter: bool = True,
 ) -> ZogyResult:
     """Subtract ``ref`` from ``new`` with ZOGY; see the module docstring for the maths.
 
@@ -106,6 +119,10 @@ def zogy(
     in its own units. ``flux_ratio``: F_r, template counts per science count.
     ``var_new``, ``var_ref``: per-pixel variances (background + source noise) in each image's
     units; default: the white background levels. ``psf_size``: side of the returned P_D stamp.
+    ``ref_noise_acf``: centred odd stamp, the template noise's autocorrelation relative to
+    ``var_ref`` (``sigma_ref**2``); default: white (a delta of 1). ``matched_filter``:
+    False skips the score image and the PSF-fit variance (a third of the cost): ``score``
+    is then NaN and ``psf_variance`` is the per-pixel ``variance``.
     """
     if new.shape != ref.shape:
         raise InputError(f"science {new.shape} and template {ref.shape} grids differ")
@@ -135,23 +152,35 @@ def zogy(
     fr = float(flux_ratio)
     pn = sfft.rfft2(_embed(psf_new, shape), workers=_WORKERS)
     pr = sfft.rfft2(_embed(psf_ref, shape), workers=_WORKERS)
-    den2 = sigma_new**2 * fr**2 * np.abs(pr) ** 2 + sigma_ref**2 * np.abs(pn) ** 2
+    s_true = _noise_spectrum(ref_noise_acf, shape)
+    s_r = s_true if np.ndim(s_true) == 0 else np.maximum(
+        s_true, _NOISE_SPECTRUM_FLOOR * float(np.max(s_true))
+    )
+    den2 = sigma_new**2 * fr**2 * _power(pr) + sigma_ref**2 * s_r * _power(pn)
     den = np.sqrt(den2 + _DEN_FLOOR * float(den2.max()))
-    f_d = fr / math.sqrt(sigma_new**2 * fr**2 + sigma_ref**2)
+    # P_D has unit sum: its spectrum at k = 0 is fr / (F_D den(0)), with |P_n| = |P_r| = 1.
+    s_r0 = float(np.asarray(s_r).flat[0])
+    f_d = fr / math.sqrt(sigma_new**2 * fr**2 + sigma_ref**2 * s_r0)
     # Kernels applied to each image so that the result is D / F_D (science flux units).
     # Images are transformed in single precision (twice as fast; their noise is far above
-    # its round-off), kernels are built in double precision.
-    kn = (fr * pr / den / f_d).astype(np.complex64)
-    kr = (pn / den / f_d).astype(np.complex64)
-    pd_hat = (fr * pr * pn / (f_d * den)).astype(np.complex64)
+    # its round-off), kernels are built in double precision and stored in single.
+    inv = 1.0 / (den * f_d)
+    kn = _scaled(pr, fr * inv)
+    kr = _scaled(pn, inv)
+    # The template kernel followed by its noise's colouring filter, for variances only.
+    # Beyond a coarse template's own Nyquist frequency its noise power is far below the
+    # floor used in den: the variances take the actual spectrum, or they would overstate
+    # the noise there.
+    kr_noise = kr if ref_noise_acf is None else _scaled(pn, np.sqrt(s_true) * inv)
+    pd_hat = _scaled(pr * pn, fr * inv)
     n_hat = sfft.rfft2(new.astype(np.float32), workers=_WORKERS)
     r_hat = sfft.rfft2(ref.astype(np.float32), workers=_WORKERS)
     d_hat = kn * n_hat - kr * r_hat
     diff = sfft.irfft2(d_hat, s=shape, workers=_WORKERS)
-    pd_full = sfft.irfft2(pd_hat, s=shape, workers=_WORKERS).astype(np.float64)
+    pd_full = sfft.irfft2(pd_hat, s=shape, workers=_WORKERS)
     size = psf_size or max(psf_new.shape[0], psf_ref.shape[0])
     size = min(size | 1, (min(shape) - 1) | 1)
-    psf_d = _centred(pd_full, size)
+    psf_d = _centred(pd_full, size).astype(np.float64)
     psf_d = psf_d / float(psf_d.sum())
 
     v_n = np.full(shape, sigma_new**2) if var_new is None else var_new
@@ -159,19 +188,25 @@ def zogy(
     vn_hat = sfft.rfft2(v_n.astype(np.float32), workers=_WORKERS)
     vr_hat = sfft.rfft2(v_r.astype(np.float32), workers=_WORKERS)
     white = 1.0 / f_d**2
-    var = _propagate(vn_hat, vr_hat, kn, kr, shape)
+    var = _propagate(vn_hat, vr_hat, kn, kr_noise, shape)
     var = np.maximum(var, 0.25 * white)  # round-off floor: never below a quarter of white
+    crop = (slice(0, out_shape[0]), slice(0, out_shape[1]))
+    if not matched_filter:
+        return ZogyResult(
+            difference=diff[crop], variance=var[crop], psf=psf_d,
+            score=np.full(out_shape, np.nan), flux_scale=f_d, background_sigma=1.0 / f_d,
+            psf_variance=var[crop],
+        )
     # The matched filter of D with P_D, and its variance from the composite kernels (see the
     # module docstring): the per-pixel variance convolved with P_D^2 would count the
     # correlated high-frequency noise of a host as if it were independent.
     pd_conj = np.conj(pd_hat)
     s_img = sfft.irfft2(d_hat * pd_conj, s=shape, workers=_WORKERS)
-    v_s = _propagate(vn_hat, vr_hat, kn * pd_conj, kr * pd_conj, shape)
+    v_s = _propagate(vn_hat, vr_hat, kn * pd_conj, kr_noise * pd_conj, shape)
     # White background: V_S = sum(P_D^2) / F_D^2 exactly; the same floor as above.
-    pd_power = float(np.sum(pd_full**2))
+    pd_power = float(np.sum(pd_full.astype(np.float64) ** 2))
     v_s = np.maximum(v_s, 0.25 * white * pd_power)
     score = s_img / np.sqrt(v_s)
-    crop = (slice(0, out_shape[0]), slice(0, out_shape[1]))
     return ZogyResult(
         difference=diff[crop],
         variance=var[crop],
@@ -181,6 +216,46 @@ def zogy(
         background_sigma=1.0 / f_d,
         psf_variance=v_s[crop] / pd_power,
     )
+
+
+def _power(z: np.ndarray) -> np.ndarray:
+    """|z|^2 without the square root of ``np.abs``."""
+    return np.asarray(z.real**2 + z.imag**2)
+
+
+def _scaled(z: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """``z * w`` (complex times real) in single precision, without a complex temporary."""
+    out = np.empty(z.shape, dtype=np.complex64)
+    np.multiply(z.real, w, out=out.real, casting="same_kind")
+    np.multiply(z.imag, w, out=out.imag, casting="same_kind")
+    return out
+
+
+def _noise_spectrum(acf: np.ndarray | None, shape: tuple[int, int]) -> np.ndarray | float:
+    """The power spectrum (rfft2 layout) of noise with autocorrelation ``acf`` (centred odd
+    stamp) on a grid of ``shape``, clipped at 0 (the ACF's truncation); 1.0 (white) for
+    None."""
+    if acf is None:
+        return 1.0
+    a = np.asarray(acf, dtype=float)
+    sy, sx = a.shape
+    if sy % 2 == 0 or sx % 2 == 0:
+        raise InputError(f"the noise autocorrelation must have odd sizes, got {a.shape}")
+    # An ACF wider than a small tile is cropped to it (centred, odd): the cut correlations
+    # are the weakest, and would wrap around the tile otherwise.
+    cy = min(sy, (shape[0] - 1) | 1) // 2
+    cx = min(sx, (shape[1] - 1) | 1) // 2
+    a = a[sy // 2 - cy : sy // 2 + cy + 1, sx // 2 - cx : sx // 2 + cx + 1]
+    sy, sx = a.shape
+    out = np.zeros(shape)
+    out[:sy, :sx] = a
+    out = np.roll(out, (-(sy // 2), -(sx // 2)), axis=(0, 1))
+    # An even ACF has a real spectrum; the imaginary part is round-off.
+    spec = sfft.rfft2(out, workers=_WORKERS).real
+    peak = float(spec.max())
+    if not peak > 0:
+        raise InputError("the noise autocorrelation has no positive power")
+    return np.maximum(spec, 0.0)
 
 
 def _propagate(
@@ -210,12 +285,19 @@ def zogy_tiled(
     overlap: int,
     focus: tuple[int, int],
     psf_size: int,
+    ref_noise_acf: np.ndarray | None = None,
+    matched_within: float | None = None,
 ) -> ZogyResult:
     """ZOGY over sub-images so a spatially varying PSF is followed: each tile (plus
     ``overlap`` px of context on every side) is subtracted with both PSFs at its centre (the
     tile holding ``focus`` uses the PSFs at ``focus``) and the white noise levels of the
     tile, and only its core is kept. ``psfs_at(x, y)`` gives (science, template) stamps at
     pixel (x, y). The returned ``psf`` and ``flux_scale`` are those of the ``focus`` tile.
+    ``ref_noise_acf``: the template noise's autocorrelation (see ``zogy``), for all tiles.
+    ``matched_within``: the score and the PSF-fit variance are computed only on tiles whose
+    core comes within this many px of ``focus`` (photometry needs only the target's
+    surroundings); elsewhere ``score`` is NaN and ``psf_variance`` the per-pixel
+    ``variance``. None: on every tile.
     """
     ny, nx = new.shape
     diff = np.empty((ny, nx))
@@ -232,6 +314,10 @@ def zogy_tiled(
             ey0, ey1 = max(ty0 - overlap, 0), min(ty1 + overlap, ny)
             ex0, ex1 = max(tx0 - overlap, 0), min(tx1 + overlap, nx)
             box = (slice(ey0, ey1), slice(ex0, ex1))
+            # distance from the focus to the tile's core
+            gap_x = max(tx0 - fx, 0, fx - (tx1 - 1))
+            gap_y = max(ty0 - fy, 0, fy - (ty1 - 1))
+            matched = matched_within is None or math.hypot(gap_x, gap_y) <= matched_within
             pn, pr = psfs_at(cx, cy)
             vn, vr = var_new[box], var_ref[box]
             # The white levels of the tile: medians of a sparse sample (the maps are smooth
@@ -241,6 +327,7 @@ def zogy_tiled(
                 sigma_new=math.sqrt(float(np.median(vn[::4, ::4]))),
                 sigma_ref=math.sqrt(float(np.median(vr[::4, ::4]))),
                 flux_ratio=flux_ratio, var_new=vn, var_ref=vr, psf_size=psf_size,
+                ref_noise_acf=ref_noise_acf, matched_filter=matched,
             )
             core = (slice(ty0 - ey0, ty1 - ey0), slice(tx0 - ex0, tx1 - ex0))
             diff[ty0:ty1, tx0:tx1] = res.difference[core]

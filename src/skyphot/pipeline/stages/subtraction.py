@@ -20,9 +20,12 @@ from scipy.spatial import cKDTree
 from skyphot.catalogs.filters import resolve_filter
 from skyphot.core.detection import SourceList
 from skyphot.core.flux_ratio import fit_flux_ratio
+from skyphot.core.masking import grow
+from skyphot.core.noise_correlation import resampled_noise_acf
 from skyphot.core.photometry import aperture_photometry, encircled_energy, forced_psf_photometry
 from skyphot.core.psf import PSFModel, effective_area
-from skyphot.core.resample import PixelMap, pixel_map, resample, sample_nearest
+from skyphot.core.resample import PixelMap, nearest_pixels, pixel_map, resample, sample_nearest
+from skyphot.core.stats import mad_sigma
 from skyphot.core.units import MAG_ERR_FACTOR
 from skyphot.core.wcs_utils import pixel_scale_arcsec
 from skyphot.core.zogy import StampPSF, ZogyResult, zogy, zogy_tiled
@@ -245,14 +248,18 @@ class SubtractTemplate:
             ref = ref.astype(np.float64)
         else:
             ref = resample(np.where(t_bad, 0.0, t_data), pmap, order=_ORDER)
-        ref_bad = ~np.isfinite(ref) | sample_nearest(t_bad, pmap, fill=True)
+        near = nearest_pixels(pmap, t_data.shape)
+        ref_bad = ~np.isfinite(ref) | sample_nearest(t_bad, pmap, fill=True, nearest=near)
         area = pmap.area_ratio
         # White-equivalent variance per science pixel: the source-pixel variance times the
         # number of source pixels per science pixel (noise power per unit sky area is kept).
         # The background rms map is smooth, so its nearest sample is enough.
-        t_rms = t_bg.rms.astype(np.float64)
-        ref_bgvar = sample_nearest(t_rms, pmap, fill=float(np.median(t_rms[::8, ::8]))) ** 2
-        ref_bgvar = ref_bgvar * area
+        # (sampled in its own precision: converting the whole template first costs more)
+        t_rms = t_bg.rms
+        ref_bgvar = sample_nearest(
+            t_rms, pmap, fill=float(np.median(t_rms[::8, ::8].astype(np.float64))), nearest=near
+        ).astype(np.float64, copy=False) ** 2
+        ref_bgvar *= area
         ref = np.where(ref_bad, 0.0, ref)
         timings["align"] = time.perf_counter() - t0
 
@@ -275,17 +282,26 @@ class SubtractTemplate:
         size = 2 * math.ceil(6.0 * max(fwhm_n, t_fwhm_sci, 1.5)) + 1
         psf_n, _, _ = psf.render(float(xi), float(yi), size)
         psf_r = _template_psf_on_grid(t_psf, txc, tyc, jac, size)
-        sci = np.where(mask[cut] != 0, 0.0, data_sub[cut].astype(np.float64))
+        # Interpolation correlates the template's noise; ZOGY whitens the difference with
+        # its spectrum (the map at the target stands for the region). SWarp's own kernel is
+        # not modelled: its template noise is taken as white.
+        ref_acf = (
+            None if cfg.subtraction.align == "swarp"
+            else resampled_noise_acf(jac, order=_ORDER)
+        )
         sci_bad = mask[cut] != 0
-        sigma_n = float(np.median(background.rms[cut]))
-        sigma_r = math.sqrt(float(np.median(ref_bgvar)))
+        sci = np.where(sci_bad, 0.0, data_sub[cut].astype(np.float64))
+        # Typical noise levels for the depth check: medians of a sparse sample (smooth maps)
+        sigma_n = float(np.median(background.rms[cut][::4, ::4]))
+        sigma_r = math.sqrt(float(np.median(ref_bgvar[::4, ::4])))
         _check_depth(
             sigma_n, fwhm_n, sigma_r / flux_ratio, t_fwhm_sci,
             cfg.subtraction.max_template_noise_ratio, template.label,
         )
         # Source noise of the static sky from the (deeper, transient-free) template.
         static = np.maximum(ref, 0.0)
-        var_n = background.rms[cut].astype(np.float64) ** 2 + static / flux_ratio / meta.gain
+        bg_var_n = background.rms[cut].astype(np.float64) ** 2
+        var_n = bg_var_n + static / flux_ratio / meta.gain
         var_r = ref_bgvar + static / t_meta.gain
         # The stars' flux ratio above rests on each frame's own total-flux scale (PSF fit
         # and aperture correction), whose systematics differ between a sharp and a broad
@@ -296,12 +312,12 @@ class SubtractTemplate:
             sci, ref, var_n, var_r, sci_bad | ref_bad, psf_n, psf_r, flux_ratio,
             sources=need(state.sources, "the detected sources"), origin=(ax0, ay0),
             target=(x - ax0, y - ay0), fwhm=max(fwhm_n, t_fwhm_sci), gain=meta.gain,
-            window=_RATIO_WINDOW_PX,
+            window=_RATIO_WINDOW_PX, ref_noise_acf=ref_acf,
         )
         if refined is not None:
             new_ratio, ln_ratio_err, ratio_source = refined
             # The static-noise terms scale with the ratio.
-            var_n = background.rms[cut].astype(np.float64) ** 2 + static / new_ratio / meta.gain
+            var_n = bg_var_n + static / new_ratio / meta.gain
             flux_ratio = new_ratio
         # From here on only the region to subtract.
         inner = (slice(y0 - ay0, y0 - ay0 + wy), slice(x0 - ax0, x0 - ax0 + wx))
@@ -335,7 +351,8 @@ class SubtractTemplate:
         else:
             z = zogy_tiled(
                 sci, ref, var_n, var_r, psfs_at, flux_ratio=flux_ratio, tile=tile,
-                overlap=size, focus=(xi - x0, yi - y0), psf_size=size,
+                overlap=size, focus=(xi - x0, yi - y0), psf_size=size, ref_noise_acf=ref_acf,
+                matched_within=_photometry_reach(cfg, max(fwhm_n, t_fwhm_sci)) + size,
             )
         timings["subtract"] = time.perf_counter() - t2
 
@@ -355,9 +372,7 @@ class SubtractTemplate:
             )
         # A masked pixel spoils the difference over about the matching kernels' core.
         halo = math.ceil(1.5 * max(fwhm_n, t_fwhm_sci))
-        bad = maximum_filter(
-            (sci_bad | ref_bad | invalid).astype(np.uint8), size=2 * halo + 1
-        ) > 0
+        bad = grow(sci_bad | ref_bad | invalid, halo)
         d_psf = StampPSF.from_stamp(z.psf)
         # PSF-sized sums take the variance that holds the noise correlations (a host's
         # source noise through one kernel alone); the per-pixel one would overstate them.
@@ -426,12 +441,7 @@ def _sfft(
     diff = subtract_sfft(
         sci, ref / flux_ratio, exclude=exclude, kernel_half_width=math.ceil(2.0 * fwhm_n)
     )
-    var = var_n + var_r / flux_ratio**2
-    stamp = psf_n / float(psf_n.sum())
-    return ZogyResult(
-        difference=diff, variance=var, psf=stamp, score=diff / np.sqrt(var),
-        flux_scale=1.0, background_sigma=float(np.sqrt(np.median(var))), psf_variance=var,
-    )
+    return _plain_result(diff, var_n + var_r / flux_ratio**2, psf_n)
 
 
 def _hotpants(
@@ -455,13 +465,18 @@ def _hotpants(
         sci, ref / flux_ratio, science_var=var_n, template_var=var_r / flux_ratio**2,
         bad=bad, fwhm_science=fwhm_n, fwhm_template=fwhm_r, timeout=timeout,
     )
-    stamp = psf_n if res.convolved == "template" else psf_r
-    stamp = stamp / float(stamp.sum())
-    var = res.variance
+    return _plain_result(
+        res.difference, res.variance, psf_n if res.convolved == "template" else psf_r
+    )
+
+
+def _plain_result(diff: np.ndarray, var: np.ndarray, psf: np.ndarray) -> ZogyResult:
+    """A difference in science units with its per-pixel variance and PSF (SFFT, HOTPANTS)
+    as a ``ZogyResult``: nothing correlates its noise in a known way, so the PSF-fit
+    variance is the per-pixel one."""
     return ZogyResult(
-        difference=res.difference, variance=var, psf=stamp,
-        score=res.difference / np.sqrt(var), flux_scale=1.0,
-        background_sigma=float(np.sqrt(np.nanmedian(var))), psf_variance=var,
+        difference=diff, variance=var, psf=psf / float(psf.sum()), score=diff / np.sqrt(var),
+        flux_scale=1.0, background_sigma=float(np.sqrt(np.nanmedian(var))), psf_variance=var,
     )
 
 
@@ -481,6 +496,7 @@ def _refine_flux_ratio(
     fwhm: float,
     gain: float,
     window: int,
+    ref_noise_acf: np.ndarray | None = None,
 ) -> tuple[float, float, str] | None:
     """The flux ratio from what static stars leave in a ZOGY difference made with
     ``flux_ratio``: None when too few stars are usable.
@@ -506,6 +522,7 @@ def _refine_flux_ratio(
         sigma_new=math.sqrt(float(np.median(vn[::4, ::4]))),
         sigma_ref=math.sqrt(float(np.median(vr[::4, ::4]))),
         flux_ratio=flux_ratio, var_new=vn, var_ref=vr, psf_size=size,
+        ref_noise_acf=ref_noise_acf,
     )
     # Stars in the window, clear of its edges (the FFT wraps), of the target and its host
     # (> 6 FWHM) and of masked pixels.
@@ -515,7 +532,7 @@ def _refine_flux_ratio(
     sel = (xs > edge) & (xs < w - 1 - edge) & (ys > edge) & (ys < w - 1 - edge)
     sel &= np.hypot(xs - (tx - wx0), ys - (ty - wy0)) > 6.0 * fwhm
     halo = math.ceil(2.0 * fwhm)
-    w_bad = maximum_filter(bad[box].astype(np.uint8), size=2 * halo + 1) > 0
+    w_bad = grow(bad[box], halo)
     xi = np.clip(np.rint(xs), 0, w - 1).astype(np.intp)
     yi = np.clip(np.rint(ys), 0, w - 1).astype(np.intp)
     sel &= ~w_bad[yi, xi]
@@ -594,7 +611,7 @@ def _matched_flux_ratio(
     d = t_st.inst_mag[ti] - s_st.inst_mag[si]
     w = 1.0 / (t_st.inst_err[ti] ** 2 + s_st.inst_err[si] ** 2)
     med = float(np.median(d))
-    mad = 1.4826 * float(np.median(np.abs(d - med)))
+    mad = mad_sigma(d)
     keep = np.abs(d - med) <= max(3.0 * mad, 0.01)
     if int(keep.sum()) < _MIN_RATIO_STARS:
         return None
@@ -658,6 +675,12 @@ def _template_psf_on_grid(
     )
     out = np.maximum(out, 0.0)
     return np.asarray(out / out.sum())
+
+
+def _photometry_reach(config: MeasureConfig, fwhm: float) -> float:
+    """How far from the target (px) the photometry reads the difference image."""
+    ph = config.photometry
+    return fwhm * max(ph.annulus_fwhm[1], ph.psf_radius_fwhm, ph.aperture_radius_fwhm)
 
 
 def _measure(
