@@ -24,6 +24,9 @@ _NOT_FOR_MEASURE = (
     "pydantic_settings", "skyphot.settings",  # web and worker settings
     "skyphot.pipeline.stages.subtraction", "skyphot.templates.service",  # --template only
     "matplotlib",  # --plot only
+    # the other subcommands' parsers: only `skyphot --help` builds them all
+    "skyphot.catalogs.commands", "skyphot.templates", "skyphot.client", "skyphot.web",
+    "skyphot.jobs",
 )
 # Printing help needs nothing numerical.
 _NOT_FOR_HELP = ("numpy", "astropy", "pydantic", "scipy", "yaml", "skyphot.pipeline.config")
@@ -57,7 +60,9 @@ def _offenders(modules: list[str], banned: tuple[str, ...]) -> list[str]:
 
 
 def test_building_the_cli_and_the_pipeline_imports_nothing_measuring_does_not_use() -> None:
-    loaded = _run("import skyphot.cli\nskyphot.cli.build_parser()\nimport skyphot.pipeline.api")
+    loaded = _run(
+        "import skyphot.cli\nskyphot.cli.build_parser('measure')\nimport skyphot.pipeline.api"
+    )
     assert "skyphot.pipeline.api" in loaded["modules"]
     assert not _offenders(loaded["modules"], _NOT_FOR_MEASURE)
 
@@ -97,3 +102,40 @@ def test_a_measure_run_imports_only_what_it_uses_and_never_goes_online(
     assert "skyphot.core.psf" in loaded["modules"]  # it did measure
     assert not _offenders(loaded["modules"], _NOT_FOR_MEASURE)
     assert loaded["attempts"] == []
+
+
+def test_importing_skyphot_leaves_the_garbage_collector_alone() -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", "import gc, skyphot.cli, skyphot.pipeline.api\n"
+         "print(gc.isenabled(), gc.get_freeze_count())"],
+        capture_output=True, text=True, check=True, timeout=300,
+    )
+    assert out.stdout.split() == ["True", "0"]
+
+
+def test_the_program_imports_with_the_collector_off_then_freezes(tmp_path: Path) -> None:
+    # entry() ends with os._exit for one-shot commands: the spy reports just before it
+    code = f"""
+import gc, json, os, sys
+import skyphot.cli
+seen = {{}}
+real_freeze, real_exit = gc.freeze, os._exit
+def freeze():
+    seen.update(enabled=gc.isenabled(), testing="skyphot.testing" in sys.modules)
+    real_freeze()
+def leave(code):
+    seen.update(code=code, frozen=gc.get_freeze_count(), enabled_after=gc.isenabled())
+    sys.stderr.write(json.dumps(seen))
+    real_exit(code)
+gc.freeze, os._exit = freeze, leave
+sys.argv = ["skyphot", "-q", "simulate", {str(tmp_path)!r}, "--shape", "64", "96", "--json"]
+skyphot.cli.entry()
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=300
+    )
+    seen = json.loads(out.stderr)
+    assert seen == {"enabled": False, "testing": True, "code": 0,
+                    "frozen": seen["frozen"], "enabled_after": True}
+    assert seen["frozen"] > 10_000
+    assert json.loads(out.stdout)["image"].startswith(str(tmp_path))
