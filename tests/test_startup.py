@@ -7,6 +7,7 @@ import time before it was made lazy or replaced.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -170,3 +171,36 @@ def test_column_recognition_compiles_each_name_pattern_once_for_every_band(
     n_patterns = len(columns._MAG_PATTERNS) + len(columns._ERR_PATTERNS) + len(
         columns._ERR_FROM_NAME)
     assert len(compiled) <= n_patterns + len(columns._GAIA_NAMES)
+
+
+def _threads_after_importing_for(command: str, env: dict[str, str]) -> tuple[int, bool]:
+    """Threads of a fresh interpreter after the program's imports for ``command``, and
+    whether OPENBLAS_NUM_THREADS is left set."""
+    code = (
+        "import os, skyphot.cli\n"
+        f"skyphot.cli._import_then_freeze({command!r})\n"
+        "import numpy\n"
+        "print(len(os.listdir('/proc/self/task')), 'OPENBLAS_NUM_THREADS' in os.environ)"
+    )
+    clean = {k: v for k, v in os.environ.items()
+             if k not in ("OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS", "OMP_NUM_THREADS")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=300, env={**clean, **env})
+    threads, left_set = out.stdout.split()
+    return int(threads), left_set == "True"
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="counts threads in /proc")
+def test_a_one_shot_command_loads_blas_without_a_thread_pool_unless_asked() -> None:
+    assert _threads_after_importing_for("measure", {}) == (1, False)
+    # the user's choice wins (and stays in the environment)
+    threads, left_set = _threads_after_importing_for("measure", {"OPENBLAS_NUM_THREADS": "2"})
+    assert (threads, left_set) == (2, True)
+    # long-running commands keep OpenBLAS's default (as numpy alone would have it)
+    default = subprocess.run(
+        [sys.executable, "-c", "import os, numpy; print(len(os.listdir('/proc/self/task')))"],
+        capture_output=True, text=True, check=True, timeout=300,
+        env={k: v for k, v in os.environ.items()
+             if k not in ("OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS", "OMP_NUM_THREADS")},
+    )
+    assert _threads_after_importing_for("serve", {}) == (int(default.stdout), False)

@@ -625,10 +625,30 @@ _HEAVY_IMPORTS: dict[str, tuple[str, ...]] = {
 }
 
 
+# What OpenBLAS reads for its thread count when numpy loads it, in its order of precedence.
+_BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS", "OMP_NUM_THREADS")
+
+
 def _import_then_freeze(command: str) -> None:
-    """Import ``command``'s heavy modules with the collector off, then freeze what exists."""
-    for name in _HEAVY_IMPORTS.get(command, ()):
-        importlib.import_module(name)
+    """Import ``command``'s heavy modules with the collector off, then freeze what exists.
+
+    A one-shot command loads BLAS with one thread unless the user chose a count: starting
+    OpenBLAS's pool costs ~0.04 s (per-thread buffers), and a measurement's linear algebra
+    (normal equations of a few parameters) gains nothing from it; its idle workers spin on
+    the cores the pipeline uses. The variable is removed again once numpy is loaded, so
+    external tools run later keep their own defaults.
+    """
+    one_thread = command in _ONE_SHOT and not any(
+        name in os.environ for name in _BLAS_THREAD_VARIABLES
+    )
+    if one_thread:
+        os.environ["OPENBLAS_NUM_THREADS"] = "1"
+    try:
+        for name in _HEAVY_IMPORTS.get(command, ()):
+            importlib.import_module(name)
+    finally:
+        if one_thread:
+            del os.environ["OPENBLAS_NUM_THREADS"]
     gc.freeze()
     gc.enable()
 
