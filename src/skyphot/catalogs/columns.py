@@ -20,8 +20,9 @@ between -10 and 40), so pixel columns such as ``y`` are not mistaken for PS1 y.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cache, partial
 
 import numpy as np
 from astropy.table import Table
@@ -135,9 +136,29 @@ def _anchored(pattern: str) -> re.Pattern[str]:
     return re.compile("^" + pattern + "$")
 
 
-def _band_regexes(patterns: Sequence[str], band: str) -> list[re.Pattern[str]]:
+@cache
+def _slot_regexes(patterns: tuple[str, ...], slot: str) -> tuple[re.Pattern[str], ...]:
+    """Each of ``patterns`` compiled once, whatever the text in its ``slot`` (see ``_fits``).
+
+    The slot (a band token, a column name) becomes a backreference to a ``TEXT\\0`` prefix
+    of the subject, so one regex serves every band: compiling one per band and pattern cost
+    each fresh process ~10 ms, more than the whole recognition.
+    """
+    return tuple(
+        re.compile("(?P<slot>[^\\0]*)\\0" + p.replace(slot, "(?P=slot)")) for p in patterns
+    )
+
+
+def _fits(regex: re.Pattern[str], text: str, name: str) -> bool:
+    """True if column ``name`` matches ``regex`` with ``text`` in its slot."""
+    return regex.fullmatch(f"{text}\0{name}") is not None
+
+
+def _band_tests(patterns: tuple[str, ...], band: str) -> list[Callable[[str], object]]:
+    """Tests of a column name against ``patterns`` for ``band``, best first."""
     tokens = _BAND_ALT.get(band, (band,))
-    return [_anchored(p.replace("{b}", re.escape(tok))) for p in patterns for tok in tokens]
+    return [partial(_fits, regex, tok) for regex in _slot_regexes(patterns, "{b}")
+            for tok in tokens]
 
 
 def to_float(column: object) -> NDArray[np.float64]:
@@ -281,13 +302,13 @@ def recognise_columns(
 
 
 def _auto_magnitude(table: Table, free: Sequence[str], band: str, *, has_x: bool) -> str | None:
-    regexes = _band_regexes(_MAG_PATTERNS, band)
+    tests = _band_tests(_MAG_PATTERNS, band)
     gaia = _GAIA_NAMES.get(band)
     if gaia is not None:
-        regexes.insert(0, _anchored(f"(?i:phot_{gaia}_mean_mag)"))
-    for regex in regexes:
+        tests.insert(0, _anchored(f"(?i:phot_{gaia}_mean_mag)").match)
+    for test in tests:
         for name in free:
-            if not regex.match(name):
+            if not test(name):
                 continue
             if band == "y" and name == "y" and has_x:
                 continue  # a pixel coordinate beside "x", not PS1 y
@@ -297,18 +318,16 @@ def _auto_magnitude(table: Table, free: Sequence[str], band: str, *, has_x: bool
 
 
 def _error_named_after(free: Sequence[str], mag_column: str) -> str | None:
-    escaped = re.escape(mag_column)
-    for pattern in _ERR_FROM_NAME:
-        regex = _anchored(pattern.replace("{c}", escaped))
+    for regex in _slot_regexes(_ERR_FROM_NAME, "{c}"):
         for name in free:
-            if regex.match(name):
+            if _fits(regex, mag_column, name):
                 return name
     return None
 
 
 def _auto_error(free: Sequence[str], band: str) -> str | None:
-    for regex in _band_regexes(_ERR_PATTERNS, band):
+    for test in _band_tests(_ERR_PATTERNS, band):
         for name in free:
-            if regex.match(name):
+            if test(name):
                 return name
     return None
