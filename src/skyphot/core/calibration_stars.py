@@ -33,9 +33,9 @@ _NEIGHBOUR_FLUX_RATIO = 0.005
 GUESS_MIN_SNR = 20.0
 # Fewest bright clean stars that measure the aperture correction (else none is applied),
 # and the most used. The correction follows the PSF model's error over the field, which is
-# quadratic (the FWHM and shape polynomials are), so it needs the ~105 stars a quadratic
-# fit asks for (``STARS_PER_TERM`` per term); with 100 it stayed linear and missed by
-# several times its stated error near the edges of frames whose PSF broadens outward.
+# quadratic (the FWHM and shape polynomials are), so it needs the ~70 stars a quadratic
+# fit asks for (``STARS_PER_TERM`` per term); a plane missed by several times its stated
+# error near the edges of frames whose PSF broadens outward.
 APCORR_MIN_STARS = 5
 APCORR_MAX_STARS = 200
 # The correction's wide aperture (3 FWHM) holds the whole flux of neighbours the PSF-fit
