@@ -214,8 +214,12 @@ def main() -> None:
               f"{statistics.stdev(vals) / math.sqrt(n):.5f}  std {statistics.stdev(vals):.5f}")
     pulls = [r["zp_minus_truth"] / r["zero_point_err"] for r in rows]
     ap_pulls = [r["apcorr_target"] / r["apcorr_err_mag"] for r in rows]
+    # the rest of ZP - truth (cat - psf - color and the apcorr's variation over the stars)
+    # against the fit's own error
+    fit_pulls = [(r["zp_minus_truth"] + r["apcorr_target"]) / r["zp_fit_err"] for r in rows]
     print(f"ZP pull mean {statistics.fmean(pulls):+.2f} std {statistics.stdev(pulls):.2f}; "
-          f"apcorr pull mean {statistics.fmean(ap_pulls):+.2f} std {statistics.stdev(ap_pulls):.2f}")
+          f"apcorr pull mean {statistics.fmean(ap_pulls):+.2f} std {statistics.stdev(ap_pulls):.2f}; "
+          f"fit pull mean {statistics.fmean(fit_pulls):+.2f} std {statistics.stdev(fit_pulls):.2f}")
 
 
 if __name__ == "__main__":

@@ -33,11 +33,17 @@ _NEIGHBOUR_FLUX_RATIO = 0.005
 GUESS_MIN_SNR = 20.0
 # Fewest bright clean stars that measure the aperture correction (else none is applied),
 # and the most used. The correction follows the PSF model's error over the field, which is
-# quadratic (the FWHM and shape polynomials are), so it needs the ~105 stars a quadratic
-# fit asks for (``STARS_PER_TERM`` per term); with 100 it stayed linear and missed by
-# several times its stated error near the edges of frames whose PSF broadens outward.
+# quadratic (the FWHM and shape polynomials are), so it needs the ~70 stars a quadratic
+# fit asks for (``STARS_PER_TERM`` per term); a plane missed by several times its stated
+# error near the edges of frames whose PSF broadens outward.
 APCORR_MIN_STARS = 5
 APCORR_MAX_STARS = 200
+# The correction's wide aperture (3 FWHM) holds the whole flux of neighbours the PSF-fit
+# isolation cuts (2.5 FWHM, 0.5 % of the star) let through, and it is meant to be good to
+# ~0.1 %: a detection within the aperture radius plus this many FWHM brighter than this
+# fraction of the star (or than the star's own PSF-flux error) disqualifies it.
+_APCORR_NEIGHBOUR_MARGIN_FWHM = 1.0
+_APCORR_NEIGHBOUR_FRACTION = 1e-3
 
 
 def inside_frame(
@@ -96,12 +102,14 @@ def no_detected_neighbour(
 
 @dataclass(frozen=True)
 class PredictedErrors:
-    """Catalog-predicted fluxes (ADU) and instrumental magnitude errors of the stars, and
-    which stars were bright enough for the first zero-point guess."""
+    """Catalog-predicted fluxes (ADU) and instrumental magnitude errors of the stars, which
+    stars were bright enough for the first zero-point guess, and that guess (a catalog
+    magnitude ``m`` predicts ``10**(-0.4 (m - zp_guess))`` ADU)."""
 
     flux: np.ndarray
     inst_err: np.ndarray
     bright: np.ndarray
+    zp_guess: float = float("nan")
 
 
 def predicted_errors(
@@ -131,8 +139,39 @@ def predicted_errors(
     photon_per_adu = float(np.median(photon)) if photon.size else 1.0 / gain
     predicted_err = np.sqrt(phot.fluxerr_background**2 + photon_per_adu * predicted)
     return PredictedErrors(
-        flux=predicted, inst_err=MAG_ERR_FACTOR * predicted_err / predicted, bright=bright
+        flux=predicted, inst_err=MAG_ERR_FACTOR * predicted_err / predicted, bright=bright,
+        zp_guess=zp_guess,
     )
+
+
+def aperture_neighbour_free(
+    x: np.ndarray,
+    y: np.ndarray,
+    flux: np.ndarray,
+    fluxerr: np.ndarray,
+    nb_x: np.ndarray,
+    nb_y: np.ndarray,
+    nb_flux: np.ndarray,
+    *,
+    radius: float,
+    fwhm: float,
+) -> np.ndarray:
+    """False for stars (``flux`` and its error ``fluxerr``, ADU) with a neighbour (``nb_*``:
+    detections and/or catalog stars, ADU) other than themselves within ``radius`` px plus
+    ``_APCORR_NEIGHBOUR_MARGIN_FWHM`` FWHM, brighter than ``_APCORR_NEIGHBOUR_FRACTION`` of
+    the star or than ``fluxerr``: it would raise the star's aperture-to-PSF flux ratio, and
+    as it never lowers one, such errors do not average out over the stars."""
+    result = np.ones(x.size, dtype=bool)
+    if nb_x.size == 0 or x.size == 0:
+        return result
+    star, other, dist = pairs_within(
+        np.column_stack([x, y]), np.column_stack([nb_x, nb_y]),
+        radius + _APCORR_NEIGHBOUR_MARGIN_FWHM * fwhm,
+    )
+    limit = np.maximum(_APCORR_NEIGHBOUR_FRACTION * flux, fluxerr)
+    spoils = (dist > _SELF_RADIUS_FWHM * fwhm) & (nb_flux[other] > limit[star])
+    result[star[spoils]] = False
+    return result
 
 
 def measure_aperture_correction(
@@ -150,15 +189,25 @@ def measure_aperture_correction(
     radius: float,
     annulus: tuple[float, float],
     shape: tuple[int, int],
+    neighbours: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+    fwhm: float | None = None,
 ) -> ApertureCorrection:
     """PSF-to-total flux scale from the ``select``-ed stars (PSF photometry ``phot`` at
     ``x, y``) in an aperture of ``radius`` px with the local background of ``annulus``; no
     correction (factor 1) when fewer than ``APCORR_MIN_STARS`` clean stars are available.
     ``brightness`` (e.g. the catalog-predicted flux, never the measured one) picks the
-    ``APCORR_MAX_STARS`` brightest. When ``phot`` was measured with ``covariance_radius``
+    ``APCORR_MAX_STARS`` brightest, once those with a neighbour in or near the aperture
+    (``neighbours``: x, y, flux in ADU; with ``fwhm``) are left out
+    (``aperture_neighbour_free``). When ``phot`` was measured with ``covariance_radius``
     equal to ``radius`` (and this ``annulus``), the ratios' errors use the two fluxes'
     covariance; otherwise the PSF fit is taken as the efficient estimator."""
     idx = np.flatnonzero(select)
+    if neighbours is not None and fwhm is not None:
+        free = aperture_neighbour_free(
+            x[idx], y[idx], brightness[idx], phot.fluxerr[idx], *neighbours,
+            radius=radius, fwhm=fwhm,
+        )
+        idx = idx[free]
     idx = idx[np.argsort(-brightness[idx], kind="stable")[:APCORR_MAX_STARS]]
     if idx.size < APCORR_MIN_STARS:
         return ApertureCorrection.none(radius, shape)

@@ -98,6 +98,10 @@ class Calibrate:
             data_sub, x[idx], y[idx], phot, usable & predicted.bright, predicted.flux, psf=psf,
             rms=background.rms, gain=meta.gain, mask=bad, radius=annulus[0],
             annulus=annulus, shape=frame.shape,
+            # catalog stars too: next to a bright star fainter ones go undetected (blended)
+            neighbours=_neighbours(sources.x, sources.y, sources.flux, x, y, mag,
+                                   predicted.zp_guess),
+            fwhm=fwhm,
         )
         sel = idx[usable]
         stars = CalibrationStars(
@@ -125,6 +129,19 @@ class Calibrate:
             min_stars=cal_cfg.min_stars,
         )
         return replace(state, calib_stars=stars, zero_point=fit, aperture_correction=apcorr)
+
+
+def _neighbours(
+    det_x: np.ndarray, det_y: np.ndarray, det_flux: np.ndarray, cat_x: np.ndarray,
+    cat_y: np.ndarray, cat_mag: np.ndarray, zp_guess: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Detections and catalog stars (their fluxes predicted from the magnitudes), ADU."""
+    ok = np.isfinite(cat_x) & np.isfinite(cat_y) & np.isfinite(cat_mag)
+    return (
+        np.concatenate([det_x, cat_x[ok]]),
+        np.concatenate([det_y, cat_y[ok]]),
+        np.concatenate([det_flux, 10.0 ** (-0.4 * (cat_mag[ok] - zp_guess))]),
+    )
 
 
 def _errors(table: Table, band: str) -> np.ndarray:
