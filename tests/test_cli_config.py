@@ -95,3 +95,24 @@ def test_bad_configuration_files_and_options_say_what_to_fix(tmp_path: Path) -> 
         config_from("--config", str(negative))
     with pytest.raises(ConfigError, match=r"--catalog-columns item 'ra' is not NAME=COLUMN"):
         config_from("--catalog-columns", "ra")
+
+
+def test_response_order_option_lands_on_its_field() -> None:
+    assert config_from().calibration.response_order == 0
+    assert config_from("--response-order", "2").calibration.response_order == 2
+    assert config_from("--response-order", "auto").calibration.response_order == "auto"
+    with pytest.raises(SystemExit):
+        config_from("--response-order", "3")
+
+
+def test_response_order_refused_where_it_cannot_work() -> None:
+    with pytest.raises(ConfigError, match="response_order must be 0 with engine 'stdpipe'"):
+        config_from("--response-order", "auto", "--engine", "stdpipe")
+    target = {"ra": 1.0, "dec": 2.0}
+    with pytest.raises(ValueError, match="response_order must be 0 with template subtraction"):
+        MeasureConfig.model_validate({
+            "target": target, "calibration": {"response_order": 2},
+            "subtraction": {"template": "auto"},
+        })
+    text = MeasureConfig.model_validate({"target": target, "calibration": {"response_order": "1"}})
+    assert text.calibration.response_order == 1

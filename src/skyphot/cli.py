@@ -177,6 +177,10 @@ def _calibration_options(
     args: argparse.Namespace, color_bands: tuple[str, str] | None
 ) -> dict[str, Any]:
     options = _given(args, {"band": "band", "spatial_order": "spatial_order"})
+    if args.response_order is not None:
+        # "0".."2" as the config's integer orders, "auto" as is
+        order = args.response_order
+        options["response_order"] = int(order) if order.isdigit() else order
     if color_bands is not None:
         options["color_bands"] = list(color_bands)
     if args.no_color_term:
@@ -327,6 +331,11 @@ def add_measure_parser(sub: Any) -> None:
     p.add_argument("--target-color", help="target colour, e.g. g-r=0.3")
     p.add_argument("--no-color-term", action="store_true", help="do not fit a colour term")
     p.add_argument("--spatial-order", type=int, help="zero-point polynomial order in x, y")
+    p.add_argument(
+        "--response-order", choices=["0", "1", "2", "auto"],
+        help="order of a non-linear response term in the instrumental magnitude (plates, "
+        "detectors near saturation); auto: 2 or 1 only if significant (default 0)",
+    )
     p.add_argument("--nsigma", type=float, choices=NSIGMA_CHOICES,
                    help="detection S/N and limit sigma: 3 or 5 (default 5; as in the web form)")
     p.add_argument("--hdu", help="HDU index or EXTNAME (default: first image HDU)")

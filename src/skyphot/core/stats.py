@@ -221,3 +221,56 @@ def _slope_root(slope: Callable[[float], float], top: float) -> float | None:
     if slope(top) <= 0.0:
         return None
     return bracketed_root(slope, 0.0, top, xtol=1e-6 * top)
+
+
+def f_sf(f: float, d1: float, d2: float) -> float:
+    """P(F > f) for F ~ F(d1, d2) (``scipy.stats.f.sf``), as the regularised incomplete beta
+    ``I_x(d2/2, d1/2)`` at ``x = d2 / (d2 + d1 f)``; numpy/math only (no scipy.stats import
+    on the measurement path)."""
+    if d1 <= 0 or d2 <= 0 or math.isnan(f):
+        raise InputError(f"f_sf needs d1, d2 > 0 and a number f; got {f}, {d1}, {d2}")
+    if f <= 0.0:
+        return 1.0
+    if math.isinf(f):
+        return 0.0
+    return regularized_beta(d2 / (d2 + d1 * f), 0.5 * d2, 0.5 * d1)
+
+
+def regularized_beta(x: float, a: float, b: float) -> float:
+    """The regularised incomplete beta function ``I_x(a, b)`` (``scipy.special.betainc``),
+    from its continued fraction, on the side of x where it converges fast."""
+    if not 0.0 <= x <= 1.0 or a <= 0 or b <= 0:
+        raise InputError(f"regularized_beta needs 0 <= x <= 1 and a, b > 0; got {x}, {a}, {b}")
+    if x in (0.0, 1.0):
+        return x
+    log_front = (
+        math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b)
+        + a * math.log(x) + b * math.log1p(-x)
+    )
+    if x < (a + 1.0) / (a + b + 2.0):
+        return math.exp(log_front) * _beta_fraction(x, a, b) / a
+    # I_x(a, b) = 1 - I_{1-x}(b, a): the fraction converges where x is below its mean
+    return 1.0 - math.exp(log_front) * _beta_fraction(1.0 - x, b, a) / b
+
+
+def _beta_fraction(x: float, a: float, b: float) -> float:
+    """The incomplete beta's continued fraction, evaluated by the modified Lentz method."""
+    tiny = 1e-300
+    c, d = 1.0, 1.0 - (a + b) * x / (a + 1.0)
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    value = d
+    for m in range(1, 500):
+        two_m = 2 * m
+        # even step, then odd step of the fraction's terms
+        for coef in (
+            m * (b - m) * x / ((a + two_m - 1.0) * (a + two_m)),
+            -(a + m) * (a + b + m) * x / ((a + two_m) * (a + two_m + 1.0)),
+        ):
+            d = 1.0 + coef * d
+            d = 1.0 / (d if abs(d) > tiny else tiny)
+            c = 1.0 + coef / c
+            c = c if abs(c) > tiny else tiny
+            value *= c * d
+        if abs(c * d - 1.0) < 1e-15:
+            break
+    return value

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from skyphot.io.overrides import HeaderOverrides
 
@@ -181,6 +181,22 @@ class CalibrationConfig(_Model):
     max_mag_err: float = Field(
         0.1, description="Ignore calibration stars whose instrumental error exceeds this.", gt=0
     )
+    response_order: Literal[0, 1, 2, "auto"] = Field(
+        0,
+        description="Order of a polynomial in the instrumental magnitude added to the "
+        "zero point, for a non-linear response (photographic plates, detectors near "
+        "saturation): 0 = linear response; 'auto' keeps order 2 or 1 only when its top term "
+        "is significant (F-test, p < 0.001). The target's zero point is then taken on the "
+        "curve at its own instrumental magnitude.",
+    )
+
+    @field_validator("response_order", mode="before")
+    @classmethod
+    def _response_order_digits(cls, value: object) -> object:
+        # YAML, forms and the CLI may give the order as text ("2")
+        if isinstance(value, str) and value.strip().isdigit():
+            return int(value)
+        return value
 
 
 class PhotometryConfig(_Model):
@@ -321,3 +337,20 @@ class MeasureConfig(_Model):
     subtraction: SubtractionConfig = Field(
         default_factory=SubtractionConfig, description="Template subtraction (default: none)."
     )
+
+    @model_validator(mode="after")
+    def _response_supported(self) -> MeasureConfig:
+        if self.calibration.response_order == 0:
+            return self
+        if self.subtraction.template != "none":
+            raise ValueError(
+                "calibration.response_order must be 0 with template subtraction: the "
+                "difference flux is not on the frame's response curve, so a non-linear "
+                "zero point cannot be applied to it"
+            )
+        if self.engine == "stdpipe":
+            raise ValueError(
+                "calibration.response_order must be 0 with engine 'stdpipe': STDPipe's "
+                "calibration fits no term in the instrumental magnitude"
+            )
+        return self

@@ -81,9 +81,12 @@ def build_result(state: FrameState, timings: dict[str, float]) -> PhotometryResu
 
     magsys = catalog.system(bands.band)
     color = _target_color(config, zp_fit)
-    at_target = _zero_point_at(zp_fit, target.x, target.y, color, ab_offset(bands.band, magsys))
-    phot = _psf_photometry(state, at_target)
-    quality = _quality(state, color)
+    inst_mag = _target_inst_mag(state)
+    at_target = _zero_point_at(
+        zp_fit, target.x, target.y, color, ab_offset(bands.band, magsys), inst_mag
+    )
+    phot = _psf_photometry(state, at_target, color)
+    quality = _quality(state, color, inst_mag)
     # The aperture correction's error is common to the calibrators and the target, so it
     # cancels in the target's magnitude but belongs to the zero point of total fluxes.
     apcorr = state.aperture_correction
@@ -156,10 +159,23 @@ def _target_color(config: MeasureConfig, zp_fit: ZeroPointFit) -> _TargetColor:
     return _TargetColor(zp_fit.reference_color, "calibrators_median")
 
 
+def _target_inst_mag(state: FrameState) -> float:
+    """The target's instrumental magnitude (total PSF-fit flux, as the calibrators'); for a
+    flux that is not positive, that of its limiting flux, where a non-detection is judged."""
+    target = need(state.target, "the target measurement")
+    flux = float(target.psf.flux[0])
+    if not (math.isfinite(flux) and flux > 0):
+        flux = limiting_flux(float(target.psf.fluxerr_background[0]),
+                             nsigma=state.config.nsigma)
+    return float(instrumental_mag(np.array([flux]))[0])
+
+
 def _zero_point_at(
-    zp_fit: ZeroPointFit, x: float, y: float, color: _TargetColor, offset_ab: float
+    zp_fit: ZeroPointFit, x: float, y: float, color: _TargetColor, offset_ab: float,
+    inst_mag: float,
 ) -> _ZeroPointAt:
-    zp, zp_err = zp_fit.predict(x, y, color.value)
+    # with a response term the zero point is read off the curve at the target's inst mag
+    zp, zp_err = zp_fit.predict(x, y, color.value, inst_mag=inst_mag)
     # The zero-point error, and the scatter single stars show about the zero-point model
     # beyond their errors (the target is one more star measured the same way), scale the
     # flux as a whole: they add in quadrature.
@@ -183,8 +199,9 @@ def _calibrated(
     return flux, fluxerr, snr, detected, mag, magerr
 
 
-def _psf_photometry(state: FrameState, at: _ZeroPointAt) -> _Photometry:
+def _psf_photometry(state: FrameState, at: _ZeroPointAt, color: _TargetColor) -> _Photometry:
     target = need(state.target, "the target measurement")
+    zp_fit = need(state.zero_point, "the zero point")
     nsigma = state.config.nsigma
     # The zero-point fit's error scale is not applied to the target's own error: it scales
     # the calibrators' catalog-predicted errors, while the target's is measured, and honest
@@ -193,7 +210,11 @@ def _psf_photometry(state: FrameState, at: _ZeroPointAt) -> _Photometry:
         float(target.psf.flux[0]), float(target.psf.fluxerr[0]), at, at.calib_err, nsigma
     )
     limit_adu = limiting_flux(float(target.psf.fluxerr_background[0]), nsigma=nsigma)
-    limiting_mag = float(instrumental_mag(np.array([limit_adu]))[0]) + at.zp
+    limit_inst = float(instrumental_mag(np.array([limit_adu]))[0])
+    # on a non-linear response the limit has its own zero point, on the curve at its flux
+    limit_zp = at.zp if zp_fit.response_order == 0 else zp_fit.predict(
+        target.x, target.y, color.value, inst_mag=limit_inst)[0]
+    limiting_mag = limit_inst + limit_zp
     return _Photometry(flux, fluxerr, snr, detected, mag, magerr, limiting_mag)
 
 
@@ -216,7 +237,7 @@ def _aperture(state: FrameState, at: _ZeroPointAt) -> ApertureMeasurement:
     )
 
 
-def _quality(state: FrameState, color: _TargetColor) -> _Quality:
+def _quality(state: FrameState, color: _TargetColor, inst_mag: float) -> _Quality:
     """Every caveat as a flag bit; every degradation also as a note saying what happened."""
     target = need(state.target, "the target measurement")
     flags = _target_flags(state, target.x, target.y, target.fwhm)
@@ -227,7 +248,30 @@ def _quality(state: FrameState, color: _TargetColor) -> _Quality:
     if need(state.meta, "the header").assumed:
         flags |= QualityFlag.VALUES_ASSUMED
     degraded, notes = _degradations(state)
-    return _Quality(flags | degraded, notes)
+    response, response_notes = _response_flags(state, inst_mag)
+    return _Quality(flags | degraded | response, notes + response_notes)
+
+
+def _response_flags(state: FrameState, inst_mag: float) -> tuple[QualityFlag, tuple[str, ...]]:
+    """RESPONSE_FITTED (and EXTRAPOLATED_RESPONSE) with a note, when the zero point has a
+    term in the instrumental magnitude."""
+    zp_fit = need(state.zero_point, "the zero point")
+    if zp_fit.response_order == 0:
+        return QualityFlag(0), ()
+    lo, hi = zp_fit.response_range
+    flags = QualityFlag.RESPONSE_FITTED
+    notes = [
+        f"non-linear response: zero point of order {zp_fit.response_order} in the "
+        f"instrumental magnitude, taken at the target's {inst_mag:.2f} (calibrators "
+        f"{lo:.2f} to {hi:.2f})"
+    ]
+    if zp_fit.response_extrapolated(inst_mag):
+        flags |= QualityFlag.EXTRAPOLATED_RESPONSE
+        notes.append(
+            f"response extrapolated: the target's instrumental magnitude {inst_mag:.2f} is "
+            f"outside the calibrators' {lo:.2f} to {hi:.2f}"
+        )
+    return flags, tuple(notes)
 
 
 def _degradations(state: FrameState) -> tuple[QualityFlag, tuple[str, ...]]:

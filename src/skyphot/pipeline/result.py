@@ -27,6 +27,8 @@ class QualityFlag(IntFlag):
     SPATIAL_ORDER_LOWERED = 4096  # zero-point polynomial order lowered (see notes)
     DETECTION_THRESHOLD_RAISED = 8192  # crowded frame: detection threshold raised (notes)
     FRAME_DEGRADED = 16384  # a frame-level problem was worked around (see notes)
+    RESPONSE_FITTED = 32768  # zero point taken on a non-linear response curve (see notes)
+    EXTRAPOLATED_RESPONSE = 65536  # target's inst mag outside the calibrators' range
 
 
 def flag_names(flags: int) -> list[str]:

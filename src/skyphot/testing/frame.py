@@ -22,16 +22,24 @@ FloatArray = NDArray[np.float64]
 
 @dataclass(frozen=True)
 class PhotometricModel:
-    """The true photometric response: ``m_cat = -2.5 log10(ADU) + ZP(x, y) + C * color``.
+    """The true photometric response:
+    ``m_cat = -2.5 log10(ADU) + ZP(x, y) + C * color + response * (m_cat - response_pivot)**2``.
 
     ``ZP(x, y) = zero_point - zp_gradient * rho**2``, rho = distance from the frame centre
-    divided by the centre-to-corner distance.
+    divided by the centre-to-corner distance. ``response`` (mag per mag^2; 0: linear) makes
+    the recorded counts non-linear in the true flux, like a photographic plate.
     """
 
     shape: tuple[int, int]
     zero_point: float
     zp_gradient: float
     color_term: float
+    response: float = 0.0
+    response_pivot: float = 17.0
+
+    def response_offset(self, mag: float | FloatArray) -> FloatArray:
+        """Recorded minus linear instrumental magnitude of stars of catalog ``mag``, mag."""
+        return np.asarray(self.response * (np.asarray(mag, float) - self.response_pivot) ** 2)
 
     def zero_point_at(
         self, x: float | FloatArray, y: float | FloatArray, color: float | FloatArray = 0.0
@@ -48,7 +56,8 @@ class PhotometricModel:
         self, mag: FloatArray, color: FloatArray, x: FloatArray, y: FloatArray
     ) -> FloatArray:
         """Total flux (ADU, over the infinite plane) of stars with catalog mag and colour."""
-        return np.asarray(10.0 ** (-0.4 * (mag - self.zero_point_at(x, y, color))))
+        linear = mag - self.zero_point_at(x, y, color)
+        return np.asarray(10.0 ** (-0.4 * (linear + self.response_offset(mag))))
 
 
 @dataclass(frozen=True)
@@ -64,7 +73,8 @@ class Truth:
     color: float  # bands[0] - bands[1]
     band: str
     flux_adu: float  # total instrumental flux over the infinite plane, ADU
-    zero_point_at_target: float  # ZP(x, y) + C * color: mag = -2.5 log10(flux_adu) + this
+    # ZP(x, y) + C * color - response offset: mag = -2.5 log10(flux_adu) + this
+    zero_point_at_target: float
     mjd_mid: float  # mid-exposure, MJD UTC
     fwhm: float  # px, at the target
     background_variance: float  # B, ADU^2 per px: sky_e / gain^2 + (read_noise / gain)^2

@@ -65,6 +65,12 @@ class SimulationParams:
     corners, about zp_gradient/2 at the middle of the long edges)."""
     color_term: float = 0.08
     """C in ``m_cat = -2.5 log10(ADU) + ZP(x, y) + C * (bands[0] - bands[1])``."""
+    response: float = 0.0
+    """Non-linear response (photographic plate, detector near saturation), mag per mag^2: a
+    star of true bands[1] magnitude m records ``response * (m - response_pivot)**2`` mag
+    fainter than a linear detector would (0: linear). The truth stays the true magnitude."""
+    response_pivot: float = 17.0
+    """True bands[1] magnitude about which ``response`` is quadratic, mag."""
     n_stars: int = 400
     """Field stars whose true position falls on the frame (more are drawn, at the same density,
     in the catalog margin around it)."""
@@ -158,6 +164,8 @@ def _problems(p: SimulationParams) -> list[str]:
     for name, value in non_negative.items():
         if not (math.isfinite(value) and value >= 0):
             out.append(f"{name}={value} must be zero or positive.")
+    if not (math.isfinite(p.response) and abs(p.response) <= 0.1):
+        out.append(f"response={p.response} must be a number within +-0.1 mag per mag^2.")
     counts = {"n_stars": p.n_stars, "n_saturated": p.n_saturated,
               "n_cosmic_rays": p.n_cosmic_rays}
     for name, count in counts.items():

@@ -64,7 +64,8 @@ def simulate_frame(params: SimulationParams = DEFAULT_PARAMS, *, seed: int = 0) 
     )
     offset_angle_deg = float(rng_wcs.uniform(0.0, 360.0))
     psf = MoffatField(p.shape, p.fwhm, p.fwhm_gradient, p.ellipticity, p.psf_angle_deg, p.beta)
-    photo = PhotometricModel(p.shape, p.zero_point, p.zp_gradient, p.color_term)
+    photo = PhotometricModel(p.shape, p.zero_point, p.zp_gradient, p.color_term,
+                             p.response, p.response_pivot)
     sip_a, sip_b = distortion_coefficients(p.shape, p.distortion, rng_wcs)
     wcs = true_wcs(
         p.shape, p.center, p.pixel_scale, p.rotation_deg, sip_a, sip_b,
@@ -133,7 +134,8 @@ def simulate_frame(params: SimulationParams = DEFAULT_PARAMS, *, seed: int = 0) 
         truth = Truth(
             x=tx, y=ty, ra=float(t_ra[0]), dec=float(t_dec[0]), mag=p.target_mag,
             color=p.target_color, band=p.bands[1], flux_adu=t_flux,
-            zero_point_at_target=float(photo.zero_point_at(tx, ty, p.target_color)),
+            zero_point_at_target=float(photo.zero_point_at(tx, ty, p.target_color)
+                                       - photo.response_offset(p.target_mag)),
             mjd_mid=float(start.mjd) + p.exptime / 2.0 / 86400.0,
             fwhm=psf.fwhm_at(tx, ty),
             background_variance=_sky_at(p, tx, ty) / p.gain**2 + (p.read_noise / p.gain) ** 2,
@@ -305,7 +307,10 @@ def _draw_stars(
     table[b1] = mag * u.mag
     table["color"] = color * u.mag
     table["flux_adu"] = np.concatenate([flux_f, flux_b])
-    table["zero_point"] = photo.zero_point_at(x, y, color) * u.mag
+    # Saturated stars' counts are set from the saturation level, so their magnitudes are
+    # linear ones (a quadratic response has no inverse that bright): no response offset.
+    offset = np.concatenate([photo.response_offset(mag_f), np.zeros(len(x_b))])
+    table["zero_point"] = (photo.zero_point_at(x, y, color) - offset) * u.mag
     table["fwhm"] = psf.fwhm_array(x, y)
     table["on_frame"] = on_frame(x, y)
     table["in_catalog"] = mag <= p.catalog_depth

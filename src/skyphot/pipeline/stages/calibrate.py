@@ -127,6 +127,7 @@ class Calibrate:
             fit_color_term=cal_cfg.fit_color_term and stars.color is not None,
             clip_sigma=cal_cfg.clip_sigma,
             min_stars=cal_cfg.min_stars,
+            response_order=cal_cfg.response_order,
         )
         return replace(state, calib_stars=stars, zero_point=fit, aperture_correction=apcorr)
 
