@@ -487,3 +487,22 @@ def test_speed() -> None:
         simulate_frame(SimulationParams(shape=(512, 768)), seed=seed)
         best = min(best, time.process_time() - t0)
     assert best < 0.5
+
+
+def test_nonlinear_response_records_known_counts() -> None:
+    params = SimulationParams(shape=(200, 240), n_stars=40, target_mag=19.0, response=0.05,
+                              response_pivot=17.0, n_cosmic_rays=0, bad_column=False)
+    frame = simulate_frame(params, seed=3)
+    linear = simulate_frame(SimulationParams(**{**params.__dict__, "response": 0.0}), seed=3)
+    # the target records 0.05 * 2^2 = 0.2 mag fainter than on a linear detector; truth stays
+    assert frame.truth.mag == linear.truth.mag == 19.0
+    assert -2.5 * math.log10(frame.truth.flux_adu / linear.truth.flux_adu) == pytest.approx(
+        0.2, abs=1e-12)
+    mag = -2.5 * math.log10(frame.truth.flux_adu) + frame.truth.zero_point_at_target
+    assert mag == pytest.approx(19.0, abs=1e-12)
+    s = frame.stars
+    # every star (saturated ones keep linear magnitudes) still obeys the zero_point column
+    rec = -2.5 * np.log10(s["flux_adu"]) + np.asarray(s["zero_point"])
+    assert len(s) > 40 and np.allclose(rec, np.asarray(s["r"]), atol=1e-9)
+    with pytest.raises(SimulationError, match="response="):
+        SimulationParams(response=0.5)
