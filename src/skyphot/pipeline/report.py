@@ -170,12 +170,22 @@ def _target_inst_mag(state: FrameState) -> float:
     return float(instrumental_mag(np.array([flux]))[0])
 
 
+def _on_curve(zp_fit: ZeroPointFit, inst_mag: float) -> float:
+    """Where the response curve is read for ``inst_mag``: beyond the calibrators' range a
+    polynomial runs away (a quadratic on a 1951 plate gave -98 mag one star outside it), so
+    it is held at the nearest end of the range (flagged EXTRAPOLATED_RESPONSE)."""
+    if zp_fit.response_order == 0:
+        return inst_mag
+    lo, hi = zp_fit.response_range
+    return min(max(inst_mag, lo), hi)
+
+
 def _zero_point_at(
     zp_fit: ZeroPointFit, x: float, y: float, color: _TargetColor, offset_ab: float,
     inst_mag: float,
 ) -> _ZeroPointAt:
     # with a response term the zero point is read off the curve at the target's inst mag
-    zp, zp_err = zp_fit.predict(x, y, color.value, inst_mag=inst_mag)
+    zp, zp_err = zp_fit.predict(x, y, color.value, inst_mag=_on_curve(zp_fit, inst_mag))
     # The zero-point error, and the scatter single stars show about the zero-point model
     # beyond their errors (the target is one more star measured the same way), scale the
     # flux as a whole: they add in quadrature.
@@ -213,7 +223,7 @@ def _psf_photometry(state: FrameState, at: _ZeroPointAt, color: _TargetColor) ->
     limit_inst = float(instrumental_mag(np.array([limit_adu]))[0])
     # on a non-linear response the limit has its own zero point, on the curve at its flux
     limit_zp = at.zp if zp_fit.response_order == 0 else zp_fit.predict(
-        target.x, target.y, color.value, inst_mag=limit_inst)[0]
+        target.x, target.y, color.value, inst_mag=_on_curve(zp_fit, limit_inst))[0]
     limiting_mag = limit_inst + limit_zp
     return _Photometry(flux, fluxerr, snr, detected, mag, magerr, limiting_mag)
 
@@ -269,7 +279,8 @@ def _response_flags(state: FrameState, inst_mag: float) -> tuple[QualityFlag, tu
         flags |= QualityFlag.EXTRAPOLATED_RESPONSE
         notes.append(
             f"response extrapolated: the target's instrumental magnitude {inst_mag:.2f} is "
-            f"outside the calibrators' {lo:.2f} to {hi:.2f}"
+            f"outside the calibrators' {lo:.2f} to {hi:.2f}; the curve is held at its value "
+            f"at {_on_curve(zp_fit, inst_mag):.2f}"
         )
     return flags, tuple(notes)
 
