@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from skyphot.core.annulus import SourceDiscs
 from skyphot.core.aperture_correction import ApertureCorrection, aperture_correction
 from skyphot.core.neighbours import pairs_within, pairs_within_one
 from skyphot.core.photometry import (
@@ -191,6 +192,7 @@ def measure_aperture_correction(
     shape: tuple[int, int],
     neighbours: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
     fwhm: float | None = None,
+    exclude: SourceDiscs | None = None,
 ) -> ApertureCorrection:
     """PSF-to-total flux scale from the ``select``-ed stars (PSF photometry ``phot`` at
     ``x, y``) in an aperture of ``radius`` px with the local background of ``annulus``; no
@@ -200,7 +202,8 @@ def measure_aperture_correction(
     (``neighbours``: x, y, flux in ADU; with ``fwhm``) are left out
     (``aperture_neighbour_free``). When ``phot`` was measured with ``covariance_radius``
     equal to ``radius`` (and this ``annulus``), the ratios' errors use the two fluxes'
-    covariance; otherwise the PSF fit is taken as the efficient estimator."""
+    covariance; otherwise the PSF fit is taken as the efficient estimator. ``exclude``:
+    other sources' discs left out of the annulus, as for ``phot``."""
     idx = np.flatnonzero(select)
     if neighbours is not None and fwhm is not None:
         free = aperture_neighbour_free(
@@ -212,7 +215,8 @@ def measure_aperture_correction(
     if idx.size < APCORR_MIN_STARS:
         return ApertureCorrection.none(radius, shape)
     ap = aperture_photometry(
-        data_sub, x[idx], y[idx], radius=radius, rms=rms, gain=gain, mask=mask, annulus=annulus
+        data_sub, x[idx], y[idx], radius=radius, rms=rms, gain=gain, mask=mask, annulus=annulus,
+        exclude=exclude,
     )
     clean = (ap.n_masked == 0) & ~ap.near_edge & np.isfinite(ap.flux)
     if int(clean.sum()) < APCORR_MIN_STARS:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import sep
 
+from skyphot.core.annulus import SourceDiscs, covered_by_others
 from skyphot.core.masking import all_finite, bad_pixels
 from skyphot.core.psf import PSFModel
 from skyphot.errors import ConfigError, InputError
@@ -23,6 +24,9 @@ _CLIP_SIGMA = 3.0
 _CLIP_ITERATIONS = 5
 # Fewer usable annulus pixels than this: the local background is not estimated (0 is used).
 _MIN_ANNULUS_PIXELS = 10
+# Other sources' discs are left out of an annulus only while this fraction of it remains
+# (a crowded field keeps its whole annulus rather than a few pixels).
+_MIN_KEPT_FRACTION = 0.25
 # Standard error of a median relative to a mean, for Gaussian noise.
 _MEDIAN_EFFICIENCY = float(np.sqrt(np.pi / 2.0))
 
@@ -169,11 +173,13 @@ def _local_background(
     x: np.ndarray,
     y: np.ndarray,
     annulus: tuple[float, float] | None,
+    exclude: SourceDiscs | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Sigma-clipped median of the annulus (ADU/px) and its 1-sigma error, per position.
 
-    Positions whose annulus has too few usable pixels get 0 +- 0: the smooth background map
-    already subtracted stands.
+    ``exclude``: discs of other detected sources, left out of each annulus (``core.annulus``)
+    while at least a quarter of it remains. Positions whose annulus has too few usable
+    pixels get 0 +- 0: the smooth background map already subtracted stands.
     """
     n = x.size
     level = np.zeros(n)
@@ -200,6 +206,11 @@ def _local_background(
     use = valid & (d2 >= r_in**2) & (d2 <= r_out**2) & np.isfinite(cut)
     if bad is not None:
         use &= ~_take(bad, flat)
+    if exclude is not None:
+        kept = use & ~covered_by_others(exclude, x, y, cols, rows, reach=r_out + 1.0)
+        n_kept = kept.sum(axis=1)
+        enough = n_kept >= np.maximum(_MIN_ANNULUS_PIXELS, _MIN_KEPT_FRACTION * use.sum(axis=1))
+        use = np.where(enough[:, None], kept, use)
     values = np.where(use, cut, np.inf).astype(np.float32)
     # One sort per position: clipping then only moves the ends of a contiguous range, and
     # the median and a percentile-based sigma are single look-ups in that range.
@@ -282,6 +293,7 @@ def forced_psf_photometry(
     radius: float,
     annulus: tuple[float, float] | None,
     covariance_radius: float | None = None,
+    exclude: SourceDiscs | None = None,
 ) -> PSFPhotometry:
     """PSF-fit flux (ADU) at fixed pixel positions: a linear amplitude fit over a circle.
 
@@ -292,7 +304,8 @@ def forced_psf_photometry(
     fitted on the pixels on the frame and flagged ``near_edge``. A position with no usable
     pixel gets NaN flux and errors — the caller decides what that means.
     ``covariance_radius`` (px): also report what the flux's covariance with an aperture sum
-    of that radius needs (see ``PSFPhotometry``).
+    of that radius needs (see ``PSFPhotometry``). ``exclude``: other detected sources'
+    discs, left out of the annulus (``core.annulus.source_discs``).
     """
     image, xs, ys, noise, bad = _check_inputs(
         data_sub, x, y, rms, mask, gain, radius, annulus
@@ -321,7 +334,7 @@ def forced_psf_photometry(
     use = inside & valid & ~masked & np.isfinite(cut) & np.isfinite(var_bg) & (var_bg > 0)
     n_masked = np.sum(inside & valid & masked, axis=(1, 2))
 
-    local, local_err = _local_background(image, noise, bad, xq, yq, annulus)
+    local, local_err = _local_background(image, noise, bad, xq, yq, annulus, exclude)
     # The annulus also holds the star's own wings, so the local level takes in ``F * ring``;
     # fitting the template P - ring keeps the flux a total flux (0.1-0.5 % otherwise).
     ring = np.zeros(n) if annulus is None else ring_level(
@@ -409,12 +422,14 @@ def aperture_photometry(
     gain: float,
     mask: np.ndarray | None = None,
     annulus: tuple[float, float] | None,
+    exclude: SourceDiscs | None = None,
 ) -> AperturePhotometry:
     """Exact-overlap circular aperture sums (ADU) at pixel positions, minus a local background.
 
     ``radius`` and ``annulus`` in px; ``rms`` per-pixel background noise (ADU); ``gain``
     e-/ADU. Masked pixels are replaced by the mean of the aperture's unmasked pixels (SEP's
     correction); positions off the frame or with non-finite coordinates get NaN.
+    ``exclude``: other detected sources' discs, left out of the annulus.
     """
     image, xs, ys, noise, bad = _check_inputs(
         data_sub, x, y, rms, mask, gain, radius, annulus
@@ -443,7 +458,7 @@ def aperture_photometry(
         work, xq, yq, radius, err=err, gain=gain, mask=sep_mask, subpix=0
     )
     area = _aperture_area(xq, yq, radius, (ny, nx))
-    local, local_err = _local_background(image, noise, bad, xq, yq, annulus)
+    local, local_err = _local_background(image, noise, bad, xq, yq, annulus, exclude)
     half = int(np.ceil(radius + 0.5))
     size = 2 * half + 1
     x0 = np.rint(xq).astype(np.int64) - half

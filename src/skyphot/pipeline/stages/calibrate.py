@@ -18,6 +18,7 @@ from skyphot.core.calibration_stars import (
 )
 from skyphot.core.photometry import forced_psf_photometry
 from skyphot.errors import CalibrationError
+from skyphot.pipeline.stages.image import source_discs_of
 from skyphot.pipeline.state import CalibrationStars, FrameState, need
 
 
@@ -73,9 +74,11 @@ class Calibrate:
             )
         annulus = (phot_cfg.annulus_fwhm[0] * fwhm, phot_cfg.annulus_fwhm[1] * fwhm)
         bad = mask != 0  # made once: each frame-sized copy counts on a large frame
+        # Isolated stars' annuli would hold more neighbour light than their fit circles.
+        discs = source_discs_of(state)
         phot = forced_psf_photometry(
             data_sub, x[idx], y[idx], psf=psf, rms=background.rms, gain=meta.gain,
-            mask=bad, radius=radius, annulus=annulus,
+            mask=bad, radius=radius, annulus=annulus, exclude=discs,
             # the aperture correction's aperture: its ratios need the fluxes' covariance
             covariance_radius=annulus[0],
         )
@@ -101,7 +104,7 @@ class Calibrate:
             # catalog stars too: next to a bright star fainter ones go undetected (blended)
             neighbours=_neighbours(sources.x, sources.y, sources.flux, x, y, mag,
                                    predicted.zp_guess),
-            fwhm=fwhm,
+            fwhm=fwhm, exclude=discs,
         )
         sel = idx[usable]
         stars = CalibrationStars(

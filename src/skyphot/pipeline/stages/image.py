@@ -6,6 +6,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from skyphot.core.annulus import SourceDiscs, source_discs
 from skyphot.core.detection import detect_sources, estimate_background, estimate_fwhm
 from skyphot.core.masking import MaskBits, build_mask, find_cosmic_rays
 from skyphot.core.psf import fit_psf
@@ -144,3 +145,20 @@ class FitPSF:
             saturation=meta.saturation,
         )
         return replace(state, psf=psf)
+
+
+def source_discs_of(state: FrameState) -> SourceDiscs:
+    """The detections' discs that local-background annuli leave out (``core.annulus``),
+    sized by the frame's FWHM, the PSF's ``beta`` (3 for models without one) and the
+    background noise at each detection."""
+    sources = need(state.sources, "the detections")
+    rms = need(state.background, "the background").rms
+    fwhm = need(state.fwhm, "the FWHM")
+    ny, nx = rms.shape
+    finite = np.isfinite(sources.x) & np.isfinite(sources.y)
+    col = np.clip(np.rint(np.where(finite, sources.x, 0.0)), 0, nx - 1).astype(np.intp)
+    row = np.clip(np.rint(np.where(finite, sources.y, 0.0)), 0, ny - 1).astype(np.intp)
+    beta = float(getattr(state.psf, "beta", 3.0))
+    return source_discs(
+        sources.x, sources.y, sources.flux, sources.a, rms[row, col], fwhm=fwhm, beta=beta
+    )

@@ -14,6 +14,7 @@ from skyphot.core.photometry import (
 )
 from skyphot.errors import PhotometryError
 from skyphot.io.header import target_pixel
+from skyphot.pipeline.stages.image import source_discs_of
 from skyphot.pipeline.state import FrameState, TargetMeasurement, need
 
 
@@ -41,6 +42,8 @@ class MeasureTarget:
         fwhm = psf.fwhm_at(x, y)
         annulus = (cfg.annulus_fwhm[0] * fwhm, cfg.annulus_fwhm[1] * fwhm)
         bad = mask != 0
+        # other sources' light is left out of the annulus, as for the calibration stars
+        discs = source_discs_of(state)
         phot = forced_psf_photometry(
             data_sub,
             np.array([x]),
@@ -51,6 +54,7 @@ class MeasureTarget:
             mask=bad,
             radius=cfg.psf_radius_fwhm * fwhm,
             annulus=annulus,
+            exclude=discs,
         )
         if not np.isfinite(phot.flux[0]):
             raise PhotometryError(
@@ -74,6 +78,7 @@ class MeasureTarget:
             gain=meta.gain,
             mask=bad,
             annulus=annulus,
+            exclude=discs,
         )
         measurement = TargetMeasurement(
             x=x,
