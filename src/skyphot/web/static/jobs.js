@@ -13,8 +13,17 @@
     const query = new URLSearchParams({offset: String(offset), limit: String(LIMIT)});
     for (const name of ["state", "source", "q"]) { const v = form.elements[name].value.trim(); if (v) query.set(name, v); }
     const mine = ++call;
-    const result = await window.skyphot.api(`/api/jobs?${query}`);
-    if (!result.ok || mine !== call) return;
+    let result;
+    try {
+      result = await window.skyphot.api(`/api/jobs?${query}`);
+    } catch (err) {  // the connection dropped: try again
+      if (mine === call) later(2000);
+      return;
+    }
+    if (mine !== call) return;
+    // a refresh a busy server drops (5xx) is retried; pending jobs are re-read every few
+    // seconds in case the stream misses their end
+    if (!result.ok) { if (result.status >= 500) later(2000); return; }
     const page = result.body;
     body.innerHTML = page.jobs.map((j) => window.skyphot.jobRow(j, true)).join("") ||
       `<tr><td colspan="9" class="muted">No jobs match.</td></tr>`;
@@ -24,7 +33,10 @@
     document.getElementById("jobs-prev").disabled = offset === 0;
     document.getElementById("jobs-next").disabled = last >= page.total;
     document.body.dataset.jobs = String(page.total);
+    if (page.jobs.some((j) => j.state === "queued" || j.state === "running")) later(5000);
   }
+  let timer = 0;
+  function later(ms) { clearTimeout(timer); timer = setTimeout(load, ms); }
   form.addEventListener("submit", (event) => {
     event.preventDefault(); offset = 0;
     const query = new URLSearchParams();

@@ -259,16 +259,35 @@
     document.body.dataset.points = String(points.length);
   }
 
+  // A refresh a busy server drops, or a job event the stream misses, must not leave a job
+  // "running" in the table for good: failed refreshes are retried, and while a job is
+  // queued or running the table is also re-read every few seconds.
+  let jobsTimer = 0, pendingJobs = new Set();
+  function loadJobsLater(ms) { clearTimeout(jobsTimer); jobsTimer = setTimeout(loadJobs, ms); }
+
   async function loadJobs() {
     const call = ++jobsCall;
-    const response = await fetch(`/api/sources/${encodeURIComponent(sourceId)}/jobs`);
-    if (!response.ok) return;
-    const jobs = await response.json();
+    let jobs;
+    try {
+      const response = await fetch(`/api/sources/${encodeURIComponent(sourceId)}/jobs`);
+      if (!response.ok) {  // only a busy server's answer (5xx) is worth asking again
+        if (response.status >= 500 && call === jobsCall) loadJobsLater(2000);
+        return;
+      }
+      jobs = await response.json();
+    } catch (err) {  // the connection dropped: try again
+      if (call === jobsCall) loadJobsLater(2000);
+      return;
+    }
     if (call !== jobsCall) return;
     const body = document.querySelector("#jobs-table tbody");
     body.innerHTML = jobs.map((j) => window.skyphot.jobRow(j, false)).join("") ||
       `<tr><td colspan="6" class="muted">No analyses yet.</td></tr>`;
     window.skyphot.wireJobRows(body, loadJobs);
+    // a job found finished by a re-read (its event missed) still brings its point
+    if (jobs.some((j) => j.state === "succeeded" && pendingJobs.has(j.id))) loadPhotometry();
+    pendingJobs = new Set(jobs.filter((j) => j.state === "queued" || j.state === "running").map((j) => j.id));
+    if (pendingJobs.size) loadJobsLater(5000);
   }
 
   const share = document.getElementById("share-form");
