@@ -16,7 +16,6 @@ ANNULUS = (3.0 * FWHM, 8.0 * FWHM)
 SHAPE = (160, 160)
 STAR = (60.3, 70.6, 2.0e4)  # x, y, flux (ADU)
 NEIGHBOUR = (60.3 + 19.0, 70.6 + 6.0, 3.0e4)  # 20 px away: its disc (17 px) misses the star
-_ALPHA = FWHM / (2.0 * np.sqrt(2.0 ** (1.0 / 3.0) - 1.0))
 
 
 def _image(*stars: tuple[float, float, float]) -> np.ndarray:
@@ -37,7 +36,7 @@ def _discs(noise: float) -> SourceDiscs:
 def test_moffat_radius_is_where_the_profile_reaches_the_level() -> None:
     flux, level = 1.0e5, 0.5
     r = float(moffat_radius(np.array([flux]), np.array([level]), fwhm=FWHM, beta=3.0)[0])
-    alpha = FWHM / (2.0 * np.sqrt(2.0 ** (1.0 / 3.0) - 1.0))
+    alpha = FWHM / (2.0 * np.sqrt(2.0 ** (1.0 / 3.0) - 1.0))  # the definition, written out
     profile = flux * 2.0 / (np.pi * alpha**2) * (1.0 + r**2 / alpha**2) ** -3.0
     assert profile == pytest.approx(level, rel=1e-9)
     # a star fainter than the level at its peak reaches nowhere

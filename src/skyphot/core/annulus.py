@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from skyphot.core.neighbours import pairs_within
+from skyphot.core.psf import moffat_alpha
 from skyphot.errors import InputError
 
 # A source's disc reaches where its PSF wing falls to this fraction of the pixel noise.
@@ -69,7 +70,7 @@ def moffat_radius(
     """
     if not (fwhm > 0 and beta > 1):
         raise InputError(f"moffat_radius needs fwhm > 0 and beta > 1, got {fwhm}, {beta}")
-    alpha = fwhm / (2.0 * np.sqrt(2.0 ** (1.0 / beta) - 1.0))
+    alpha = float(moffat_alpha(fwhm, beta))
     peak = np.asarray(flux, dtype=float) * (beta - 1.0) / (np.pi * alpha**2)
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = peak / np.asarray(level, dtype=float)

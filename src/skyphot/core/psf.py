@@ -85,9 +85,9 @@ def _leggauss_pixel(k: int) -> tuple[np.ndarray, np.ndarray]:
     return nodes, weights
 
 
-def _alpha(fwhm: np.ndarray, beta: float) -> np.ndarray:
-    """Moffat core width alpha (px) for a FWHM (px)."""
-    return fwhm / (2.0 * np.sqrt(2.0 ** (1.0 / beta) - 1.0))
+def moffat_alpha(fwhm: float | np.ndarray, beta: float) -> np.ndarray:
+    """Moffat core width alpha (px) of a circular profile with this FWHM (px)."""
+    return np.asarray(fwhm, dtype=float) / (2.0 * np.sqrt(2.0 ** (1.0 / beta) - 1.0))
 
 
 @dataclass(frozen=True)
@@ -178,7 +178,7 @@ class MoffatPSF:
         y0 = np.rint(ys).astype(np.int64) - int(size) // 2
         p = np.zeros((xs.size, _NPAR))
         p[:, _F], p[:, _X], p[:, _Y] = 1.0, xs, ys
-        p[:, _LNA] = np.log(_alpha(fwhm, self.beta))
+        p[:, _LNA] = np.log(moffat_alpha(fwhm, self.beta))
         p[:, _BETA], p[:, _E1], p[:, _E2] = self.beta, e1, e2
         stamps, _ = _model_and_jacobian(
             p, x0, y0, int(size), nodes, _NO_PARAMS, jacobian=False, single=True
@@ -195,7 +195,7 @@ class MoffatPSF:
         wings, and pixelisation, which the smooth wings do not feel.
         """
         fwhm, _, _ = self.parameters_at(np.asarray(x, dtype=float), np.asarray(y, dtype=float))
-        a2 = _alpha(fwhm, self.beta) ** 2
+        a2 = moffat_alpha(fwhm, self.beta) ** 2
         outside_in = (1.0 + r_in**2 / a2) ** (1.0 - self.beta)
         outside_out = (1.0 + r_out**2 / a2) ** (1.0 - self.beta)
         return np.asarray((outside_in - outside_out) / (np.pi * (r_out**2 - r_in**2)))
@@ -594,7 +594,7 @@ def _psf_stars(
     p0[:, _F] = np.maximum(np.sum(stamps * inside, axis=(1, 2)), 1e-3)
     p0[:, _X], p0[:, _Y] = x, y
     p0[:, _BETA] = 3.0
-    p0[:, _LNA] = np.log(_alpha(fwhm_start, 3.0))
+    p0[:, _LNA] = np.log(moffat_alpha(fwhm_start, 3.0))
     nodes = _gauss_nodes(float(np.min(fwhm_start)))
     return _Start(stars=stars, p0=p0, brightness=sources.flux[idx], nodes=nodes)
 

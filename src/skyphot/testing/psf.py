@@ -26,15 +26,12 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from skyphot.core.psf import moffat_alpha
+
 FloatArray = NDArray[np.float64]
 
 # Largest stamp half-width (px) the renderer will use for one star.
 MAX_HALFWIDTH = 2048
-
-
-def moffat_alpha(fwhm: float | FloatArray, beta: float) -> FloatArray:
-    """Moffat core radius alpha (px) of a circular profile with this FWHM (px)."""
-    return np.asarray(fwhm, dtype=float) / (2.0 * math.sqrt(2.0 ** (1.0 / beta) - 1.0))
 
 
 def outside_fraction(radius: float | FloatArray, a: float | FloatArray, beta: float) -> FloatArray:
