@@ -281,7 +281,9 @@ def test_flux_ratio_is_refined_from_the_first_difference(
     true_ratio = 10 ** (0.4 * (zp_t - t.zero_point_at_target))
     ratio, err = float(sub["flux_ratio"]), float(sub["flux_ratio_err"])
     assert abs(ratio - true_ratio) < 4 * err
-    assert err < 0.02 * ratio  # this small frame has few stars; 2048 px frames: ~0.2%
+    # Few stars on this small frame, measured in wide apertures (the residuals' PSF-fit
+    # flux would carry the PSF models' shape errors): ~3%; 2048 px frames: ~0.5%.
+    assert err < 0.05 * ratio
 
 
 def _clean_noise_ratio(sub: object, sim: SimulatedFrame) -> float:
