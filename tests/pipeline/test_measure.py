@@ -133,3 +133,19 @@ def test_diagnostics_png_is_written(small_frame, tmp_path: Path) -> None:  # typ
     measure(small_frame.image, _config(small_frame.sim, small_frame.catalog), diagnostics=out)
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert out.stat().st_size > 20_000
+
+
+@pytest.mark.parametrize("seed", [3, 4])
+def test_a_bright_neighbours_wing_is_subtracted_not_measured(tmp_path: Path, seed: int) -> None:
+    """An undetectable target (24.5 mag) 3.5 FWHM from a saturated star: the star's wing in
+    the fit circle used to be taken for the target's light (a false detection); it is now
+    fitted, subtracted, flagged and noted, and the target's flux is consistent with ~0."""
+    params = SimulationParams(
+        shape=(600, 800), target_mag=24.5, target_xy=(400.0, 300.0), saturated_neighbour_px=12.0
+    )
+    sim, result = _measure_sim(tmp_path, params, seed=seed, target_color=0.6)
+    assert "NEIGHBOURS_SUBTRACTED" in result.flag_names
+    assert any("neighbour" in n and "subtracted" in n for n in result.notes)
+    true_ujy = 10 ** (-0.4 * (sim.truth.mag - 23.9))
+    assert not result.detected
+    assert abs(result.flux - true_ujy) < 3 * result.fluxerr

@@ -16,12 +16,13 @@ import numpy as np
 from skyphot import __version__
 from skyphot.core.astrometry import pixel_scale_arcsec
 from skyphot.core.calibration import ZeroPointFit
+from skyphot.core.deblend import WING_MODEL_UNCERTAINTY
 from skyphot.core.limits import is_detected, limiting_flux, signal_to_noise
 from skyphot.core.masking import MaskBits
 from skyphot.core.units import MAG_ERR_FACTOR, ab_offset, adu_to_ujy_scale, instrumental_mag
 from skyphot.pipeline.config import MeasureConfig
 from skyphot.pipeline.result import ApertureMeasurement, PhotometryResult, QualityFlag, flag_names
-from skyphot.pipeline.state import Bands, FrameState, need
+from skyphot.pipeline.state import Bands, FrameState, TargetMeasurement, need
 from skyphot.pipeline.subtraction_report import subtraction_report
 
 _BLEND_RADIUS_FWHM = 2.0
@@ -259,7 +260,25 @@ def _quality(state: FrameState, color: _TargetColor, inst_mag: float) -> _Qualit
         flags |= QualityFlag.VALUES_ASSUMED
     degraded, notes = _degradations(state)
     response, response_notes = _response_flags(state, inst_mag)
-    return _Quality(flags | degraded | response, notes + response_notes)
+    deblended, deblend_notes = _neighbour_flags(target)
+    return _Quality(
+        flags | degraded | response | deblended, notes + response_notes + deblend_notes
+    )
+
+
+def _neighbour_flags(target: TargetMeasurement) -> tuple[QualityFlag, tuple[str, ...]]:
+    """NEIGHBOURS_SUBTRACTED with a note, when neighbours' light was taken off the target."""
+    n = target.neighbours_subtracted
+    if n == 0:
+        return QualityFlag(0), ()
+    err = float(target.psf.fluxerr[0])
+    worth = target.neighbour_flux / err if err > 0 else float("nan")
+    return QualityFlag.NEIGHBOURS_SUBTRACTED, (
+        f"{n} detected neighbour{'s' if n > 1 else ''} fitted and subtracted before the target "
+        f"was measured: {'their' if n > 1 else 'its'} light was worth {target.neighbour_flux:.0f} "
+        f"ADU ({worth:.1f} sigma) in the target's PSF fit; {WING_MODEL_UNCERTAINTY:.0%} of it "
+        "is in the error",
+    )
 
 
 def _response_flags(state: FrameState, inst_mag: float) -> tuple[QualityFlag, tuple[str, ...]]:

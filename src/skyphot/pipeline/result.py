@@ -29,6 +29,7 @@ class QualityFlag(IntFlag):
     FRAME_DEGRADED = 16384  # a frame-level problem was worked around (see notes)
     RESPONSE_FITTED = 32768  # zero point taken on a non-linear response curve (see notes)
     EXTRAPOLATED_RESPONSE = 65536  # target's inst mag outside the calibrators' range
+    NEIGHBOURS_SUBTRACTED = 131072  # detected neighbours' light subtracted at the target (notes)
 
 
 def flag_names(flags: int) -> list[str]:

@@ -60,6 +60,10 @@ class TargetMeasurement:
     aperture_radius: float
     encircled_energy: float
     fwhm: float
+    # detected neighbours fitted and subtracted before the target was measured, and the
+    # PSF-fit flux (ADU) their light had at the target
+    neighbours_subtracted: int = 0
+    neighbour_flux: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from skyphot.core.deblend import point_sources, subtract_neighbours
 from skyphot.core.photometry import (
     aperture_photometry,
     encircled_energy,
@@ -44,18 +45,34 @@ class MeasureTarget:
         bad = mask != 0
         # other sources' light is left out of the annulus, as for the calibration stars
         discs = source_discs_of(state)
+        radius = cfg.psf_radius_fwhm * fwhm
+        # Detected neighbours whose wings reach the fit circle are fitted and subtracted
+        # first (a bright star 3 FWHM away made an undetectable target a 6-sigma source).
+        neighbours = subtract_neighbours(
+            data_sub, x, y, discs, psf=psf, rms=background.rms, gain=meta.gain, mask=bad,
+            radius=radius, annulus=annulus,
+            stellar=point_sources(need(state.sources, "the detections"), mask, fwhm=fwhm),
+        )
+        image = neighbours.image
         phot = forced_psf_photometry(
-            data_sub,
+            image,
             np.array([x]),
             np.array([y]),
             psf=psf,
             rms=background.rms,
             gain=meta.gain,
             mask=bad,
-            radius=cfg.psf_radius_fwhm * fwhm,
+            radius=radius,
             annulus=annulus,
             exclude=discs,
         )
+        if neighbours.count:
+            # the subtraction's own error (the PSF model's wings) is not the target's noise
+            # but limits its flux like it: both errors take it
+            phot = replace(
+                phot, fluxerr=np.hypot(phot.fluxerr, neighbours.error),
+                fluxerr_background=np.hypot(phot.fluxerr_background, neighbours.error),
+            )
         if not np.isfinite(phot.flux[0]):
             raise PhotometryError(
                 f"the target at pixel ({x:.1f}, {y:.1f}) cannot be measured: every pixel around "
@@ -70,7 +87,7 @@ class MeasureTarget:
             )
         ap_radius = cfg.aperture_radius_fwhm * fwhm
         aperture = aperture_photometry(
-            data_sub,
+            image,
             np.array([x]),
             np.array([y]),
             radius=ap_radius,
@@ -91,5 +108,7 @@ class MeasureTarget:
             - float(aperture.area[0]) * float(ring_level(psf, np.array([x]), np.array([y]),
                                                          annulus)[0]),
             fwhm=fwhm,
+            neighbours_subtracted=neighbours.count,
+            neighbour_flux=neighbours.flux_at_target,
         )
         return replace(state, target=measurement)
