@@ -24,6 +24,7 @@ TARGET = (100.2, 99.7)
 RADIUS = 1.5 * FWHM
 ANNULUS = (3.0 * FWHM, 6.0 * FWHM)
 NOISE = 5.0
+PEAK = float(PSF.render(100.0, 100.0, 5)[0].max())  # the unit-flux PSF's brightest pixel
 
 
 def _render(image: np.ndarray, x: float, y: float, flux: float) -> None:
@@ -34,12 +35,17 @@ def _render(image: np.ndarray, x: float, y: float, flux: float) -> None:
     image[ys, xs] += flux * stamp[ys.start - y0:ys.stop - y0, xs.start - x0:xs.stop - x0]
 
 
-def _sources(xs: list[float], ys: list[float], flux: list[float], a: list[float]) -> SourceList:
+def _sources(
+    xs: list[float], ys: list[float], flux: list[float], a: list[float],
+    peak_fraction: list[float] | None = None,
+) -> SourceList:
+    """Detections; ``peak_fraction``: each peak pixel over its flux (default: a PSF's)."""
     n = len(xs)
+    frac = np.full(n, PEAK) if peak_fraction is None else np.array(peak_fraction)
     return SourceList(
         x=np.array(xs), y=np.array(ys), flux=np.array(flux), fluxerr=np.ones(n),
         a=np.array(a), b=np.array(a), theta=np.zeros(n), flag=np.zeros(n, dtype=np.int16),
-        peak=np.array(flux) / 30.0, npix=np.full(n, 30),
+        peak=np.array(flux) * frac, npix=np.full(n, 30),
     )
 
 
@@ -67,7 +73,7 @@ def _subtract(image: np.ndarray, sources: SourceList) -> NeighbourLight:
     return subtract_neighbours(
         image, *TARGET, discs, psf=PSF, rms=np.full(SHAPE, NOISE), gain=1e6, mask=None,
         radius=RADIUS, annulus=ANNULUS,
-        stellar=point_sources(sources, np.zeros(SHAPE, dtype=np.uint8), fwhm=FWHM),
+        stellar=point_sources(sources, np.zeros(SHAPE, dtype=np.uint8), psf_peak=PEAK),
     )
 
 
@@ -111,10 +117,12 @@ def test_no_neighbour_leaves_the_image_as_it_is() -> None:
 def test_galaxies_are_not_subtracted_but_saturated_stars_are() -> None:
     mask = np.zeros(SHAPE, dtype=np.uint8)
     mask[50, 60] = MaskBits.SATURATED
-    sources = _sources([30.0, 60.0, 90.0], [40.0, 50.0, 60.0], [1e4, 1e6, 1e4],
-                       [0.5 * FWHM, 3.0 * FWHM, 3.0 * FWHM])
-    # compact star; saturated star (inflated moments); galaxy
-    assert point_sources(sources, mask, fwhm=FWHM).tolist() == [True, True, False]
+    # a bright star (wide isophotal moments, a PSF's peak); a saturated star (clipped
+    # peak); a galaxy (a tenth of a PSF's peak for its flux)
+    sources = _sources([30.0, 60.0, 90.0], [40.0, 50.0, 60.0], [1e5, 1e6, 1e4],
+                       [3.0 * FWHM, 3.0 * FWHM, 3.0 * FWHM],
+                       peak_fraction=[0.9 * PEAK, 0.01 * PEAK, 0.1 * PEAK])
+    assert point_sources(sources, mask, psf_peak=PEAK).tolist() == [True, True, False]
 
 
 def test_the_target_and_close_blends_are_not_neighbours() -> None:

@@ -32,10 +32,10 @@ _MAX_STAMP_FWHM = 12.0
 # would be needed); the target's own detection and a host's nucleus are that close, and the
 # result's BLENDED flag reports such a neighbour.
 _MIN_DISTANCE_FWHM = 2.0
-# Second-moment semi-major axes up to this many times a Gaussian's of the same FWHM are a
-# point source's (noise and a Moffat's wings widen them a little); wider is a galaxy.
-_POINT_A_FACTOR = 1.5
-_FWHM_PER_SIGMA = 2.0 * np.sqrt(2.0 * np.log(2.0))
+# A detection whose peak pixel holds at least this fraction of what the PSF's would for its
+# flux is a point source; a galaxy spreads its light. (Second moments do not tell: a bright
+# star's isophote reaches far into its wings and widens them as much as a galaxy's.)
+_POINT_PEAK_FRACTION = 0.5
 
 
 @dataclass(frozen=True)
@@ -61,16 +61,19 @@ class NeighbourLight:
         return int(self.x.size)
 
 
-def point_sources(sources: SourceList, mask: np.ndarray, *, fwhm: float) -> np.ndarray:
+def point_sources(sources: SourceList, mask: np.ndarray, *, psf_peak: float) -> np.ndarray:
     """One flag per detection with a finite position (the order ``core.annulus``'s discs
-    keep): True for a point source, i.e. compact for the PSF's ``fwhm`` (px) or with a
-    saturated centre pixel (saturation widens a star's moments, not its PSF)."""
+    keep): True for a point source, i.e. a peak pixel of at least half ``psf_peak`` (the
+    unit-flux PSF's brightest pixel) times its flux, or a saturated centre pixel (its peak
+    is clipped, its shape is a star's)."""
     finite = np.isfinite(sources.x) & np.isfinite(sources.y)
     ny, nx = mask.shape
     col = np.clip(np.rint(sources.x[finite]), 0, nx - 1).astype(np.intp)
     row = np.clip(np.rint(sources.y[finite]), 0, ny - 1).astype(np.intp)
     saturated = (np.asarray(mask)[row, col] & int(MaskBits.SATURATED)) != 0
-    compact = np.asarray(sources.a[finite]) <= _POINT_A_FACTOR * fwhm / _FWHM_PER_SIGMA
+    flux = np.asarray(sources.flux[finite], dtype=float)
+    peak = np.asarray(sources.peak[finite], dtype=float)
+    compact = (flux > 0) & (peak >= _POINT_PEAK_FRACTION * psf_peak * flux)
     return np.asarray(compact | saturated)
 
 

@@ -51,7 +51,10 @@ class MeasureTarget:
         neighbours = subtract_neighbours(
             data_sub, x, y, discs, psf=psf, rms=background.rms, gain=meta.gain, mask=bad,
             radius=radius, annulus=annulus,
-            stellar=point_sources(need(state.sources, "the detections"), mask, fwhm=fwhm),
+            stellar=point_sources(
+                need(state.sources, "the detections"), mask,
+                psf_peak=float(psf.render(x, y, 5)[0].max()),
+            ),
         )
         image = neighbours.image
         phot = forced_psf_photometry(
