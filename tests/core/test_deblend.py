@@ -134,3 +134,23 @@ def test_the_target_and_close_blends_are_not_neighbours() -> None:
     near = neighbours_reaching(discs, *TARGET, radius=RADIUS, stellar=np.ones(3, dtype=bool),
                                min_distance=2.0 * FWHM)
     assert near.tolist() == [2]
+
+
+def test_a_failed_subtraction_is_in_the_error() -> None:
+    """The neighbour subtracted with a PSF model 15% too sharp leaves a ring the fixed 10%
+    does not cover; the probes around the star see it and the error grows to cover it."""
+    image, sources = _scene(0.0, seed=5)
+    wrong = MoffatPSF.constant(0.85 * FWHM, beta=3.0)
+    discs = source_discs(sources.x, sources.y, sources.flux, sources.a,
+                         np.full(len(sources), NOISE), fwhm=FWHM)
+    light = subtract_neighbours(
+        image, *TARGET, discs, psf=wrong, rms=np.full(SHAPE, NOISE), gain=1e6, mask=None,
+        radius=RADIUS, annulus=ANNULUS,
+        stellar=point_sources(sources, np.zeros(SHAPE, dtype=np.uint8), psf_peak=PEAK),
+    )
+    assert light.error > 1.5 * WING_MODEL_UNCERTAINTY * abs(light.flux_at_target)
+    phot = forced_psf_photometry(
+        light.image, np.array([TARGET[0]]), np.array([TARGET[1]]), psf=wrong,
+        rms=np.full(SHAPE, NOISE), gain=1e6, radius=RADIUS, annulus=ANNULUS,
+    )
+    assert abs(float(phot.flux[0])) < 3 * float(np.hypot(phot.fluxerr[0], light.error))

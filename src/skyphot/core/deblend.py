@@ -32,6 +32,9 @@ _MAX_STAMP_FWHM = 12.0
 # would be needed); the target's own detection and a host's nucleus are that close, and the
 # result's BLENDED flag reports such a neighbour.
 _MIN_DISTANCE_FWHM = 2.0
+# Probes around the brightest neighbour that sample its residual, and how many must be clear.
+_PROBES = 16
+_MIN_PROBES = 4
 # A detection whose peak pixel holds at least this fraction of what the PSF's would for its
 # flux is a point source; a galaxy spreads its light. (Second moments do not tell: a bright
 # star's isophote reaches far into its wings and widens them as much as a galaxy's.)
@@ -147,10 +150,61 @@ def subtract_neighbours(
     inside = (dx - x) ** 2 + (dy - y) ** 2 <= radius**2
     pp = float(np.sum(p[inside] ** 2))
     at_target = float(np.sum(p[inside] * seen[inside]) / pp) if pp > 0 else 0.0
+    # The brightest neighbour's residual, sampled where the target sits relative to it.
+    main = int(np.argmax(flux / np.maximum(np.hypot(nx_ - x, ny_ - y), 1.0) ** 2))
+    probed = _probed_residual(
+        image, x, y, (float(nx_[main]), float(ny_[main])), discs, psf=psf, rms=rms,
+        gain=gain, mask=mask, radius=radius, annulus=annulus,
+    )
     return NeighbourLight(
         image=image, x=nx_, y=ny_, flux=flux, flux_at_target=at_target,
-        error=WING_MODEL_UNCERTAINTY * abs(at_target),
+        error=max(WING_MODEL_UNCERTAINTY * abs(at_target), probed),
     )
+
+
+def _probed_residual(
+    image: np.ndarray,
+    x: float,
+    y: float,
+    centre: tuple[float, float],
+    discs: SourceDiscs,
+    *,
+    psf: PSFModel,
+    rms: np.ndarray,
+    gain: float,
+    mask: np.ndarray | None,
+    radius: float,
+    annulus: tuple[float, float] | None,
+) -> float:
+    """What a neighbour's subtraction leaves in a PSF fit at the target's distance from it
+    (ADU, beyond the noise; 0 when too few probes are clear).
+
+    The fixed fraction of the subtracted light misses a subtraction that failed (a saturated
+    core and its bleeding fitted badly: residuals of tens of sigma on simulated frames) or an
+    asymmetric wing. Probes on the circle through the target around the neighbour, clear of
+    the target and of every other detection, are measured as the target is; the mean square
+    of their fluxes less their noise is the subtraction's error there."""
+    cx, cy = centre
+    d = float(np.hypot(x - cx, y - cy))
+    angles = np.linspace(0.0, 2.0 * np.pi, _PROBES, endpoint=False) + np.arctan2(y - cy, x - cx)
+    px, py = cx + d * np.cos(angles), cy + d * np.sin(angles)
+    clear = np.hypot(px - x, py - y) > 2.0 * radius
+    ny, nx = image.shape
+    clear &= (px > radius) & (px < nx - 1 - radius) & (py > radius) & (py < ny - 1 - radius)
+    others = np.hypot(discs.x - cx, discs.y - cy) > 1.0  # every disc but the neighbour's
+    for ox, oy, r in zip(discs.x[others], discs.y[others], discs.radius[others], strict=True):
+        clear &= np.hypot(px - ox, py - oy) > r + radius
+    if int(clear.sum()) < _MIN_PROBES:
+        return 0.0
+    phot = forced_psf_photometry(
+        image, px[clear], py[clear], psf=psf, rms=rms, gain=gain, mask=mask, radius=radius,
+        annulus=annulus, exclude=discs,
+    )
+    good = np.isfinite(phot.flux) & np.isfinite(phot.fluxerr_background)
+    if int(good.sum()) < _MIN_PROBES:
+        return 0.0
+    excess = float(np.mean(phot.flux[good] ** 2) - np.mean(phot.fluxerr_background[good] ** 2))
+    return float(np.sqrt(max(excess, 0.0)))
 
 
 def _fitted_flux(

@@ -230,6 +230,7 @@ _NO_PARAMS = np.zeros(_NPAR, dtype=bool)
 _MIN_SNR = 30.0
 _MAX_ITER = 30
 _BETA_STARS = 20  # brightest stars that fit beta
+_SHARP_FRACTION = 0.5  # candidates narrower than this times the typical FWHM: cosmic rays
 _STARS_PER_TERM = 3  # the spatial order is lowered until there are this many stars per term
 _WIDTH_BAND = 0.35  # |ln(FWHM / mode)| above this: not a star
 _SHAPE_FLOOR = 0.003  # relative FWHM / absolute ellipticity error floor per star
@@ -578,6 +579,14 @@ def _psf_stars(
             f"{len(sources)} detections; at least 3 are needed — use a deeper exposure, check "
             "the saturation level and mask, or lower the detection threshold"
         )
+    # Cosmic-ray hits are bright and isolated too; far sharper than the frame's typical
+    # star (estimate_fwhm), they are no PSF stars (on a sparse frame they outnumbered the
+    # stars among the brightest and made a 0.4 px PSF).
+    # (A one-pixel hit has no measurable half-maximum width at all.)
+    widths = half_max_fwhm(*cutouts(image, sources.x[idx], sources.y[idx], half))
+    starlike = np.isfinite(widths) & (widths >= _SHARP_FRACTION * fwhm0)
+    if int(starlike.sum()) >= 3:
+        idx = idx[starlike]
     x, y = sources.x[idx], sources.y[idx]
     stamps, dx, dy = cutouts(image, x, y, half)
     var = np.square(cutouts(noise, x, y, half)[0])

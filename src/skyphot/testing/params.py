@@ -93,6 +93,9 @@ class SimulationParams:
     """Extra stars made bright enough to saturate (peak 3-30x the saturation level)."""
     saturated_neighbour_px: float | None = None
     """If set: a saturated star this many px from the target (random direction, on the frame)."""
+    neighbour_peak: float = 10.0
+    """Peak of that star in units of the saturation level above the sky (below 1: a bright
+    star that is not saturated)."""
     n_cosmic_rays: int = 20
     """Cosmic-ray hits (1-3 px each), never close to the target."""
     bad_column: bool = True
@@ -198,6 +201,8 @@ def _problems(p: SimulationParams) -> list[str]:
         out.append(f"bands={p.bands} must be two different band names, e.g. ('g', 'r').")
     if p.saturated_neighbour_px is not None and not p.saturated_neighbour_px > 0:
         out.append(f"saturated_neighbour_px={p.saturated_neighbour_px} must be positive or None.")
+    if not (math.isfinite(p.neighbour_peak) and p.neighbour_peak > 0):
+        out.append(f"neighbour_peak={p.neighbour_peak} must be positive (units of saturation).")
     if p.saturated_neighbour_px is not None and p.target_mag is None:
         out.append("saturated_neighbour_px needs a target; set target_mag.")
     if p.target_xy is not None:

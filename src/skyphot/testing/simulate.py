@@ -281,7 +281,7 @@ def _draw_stars(
         nbx, nby = _place_neighbour(p, target_xy, rng_sat)
         xs_list.append(np.array([nbx]))
         ys_list.append(np.array([nby]))
-        fac_list.append(np.array([10.0]))
+        fac_list.append(np.array([p.neighbour_peak]))
         kinds.append("neighbour")
     x_b, y_b, fac_b = np.concatenate(xs_list), np.concatenate(ys_list), np.concatenate(fac_list)
     col_b = _draw_colors(rng_sat, len(x_b))
