@@ -6,7 +6,10 @@ star 3 FWHM from an undetectable target (24.5 mag) made a 6.3-sigma "detection".
 local-background annulus cannot take it out (the star's disc is left out of the annulus,
 and its wing is a slope, not a level). Like DAOPHOT's neighbour subtraction, each detected
 neighbour whose light reaches the fit circle is fitted with the PSF model at its own
-position and subtracted; the target is then measured on what is left.
+position and subtracted; the target is then measured on what is left. What the subtraction
+may have got wrong goes into the target's error: a fixed fraction of the light removed, or
+more when PSF fits at probe positions around the neighbour, at the target's distance, find
+it left more than noise behind.
 """
 
 from __future__ import annotations
