@@ -16,7 +16,6 @@ import numpy as np
 from skyphot import __version__
 from skyphot.core.astrometry import pixel_scale_arcsec
 from skyphot.core.calibration import ZeroPointFit
-from skyphot.core.deblend import WING_MODEL_UNCERTAINTY
 from skyphot.core.limits import is_detected, limiting_flux, signal_to_noise
 from skyphot.core.masking import MaskBits
 from skyphot.core.units import MAG_ERR_FACTOR, ab_offset, adu_to_ujy_scale, instrumental_mag
@@ -276,8 +275,8 @@ def _neighbour_flags(target: TargetMeasurement) -> tuple[QualityFlag, tuple[str,
     return QualityFlag.NEIGHBOURS_SUBTRACTED, (
         f"{n} detected neighbour{'s' if n > 1 else ''} fitted and subtracted before the target "
         f"was measured: {'their' if n > 1 else 'its'} light was worth {target.neighbour_flux:.0f} "
-        f"ADU ({worth:.1f} sigma) in the target's PSF fit; {WING_MODEL_UNCERTAINTY:.0%} of it "
-        "is in the error",
+        f"ADU ({worth:.1f} sigma) in the target's PSF fit; the subtraction adds "
+        f"{target.neighbour_error:.0f} ADU to the flux error",
     )
 
 

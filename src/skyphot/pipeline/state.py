@@ -60,10 +60,12 @@ class TargetMeasurement:
     aperture_radius: float
     encircled_energy: float
     fwhm: float
-    # detected neighbours fitted and subtracted before the target was measured, and the
-    # PSF-fit flux (ADU) their light had at the target
+    # detected neighbours fitted and subtracted before the target was measured, the
+    # PSF-fit flux (ADU) their light had at the target, and the error (ADU) the subtraction
+    # added to the target's flux
     neighbours_subtracted: int = 0
     neighbour_flux: float = 0.0
+    neighbour_error: float = 0.0
 
 
 @dataclass(frozen=True)

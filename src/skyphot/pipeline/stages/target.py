@@ -113,5 +113,6 @@ class MeasureTarget:
             fwhm=fwhm,
             neighbours_subtracted=neighbours.count,
             neighbour_flux=neighbours.flux_at_target,
+            neighbour_error=neighbours.error,
         )
         return replace(state, target=measurement)
