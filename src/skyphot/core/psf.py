@@ -583,12 +583,12 @@ def _psf_stars(
     # star (estimate_fwhm), they are no PSF stars (on a sparse frame they outnumbered the
     # stars among the brightest and made a 0.4 px PSF).
     # (A one-pixel hit has no measurable half-maximum width at all.)
-    widths = half_max_fwhm(*cutouts(image, sources.x[idx], sources.y[idx], half))
+    stamps, dx, dy = cutouts(image, sources.x[idx], sources.y[idx], half)
+    widths = half_max_fwhm(stamps, dx, dy)
     starlike = np.isfinite(widths) & (widths >= _SHARP_FRACTION * fwhm0)
     if int(starlike.sum()) >= 3:
-        idx = idx[starlike]
+        idx, stamps, dx, dy = idx[starlike], stamps[starlike], dx[starlike], dy[starlike]
     x, y = sources.x[idx], sources.y[idx]
-    stamps, dx, dy = cutouts(image, x, y, half)
     var = np.square(cutouts(noise, x, y, half)[0])
     if gain is not None and gain > 0:
         var = var + np.maximum(stamps, 0.0) / gain
