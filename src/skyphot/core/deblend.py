@@ -21,7 +21,7 @@ import numpy as np
 from skyphot.core.annulus import SourceDiscs
 from skyphot.core.detection import SourceList
 from skyphot.core.masking import MaskBits
-from skyphot.core.photometry import forced_psf_photometry
+from skyphot.core.photometry import PSFPhotometry, forced_psf_photometry
 from skyphot.core.psf import PSFModel
 
 # Fraction of the subtracted light (as the target's PSF fit sees it) taken as the
@@ -66,6 +66,34 @@ class NeighbourLight:
     @property
     def count(self) -> int:
         return int(self.x.size)
+
+
+@dataclass(frozen=True)
+class _ForcedFit:
+    """How the target is measured, for measuring its neighbours and the probes alike: a
+    forced PSF fit with this ``radius`` and local-background ``annulus`` (px), the other
+    detections' ``discs`` left out of the annulus."""
+
+    psf: PSFModel
+    rms: np.ndarray
+    gain: float
+    mask: np.ndarray | None
+    radius: float
+    annulus: tuple[float, float] | None
+    discs: SourceDiscs
+
+    def photometry(
+        self, image: np.ndarray, xs: np.ndarray, ys: np.ndarray, *, grow: float = 0.0
+    ) -> PSFPhotometry:
+        """Forced PSF photometry at (``xs``, ``ys``), fit circle and annulus ``grow`` px
+        wider."""
+        annulus = None if self.annulus is None else (
+            self.annulus[0] + grow, self.annulus[1] + grow
+        )
+        return forced_psf_photometry(
+            image, xs, ys, psf=self.psf, rms=self.rms, gain=self.gain, mask=self.mask,
+            radius=self.radius + grow, annulus=annulus, exclude=self.discs,
+        )
 
 
 def point_sources(sources: SourceList, mask: np.ndarray, *, psf_peak: float) -> np.ndarray:
@@ -119,16 +147,14 @@ def subtract_neighbours(
     pixels, a saturated core, left out of the fit), rendered out past the position's circle
     and subtracted from a copy of ``data_sub``."""
     fwhm = psf.fwhm_at(x, y)
+    fit = _ForcedFit(psf=psf, rms=rms, gain=gain, mask=mask, radius=radius, annulus=annulus,
+                     discs=discs)
     near = neighbours_reaching(
         discs, x, y, radius=radius, stellar=np.asarray(stellar, dtype=bool),
         min_distance=_MIN_DISTANCE_FWHM * fwhm,
     )
     nx_, ny_ = discs.x[near], discs.y[near]
-    flux = np.array([
-        _fitted_flux(data_sub, sx, sy, psf=psf, rms=rms, gain=gain, mask=mask, radius=radius,
-                     annulus=annulus, discs=discs)
-        for sx, sy in zip(nx_, ny_, strict=True)
-    ])
+    flux = np.array([_fitted_flux(data_sub, sx, sy, fit) for sx, sy in zip(nx_, ny_, strict=True)])
     ok = np.isfinite(flux) & (flux > 0)
     nx_, ny_, flux = nx_[ok], ny_[ok], flux[ok]
     if flux.size == 0:
@@ -156,10 +182,7 @@ def subtract_neighbours(
     at_target = float(np.sum(p[inside] * seen[inside]) / pp) if pp > 0 else 0.0
     # The brightest neighbour's residual, sampled where the target sits relative to it.
     main = int(np.argmax(flux / np.maximum(np.hypot(nx_ - x, ny_ - y), 1.0) ** 2))
-    probed = _probed_residual(
-        image, x, y, (float(nx_[main]), float(ny_[main])), discs, psf=psf, rms=rms,
-        gain=gain, mask=mask, radius=radius, annulus=annulus,
-    )
+    probed = _probed_residual(image, x, y, (float(nx_[main]), float(ny_[main])), fit)
     return NeighbourLight(
         image=image, x=nx_, y=ny_, flux=flux, flux_at_target=at_target,
         error=max(WING_MODEL_UNCERTAINTY * abs(at_target), probed),
@@ -167,18 +190,7 @@ def subtract_neighbours(
 
 
 def _probed_residual(
-    image: np.ndarray,
-    x: float,
-    y: float,
-    centre: tuple[float, float],
-    discs: SourceDiscs,
-    *,
-    psf: PSFModel,
-    rms: np.ndarray,
-    gain: float,
-    mask: np.ndarray | None,
-    radius: float,
-    annulus: tuple[float, float] | None,
+    image: np.ndarray, x: float, y: float, centre: tuple[float, float], fit: _ForcedFit
 ) -> float:
     """What a neighbour's subtraction leaves in a PSF fit at the target's distance from it
     (ADU, beyond the noise; 0 when too few probes are clear).
@@ -190,6 +202,7 @@ def _probed_residual(
     of their fluxes less their noise, when it stands out of the noise, is the subtraction's
     error there."""
     cx, cy = centre
+    radius, discs = fit.radius, fit.discs
     d = float(np.hypot(x - cx, y - cy))
     angles = np.linspace(0.0, 2.0 * np.pi, _PROBES, endpoint=False) + np.arctan2(y - cy, x - cx)
     px, py = cx + d * np.cos(angles), cy + d * np.sin(angles)
@@ -201,10 +214,7 @@ def _probed_residual(
         clear &= np.hypot(px - ox, py - oy) > r + radius
     if int(clear.sum()) < _MIN_PROBES:
         return 0.0
-    phot = forced_psf_photometry(
-        image, px[clear], py[clear], psf=psf, rms=rms, gain=gain, mask=mask, radius=radius,
-        annulus=annulus, exclude=discs,
-    )
+    phot = fit.photometry(image, px[clear], py[clear])
     good = np.isfinite(phot.flux) & np.isfinite(phot.fluxerr_background)
     if int(good.sum()) < _MIN_PROBES:
         return 0.0
@@ -218,35 +228,19 @@ def _probed_residual(
     return float(np.sqrt(excess))
 
 
-def _fitted_flux(
-    data_sub: np.ndarray,
-    x: float,
-    y: float,
-    *,
-    psf: PSFModel,
-    rms: np.ndarray,
-    gain: float,
-    mask: np.ndarray | None,
-    radius: float,
-    annulus: tuple[float, float] | None,
-    discs: SourceDiscs,
-) -> float:
+def _fitted_flux(data_sub: np.ndarray, x: float, y: float, fit: _ForcedFit) -> float:
     """A neighbour's PSF-fit flux (ADU; NaN when nothing is left to fit). A saturated
     core is masked: the fit circle (and the annulus) grow by its radius, so the fit has the
     star's wings to go on."""
     core = 0.0
-    if mask is not None:
+    if fit.mask is not None:
         # masked pixels out to three fit radii: a saturated core several times the circle
-        half = int(np.ceil(3.0 * radius))
+        half = int(np.ceil(3.0 * fit.radius))
         ix, iy = round(x), round(y)
-        box = np.asarray(mask)[max(iy - half, 0):iy + half + 1, max(ix - half, 0):ix + half + 1]
+        box = np.asarray(fit.mask)[max(iy - half, 0):iy + half + 1,
+                                   max(ix - half, 0):ix + half + 1]
         core = float(np.sqrt(np.count_nonzero(box) / np.pi))
-    grown = None if annulus is None else (annulus[0] + core, annulus[1] + core)
-    phot = forced_psf_photometry(
-        data_sub, np.array([x]), np.array([y]), psf=psf, rms=rms, gain=gain, mask=mask,
-        radius=radius + core, annulus=grown, exclude=discs,
-    )
-    return float(phot.flux[0])
+    return float(fit.photometry(data_sub, np.array([x]), np.array([y]), grow=core).flux[0])
 
 
 def _add(target: np.ndarray, stamp: np.ndarray, x0: int, y0: int) -> None:
