@@ -67,6 +67,16 @@ def test_template_renders_the_same_sky_without_the_transient() -> None:
     assert without.data.shape == (420, 500)
 
 
+def test_a_template_noise_draw_changes_only_the_noise() -> None:
+    sim = simulate_frame(replace(BASE, hosts=HOSTS), seed=2)
+    tp = TemplateParams(shape=(220, 260), pixel_scale=0.45, rotation_deg=30.0, fwhm=3.0)
+    a, b = (simulate_template(sim, tp, seed=3, noise_seed=n) for n in (1, 2))
+    assert np.array_equal(a.noiseless, simulate_template(sim, tp, seed=3).noiseless)
+    assert np.array_equal(a.noiseless, b.noiseless)
+    assert a.header.tostring() == b.header.tostring()
+    assert not np.array_equal(a.data, b.data)
+
+
 def test_bad_host_and_template_parameters_say_what_to_change() -> None:
     with pytest.raises(SimulationError, match="hosts are placed relative to the target"):
         SimulationParams(target_mag=None, hosts=HOSTS)

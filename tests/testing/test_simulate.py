@@ -182,6 +182,25 @@ def test_seeded_reproducibility() -> None:
     assert not np.array_equal(a.data, c.data)
 
 
+def test_a_noise_draw_changes_only_the_noise() -> None:
+    params = SimulationParams(shape=(200, 300), n_stars=60)
+    base = simulate_frame(params, seed=4)
+    a, b = (simulate_frame(params, seed=4, noise_seed=n) for n in (1, 2))
+    assert np.array_equal(a.noiseless, base.noiseless)
+    assert np.array_equal(a.catalog["r"], base.catalog["r"])
+    assert np.array_equal(a.defects.cosmic_ray_mask, base.defects.cosmic_ray_mask)
+    assert a.header.tostring() == base.header.tostring() and a.truth == base.truth
+    assert not np.array_equal(a.data, b.data)
+    assert np.array_equal(a.data, simulate_frame(params, seed=4, noise_seed=1).data)
+    # two draws of an empty sky differ by twice the pixel variance the model predicts
+    empty = SimulationParams(n_stars=0, n_saturated=0, n_cosmic_rays=0, bad_column=False,
+                             target_mag=None)
+    c, d = (simulate_frame(empty, seed=9, noise_seed=n) for n in (1, 2))
+    predicted = c.sky_adu / empty.gain + (empty.read_noise / empty.gain) ** 2
+    ratio = np.var(c.data.astype(float) - d.data.astype(float)) / (2 * np.mean(predicted))
+    assert ratio == pytest.approx(1.0, abs=0.02)
+
+
 def test_non_square_frame_keeps_x_and_y_apart() -> None:
     # x = 450 exists only on the long axis: a swapped convention would fail here
     params = SimulationParams(shape=(300, 500), target_xy=(450.0, 120.0), **LONE)

@@ -51,10 +51,15 @@ TARGET_OUTSIDE_FRACTION = 1e-5
 WING_LEVEL_OF_RMS = 0.01
 
 
-def simulate_frame(params: SimulationParams = DEFAULT_PARAMS, *, seed: int = 0) -> SimulatedFrame:
+def simulate_frame(
+    params: SimulationParams = DEFAULT_PARAMS, *, seed: int = 0, noise_seed: int | None = None
+) -> SimulatedFrame:
     """Simulate one frame; see ``SimulationParams`` for every knob and units.
 
-    The same ``params`` and ``seed`` always give the identical frame.
+    The same ``params`` and ``seed`` always give the identical frame. ``noise_seed``, when
+    given, draws only the photon and read noise from it: the same scene (stars, catalog,
+    target, defects) under another noise realisation, so a frame's systematic bias can be
+    measured by averaging over noise draws.
     Raises ``SimulationError`` (a ``ValueError``) when the parameters cannot be realised,
     e.g. a saturated neighbour that cannot be placed on the frame.
     """
@@ -62,6 +67,8 @@ def simulate_frame(params: SimulationParams = DEFAULT_PARAMS, *, seed: int = 0) 
     rng_wcs, rng_stars, rng_target, rng_noise, rng_cat, rng_defects, rng_sat = (
         np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(7)
     )
+    if noise_seed is not None:
+        rng_noise = np.random.default_rng(np.random.SeedSequence([seed, noise_seed, 104729]))
     offset_angle_deg = float(rng_wcs.uniform(0.0, 360.0))
     psf = MoffatField(p.shape, p.fwhm, p.fwhm_gradient, p.ellipticity, p.psf_angle_deg, p.beta)
     photo = PhotometricModel(p.shape, p.zero_point, p.zp_gradient, p.color_term,

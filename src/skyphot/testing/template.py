@@ -60,9 +60,16 @@ class TemplateParams:
 
 
 def simulate_template(
-    science: SimulatedFrame, params: TemplateParams = TemplateParams(), *, seed: int = 0
+    science: SimulatedFrame,
+    params: TemplateParams = TemplateParams(),
+    *,
+    seed: int = 0,
+    noise_seed: int | None = None,
 ) -> SimulatedFrame:
-    """Render the science frame's sky (stars, hosts, no transient) as a template."""
+    """Render the science frame's sky (stars, hosts, no transient) as a template.
+
+    ``noise_seed``, when given, draws only the template's noise from it (see
+    ``simulate_frame``)."""
     sp = science.params
     tp = params
     if not (tp.fwhm > 0 and tp.pixel_scale > 0 and tp.gain > 0 and tp.sky >= 0):
@@ -108,8 +115,15 @@ def simulate_template(
             max_outside_fraction=1e-5,
         )
     noiseless = sky_adu + image
-    electrons = rng.poisson(noiseless * tp.gain).astype(np.float64)
-    electrons += rng.normal(0.0, tp.read_noise, size=tp.shape)
+    if noise_seed is None:
+        noise = rng
+    else:
+        # the header's offset direction is drawn before the noise, so every noise draw
+        # shares it
+        angle = float(rng.uniform(0, 360))
+        noise = np.random.default_rng(np.random.SeedSequence([seed, noise_seed, 104729]))
+    electrons = noise.poisson(noiseless * tp.gain).astype(np.float64)
+    electrons += noise.normal(0.0, tp.read_noise, size=tp.shape)
     adu = np.minimum(electrons / tp.gain, tp.saturation)
     data = adu.astype(np.float32)
     table = Table(stars, copy=True)
@@ -118,7 +132,9 @@ def simulate_template(
     ny, nx = tp.shape
     table["on_frame"] = (x >= -0.5) & (x < nx - 0.5) & (y >= -0.5) & (y < ny - 0.5)
     start = Time(tp.date_obs, format="isot", scale="utc")
-    header = _header(sp, tp, seed, float(start.mjd), t_center, float(rng.uniform(0, 360)))
+    if noise_seed is None:
+        angle = float(rng.uniform(0, 360))
+    header = _header(sp, tp, seed, float(start.mjd), t_center, angle)
     t_params = replace(
         sp, shape=tp.shape, pixel_scale=tp.pixel_scale, rotation_deg=tp.rotation_deg,
         center=t_center, fwhm=tp.fwhm, sky=tp.sky, zero_point=tp.zero_point, gain=tp.gain,
