@@ -161,6 +161,29 @@ def test_a_bright_neighbours_wing_is_subtracted_not_measured(
     assert abs(result.flux - true_ujy) < 3 * result.fluxerr
 
 
+@pytest.mark.parametrize(
+    ("seed", "peak", "distance"),
+    [(0, 0.003, 3.5), (1, 0.003, 3.5), (0, 0.05, 5.25), (2, 0.05, 5.25)],
+    ids=["merged-0", "merged-1", "bright-0", "bright-2"],
+)
+def test_a_star_within_two_fwhm_is_fitted_with_the_target(
+    tmp_path: Path, seed: int, peak: float, distance: float
+) -> None:
+    """A 20th-magnitude target 1 FWHM from a star as bright (merged into one detection, or
+    undetected with it), or 1.5 FWHM from one a few times brighter: measured alone it
+    took the star's light (pulls of +4 to +38); the star is now fitted together with it,
+    subtracted, flagged and noted, and the target's flux agrees with the truth."""
+    params = SimulationParams(
+        shape=(600, 800), target_mag=20.0, target_xy=(400.0, 300.0),
+        saturated_neighbour_px=distance, neighbour_peak=peak,
+    )
+    sim, result = _measure_sim(tmp_path, params, seed=seed, target_color=0.6)
+    assert {"BLENDED", "NEIGHBOURS_SUBTRACTED"} <= set(result.flag_names)
+    assert any("within 2 FWHM, fitted together with the target" in n for n in result.notes)
+    true_ujy = 10 ** (-0.4 * (sim.truth.mag - 23.9))
+    assert abs(result.flux - true_ujy) < 3 * result.fluxerr
+
+
 @pytest.mark.parametrize("seed", [8, 9])
 def test_cosmic_rays_on_a_sparse_frame_are_no_psf_stars(tmp_path: Path, seed: int) -> None:
     """150 stars and 20 cosmic-ray hits on a small frame: the hits were among the brightest

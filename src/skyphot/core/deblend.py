@@ -32,9 +32,9 @@ WING_MODEL_UNCERTAINTY = 0.1
 _MAX_STAMP_FWHM = 12.0
 # Neighbours closer than this (FWHM) are left alone: their own fit would hold much of the
 # target's light, so subtracting one after the other is wrong there (a simultaneous fit
-# would be needed); the target's own detection and a host's nucleus are that close, and the
-# result's BLENDED flag reports such a neighbour.
-_MIN_DISTANCE_FWHM = 2.0
+# is needed: ``core.blend``); the target's own detection and a host's nucleus are that close,
+# and the result's BLENDED flag reports such a neighbour.
+CLOSE_NEIGHBOUR_FWHM = 2.0
 # Probes around the brightest neighbour that sample its residual, and how many must be clear.
 _PROBES = 16
 _MIN_PROBES = 4
@@ -67,9 +67,15 @@ class NeighbourLight:
     def count(self) -> int:
         return int(self.x.size)
 
+    @classmethod
+    def none(cls, data_sub: np.ndarray) -> NeighbourLight:
+        """Nothing subtracted: ``data_sub`` itself comes back."""
+        empty = np.zeros(0)
+        return cls(image=data_sub, x=empty, y=empty, flux=empty, flux_at_target=0.0, error=0.0)
+
 
 @dataclass(frozen=True)
-class _ForcedFit:
+class ForcedFit:
     """How the target is measured, for measuring its neighbours and the probes alike: a
     forced PSF fit with this ``radius`` and local-background ``annulus`` (px), the other
     detections' ``discs`` left out of the annulus."""
@@ -147,39 +153,19 @@ def subtract_neighbours(
     pixels, a saturated core, left out of the fit), rendered out past the position's circle
     and subtracted from a copy of ``data_sub``."""
     fwhm = psf.fwhm_at(x, y)
-    fit = _ForcedFit(psf=psf, rms=rms, gain=gain, mask=mask, radius=radius, annulus=annulus,
+    fit = ForcedFit(psf=psf, rms=rms, gain=gain, mask=mask, radius=radius, annulus=annulus,
                      discs=discs)
     near = neighbours_reaching(
         discs, x, y, radius=radius, stellar=np.asarray(stellar, dtype=bool),
-        min_distance=_MIN_DISTANCE_FWHM * fwhm,
+        min_distance=CLOSE_NEIGHBOUR_FWHM * fwhm,
     )
     nx_, ny_ = discs.x[near], discs.y[near]
     flux = np.array([_fitted_flux(data_sub, sx, sy, fit) for sx, sy in zip(nx_, ny_, strict=True)])
     ok = np.isfinite(flux) & (flux > 0)
     nx_, ny_, flux = nx_[ok], ny_[ok], flux[ok]
     if flux.size == 0:
-        empty = np.zeros(0)
-        return NeighbourLight(image=data_sub, x=empty, y=empty, flux=empty,
-                              flux_at_target=0.0, error=0.0)
-    # a copy in the input's float precision (the caller's array is never changed)
-    image = np.array(data_sub, dtype=np.result_type(data_sub.dtype, np.float32))
-    # The subtracted light over a box holding the position's fit circle, to say what it
-    # was worth to the target's PSF fit.
-    half = int(np.ceil(radius)) + 1
-    box = 2 * half + 1
-    p, bx0, by0 = psf.render(float(x), float(y), box)
-    seen = np.zeros((box, box))
-    for sx, sy, f in zip(nx_, ny_, flux, strict=True):
-        reach = min(float(np.hypot(sx - x, sy - y)) + radius + 2.0, _MAX_STAMP_FWHM * fwhm)
-        size = 2 * int(np.ceil(reach)) + 1
-        stamp, x0, y0 = psf.render(float(sx), float(sy), size)
-        light = f * stamp
-        _add(image, -light, x0, y0)
-        _add(seen, light, x0 - bx0, y0 - by0)
-    dy, dx = np.mgrid[by0:by0 + box, bx0:bx0 + box]
-    inside = (dx - x) ** 2 + (dy - y) ** 2 <= radius**2
-    pp = float(np.sum(p[inside] ** 2))
-    at_target = float(np.sum(p[inside] * seen[inside]) / pp) if pp > 0 else 0.0
+        return NeighbourLight.none(data_sub)
+    image, at_target = subtracted_light(data_sub, x, y, nx_, ny_, flux, psf=psf, radius=radius)
     # The brightest neighbour's residual, sampled where the target sits relative to it.
     main = int(np.argmax(flux / np.maximum(np.hypot(nx_ - x, ny_ - y), 1.0) ** 2))
     probed = _probed_residual(image, x, y, (float(nx_[main]), float(ny_[main])), fit)
@@ -189,8 +175,35 @@ def subtract_neighbours(
     )
 
 
+def subtracted_light(
+    data_sub: np.ndarray, x: float, y: float, xs: np.ndarray, ys: np.ndarray, flux: np.ndarray,
+    *, psf: PSFModel, radius: float,
+) -> tuple[np.ndarray, float]:
+    """A copy of ``data_sub`` (in its float precision; the caller's array is never changed)
+    less PSFs of ``flux`` at (``xs``, ``ys``), and what that light was worth to a PSF fit
+    of ``radius`` px at (``x``, ``y``) (ADU)."""
+    fwhm = psf.fwhm_at(x, y)
+    image = np.array(data_sub, dtype=np.result_type(data_sub.dtype, np.float32))
+    # The subtracted light over a box holding the position's fit circle.
+    half = int(np.ceil(radius)) + 1
+    box = 2 * half + 1
+    p, bx0, by0 = psf.render(float(x), float(y), box)
+    seen = np.zeros((box, box))
+    for sx, sy, f in zip(xs, ys, flux, strict=True):
+        reach = min(float(np.hypot(sx - x, sy - y)) + radius + 2.0, _MAX_STAMP_FWHM * fwhm)
+        size = 2 * int(np.ceil(reach)) + 1
+        stamp, x0, y0 = psf.render(float(sx), float(sy), size)
+        light = f * stamp
+        add_stamp(image, -light, x0, y0)
+        add_stamp(seen, light, x0 - bx0, y0 - by0)
+    dy, dx = np.mgrid[by0:by0 + box, bx0:bx0 + box]
+    inside = (dx - x) ** 2 + (dy - y) ** 2 <= radius**2
+    pp = float(np.sum(p[inside] ** 2))
+    return image, float(np.sum(p[inside] * seen[inside]) / pp) if pp > 0 else 0.0
+
+
 def _probed_residual(
-    image: np.ndarray, x: float, y: float, centre: tuple[float, float], fit: _ForcedFit
+    image: np.ndarray, x: float, y: float, centre: tuple[float, float], fit: ForcedFit
 ) -> float:
     """What a neighbour's subtraction leaves in a PSF fit at the target's distance from it
     (ADU, beyond the noise; 0 when too few probes are clear).
@@ -228,7 +241,7 @@ def _probed_residual(
     return float(np.sqrt(excess))
 
 
-def _fitted_flux(data_sub: np.ndarray, x: float, y: float, fit: _ForcedFit) -> float:
+def _fitted_flux(data_sub: np.ndarray, x: float, y: float, fit: ForcedFit) -> float:
     """A neighbour's PSF-fit flux (ADU; NaN when nothing is left to fit). A saturated
     core is masked: the fit circle (and the annulus) grow by its radius, so the fit has the
     star's wings to go on."""
@@ -243,7 +256,7 @@ def _fitted_flux(data_sub: np.ndarray, x: float, y: float, fit: _ForcedFit) -> f
     return float(fit.photometry(data_sub, np.array([x]), np.array([y]), grow=core).flux[0])
 
 
-def _add(target: np.ndarray, stamp: np.ndarray, x0: int, y0: int) -> None:
+def add_stamp(target: np.ndarray, stamp: np.ndarray, x0: int, y0: int) -> None:
     """Add ``stamp`` (corner at column ``x0``, row ``y0`` of ``target``) in place, clipped to
     ``target``; only ever applied to arrays this module created."""
     ny, nx = target.shape
@@ -252,3 +265,4 @@ def _add(target: np.ndarray, stamp: np.ndarray, x0: int, y0: int) -> None:
     xb, yb = min(x0 + sx, nx), min(y0 + sy, ny)
     if xa < xb and ya < yb:
         target[ya:yb, xa:xb] += stamp[ya - y0:yb - y0, xa - x0:xb - x0]
+

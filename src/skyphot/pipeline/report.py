@@ -272,11 +272,17 @@ def _neighbour_flags(target: TargetMeasurement) -> tuple[QualityFlag, tuple[str,
         return QualityFlag(0), ()
     err = float(target.psf.fluxerr[0])
     worth = target.neighbour_flux / err if err > 0 else float("nan")
-    return QualityFlag.NEIGHBOURS_SUBTRACTED, (
-        f"{n} detected neighbour{'s' if n > 1 else ''} fitted and subtracted before the target "
-        f"was measured: {'their' if n > 1 else 'its'} light was worth {target.neighbour_flux:.0f} "
-        f"ADU ({worth:.1f} sigma) in the target's PSF fit; the subtraction adds "
-        f"{target.neighbour_error:.0f} ADU to the flux error",
+    close = target.close_neighbours
+    flags = QualityFlag.NEIGHBOURS_SUBTRACTED
+    if close:
+        # a star within 2 FWHM, found in the residual when it was not detected apart
+        flags |= QualityFlag.BLENDED
+    within = (f" ({close} within 2 FWHM, fitted together with the target)" if close else "")
+    return flags, (
+        f"{n} neighbouring star{'s' if n > 1 else ''}{within} fitted and subtracted before the "
+        f"target was measured: {'their' if n > 1 else 'its'} light was worth "
+        f"{target.neighbour_flux:.0f} ADU ({worth:.1f} sigma) in the target's PSF fit; the "
+        f"subtraction adds {target.neighbour_error:.0f} ADU to the flux error",
     )
 
 

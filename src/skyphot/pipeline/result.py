@@ -15,7 +15,7 @@ class QualityFlag(IntFlag):
     TARGET_NEAR_EDGE = 1  # PSF-fit region touches the frame edge
     TARGET_MASKED_PIXELS = 2  # some pixels of the fit region are masked
     TARGET_SATURATED = 4  # the target itself is saturated
-    BLENDED = 8  # a detected neighbour lies within 2 FWHM
+    BLENDED = 8  # a detected neighbour lies within 2 FWHM, or a star was fitted there
     COLOR_ASSUMED = 16  # colour term applied with the calibrators' median colour
     FEW_CALIB_STARS = 32  # fewer than 10 calibration stars
     HIGH_CALIB_SCATTER = 64  # calibration residual scatter above 0.1 mag
@@ -29,7 +29,7 @@ class QualityFlag(IntFlag):
     FRAME_DEGRADED = 16384  # a frame-level problem was worked around (see notes)
     RESPONSE_FITTED = 32768  # zero point taken on a non-linear response curve (see notes)
     EXTRAPOLATED_RESPONSE = 65536  # target's inst mag outside the calibrators' range
-    NEIGHBOURS_SUBTRACTED = 131072  # detected neighbours' light subtracted at the target (notes)
+    NEIGHBOURS_SUBTRACTED = 131072  # neighbouring stars' light subtracted at the target (notes)
 
 
 def flag_names(flags: int) -> list[str]:

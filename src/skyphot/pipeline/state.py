@@ -60,12 +60,14 @@ class TargetMeasurement:
     aperture_radius: float
     encircled_energy: float
     fwhm: float
-    # detected neighbours fitted and subtracted before the target was measured, the
-    # PSF-fit flux (ADU) their light had at the target, and the error (ADU) the subtraction
-    # added to the target's flux
+    # neighbours fitted and subtracted before the target was measured, the PSF-fit flux
+    # (ADU) their light had at the target, and the error (ADU) the subtraction added to the
+    # target's flux; of them, the stars within 2 FWHM fitted together with the target
+    # (``core.blend``; detected or found in the residual)
     neighbours_subtracted: int = 0
     neighbour_flux: float = 0.0
     neighbour_error: float = 0.0
+    close_neighbours: int = 0
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,13 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from skyphot.core.deblend import point_sources, subtract_neighbours
+from skyphot.core.blend import fit_close_neighbours
+from skyphot.core.deblend import (
+    CLOSE_NEIGHBOUR_FWHM,
+    NeighbourLight,
+    point_sources,
+    subtract_neighbours,
+)
 from skyphot.core.photometry import (
     aperture_photometry,
     encircled_energy,
@@ -48,14 +54,18 @@ class MeasureTarget:
         radius = cfg.psf_radius_fwhm * fwhm
         # Detected neighbours whose wings reach the fit circle are fitted and subtracted
         # first (a bright star 3 FWHM away made an undetectable target a 6-sigma source).
-        neighbours = subtract_neighbours(
+        sources = need(state.sources, "the detections")
+        stellar = point_sources(sources, mask, psf_peak=float(psf.render(x, y, 5)[0].max()))
+        far = subtract_neighbours(
             data_sub, x, y, discs, psf=psf, rms=background.rms, gain=meta.gain, mask=bad,
-            radius=radius, annulus=annulus,
-            stellar=point_sources(
-                need(state.sources, "the detections"), mask,
-                psf_peak=float(psf.render(x, y, 5)[0].max()),
-            ),
+            radius=radius, annulus=annulus, stellar=stellar,
         )
+        # Stars within 2 FWHM share the target's fit circle: fitted with it, not before it.
+        close = fit_close_neighbours(
+            far.image, x, y, discs, psf=psf, rms=background.rms, gain=meta.gain, mask=bad,
+            radius=radius, annulus=annulus, stellar=stellar,
+        )
+        neighbours = _combined(far, close)
         image = neighbours.image
         phot = forced_psf_photometry(
             image,
@@ -112,7 +122,24 @@ class MeasureTarget:
                                                          annulus)[0]),
             fwhm=fwhm,
             neighbours_subtracted=neighbours.count,
+            close_neighbours=int(np.count_nonzero(
+                np.hypot(close.x - x, close.y - y) < CLOSE_NEIGHBOUR_FWHM * fwhm)),
             neighbour_flux=neighbours.flux_at_target,
             neighbour_error=neighbours.error,
         )
         return replace(state, target=measurement)
+
+
+def _combined(far: NeighbourLight, close: NeighbourLight) -> NeighbourLight:
+    """Both subtractions as one: the last image, every neighbour, the light at the target
+    summed and the errors in quadrature."""
+    if not close.count:
+        return far
+    return NeighbourLight(
+        image=close.image,
+        x=np.concatenate([far.x, close.x]),
+        y=np.concatenate([far.y, close.y]),
+        flux=np.concatenate([far.flux, close.flux]),
+        flux_at_target=far.flux_at_target + close.flux_at_target,
+        error=float(np.hypot(far.error, close.error)),
+    )
