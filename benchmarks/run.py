@@ -335,9 +335,12 @@ def markdown(summary: dict[str, dict[str, object]], meta: dict[str, object]) -> 
         "",
         "## Targets beside bright neighbours",
         "",
-        "Frames where detected neighbours' light reached the target's PSF fit and was fitted "
-        "and subtracted first (flag `NEIGHBOURS_SUBTRACTED`; 10 % of that light is added to "
-        "the flux error). The ideal limit knows only the sky, so these frames are left out of "
+        "Frames where neighbouring stars' light reached the target's PSF fit and was fitted "
+        "and subtracted first (flag `NEIGHBOURS_SUBTRACTED`): detected ones 2 FWHM or more "
+        "away one by one (10 % of their light at the target added to the flux error), and "
+        "stars within 2 FWHM, or undetected ones found in the residual within 3 FWHM, "
+        "together with the target (`core.blend`: the joint fit's degeneracy and 3 % of their "
+        "light added). The ideal limit knows only the sky, so these frames are left out of "
         "the limit column above.",
         "",
         "| case | seed | flux pull | detected | limit − ideal |",
