@@ -2,8 +2,8 @@
 
 Beyond 2 FWHM a neighbour is fitted on its own and subtracted (``core.deblend``). Closer,
 its fit circle holds much of the target's light and the target's holds much of its: fitted
-one after the other each takes the other's light (a 20th-magnitude target 1.4 FWHM from a
-star 1 mag brighter came out 0.5-3 mag too bright). Here the target's flux at its fixed
+one after the other each takes the other's light (a 20th-magnitude target 1.4-1.9 FWHM from
+a star of similar brightness or a few times brighter came out 15-300 % too bright). Here the target's flux at its fixed
 position and each close star's flux and position are fitted together over all their fit
 circles, above the target's local background. Two kinds of close star are found:
 
@@ -85,7 +85,8 @@ class _Solution:
 @dataclass(frozen=True)
 class _Grid:
     """The pixels around the target on which the fit works: ``data`` (less the local
-    background; NaN where unusable), its background variance, the corner (frame px)."""
+    background), its background variance, which pixels are ``valid`` (on the frame,
+    finite, unmasked) and the grid's corner ``origin`` (frame px)."""
 
     psf: PSFModel
     gain: float
