@@ -170,8 +170,8 @@ def test_a_star_within_two_fwhm_is_fitted_with_the_target(
     tmp_path: Path, seed: int, peak: float, distance: float
 ) -> None:
     """A 20th-magnitude target 1 FWHM from a star as bright (merged into one detection, or
-    undetected with it), or 1.5 FWHM from one a few times brighter: measured alone it
-    took the star's light (pulls of +4 to +38); the star is now fitted together with it,
+    undetected with it), or 1.5 FWHM from one 17 times brighter: measured alone it took
+    the star's light (pulls of +4 to +38); the star is now fitted together with it,
     subtracted, flagged and noted, and the target's flux agrees with the truth."""
     params = SimulationParams(
         shape=(600, 800), target_mag=20.0, target_xy=(400.0, 300.0),

@@ -3,7 +3,7 @@
 Beyond 2 FWHM a neighbour is fitted on its own and subtracted (``core.deblend``). Closer,
 its fit circle holds much of the target's light and the target's holds much of its: fitted
 one after the other each takes the other's light (a 20th-magnitude target 1.4-1.9 FWHM
-from a star of similar brightness or a few times brighter came out 15-300 % too bright).
+from a star 3.5-17 times brighter came out 15-300 % too bright).
 Here the target's flux at its fixed position and each close star's flux and position are
 fitted together over all their fit circles, above the target's local background. Two kinds
 of close star are found:
