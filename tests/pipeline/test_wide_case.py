@@ -15,6 +15,7 @@ from astropy.io import fits
 from skyphot.pipeline.api import measure
 from skyphot.pipeline.config import MeasureConfig
 from skyphot.testing import SimulationParams, simulate_frame
+from skyphot.testing.bias import scene_bias
 
 
 @pytest.mark.parametrize(("seed", "target_xy"), [(11, (450.0, 45.0)), (12, (60.0, 300.0))])
@@ -42,3 +43,30 @@ def test_wide_frame_with_target_near_an_edge(
     assert abs(result.x - truth.x) < 0.3 and abs(result.y - truth.y) < 0.3
     # The PSF model follows the broadening: the FWHM at the target is the true one.
     assert result.fwhm_px == pytest.approx(truth.fwhm, rel=0.05)
+
+
+def test_a_wide_frames_bias_over_noise_draws_is_within_its_sigma(tmp_path: Path) -> None:
+    """One scene under 6 noise draws: its mean flux error (the frame's systematic bias)
+    is within 3 of its standard errors of zero and within sigma + 0.01 mag, and the draws
+    scatter as their reported errors say (pull std 0.5-1.6 for 6 draws)."""
+    params = SimulationParams(
+        shape=(520, 900), n_stars=500, target_mag=19.5, dtype="uint16", distortion=3.0,
+        fwhm_gradient=0.25, target_xy=(450.0, 45.0),
+    )
+    errors, sigmas = [], []
+    for k in range(6):
+        sim = simulate_frame(params, seed=11, noise_seed=k)
+        paths = sim.write(tmp_path, stem=f"draw{k}")
+        truth = sim.truth
+        config = MeasureConfig.model_validate({
+            "target": {"ra": truth.ra, "dec": truth.dec},
+            "catalog": {"path": str(paths.catalog)}, "target_color": truth.color,
+        })
+        result = measure(paths.image, config)
+        true_ujy = 10 ** (-0.4 * (truth.mag - 23.9))
+        errors.append(result.flux - true_ujy)
+        sigmas.append(result.fluxerr)
+    bias = scene_bias(errors, sigmas, true_flux=true_ujy)
+    assert abs(bias.bias_flux) < 3 * bias.bias_flux_stderr
+    assert bias.within_sigma
+    assert 0.5 < bias.pull_std < 1.6
