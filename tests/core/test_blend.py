@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from skyphot.core.annulus import source_discs
+from skyphot.core.annulus import SourceDiscs, source_discs
 from skyphot.core.blend import fit_close_neighbours
+from skyphot.core.deblend import ForcedFit
 from skyphot.core.detection import SourceList
 from skyphot.core.photometry import forced_psf_photometry
 from skyphot.core.psf import MoffatPSF
@@ -48,13 +49,17 @@ def _scene(seed: int, target_flux: float, star: tuple[float, float, float] | Non
     return image
 
 
+def _forced(discs: SourceDiscs) -> ForcedFit:
+    return ForcedFit(psf=PSF, rms=RMS, gain=1e6, mask=None, radius=RADIUS, annulus=ANNULUS,
+                     discs=discs)
+
+
 def _fit(image: np.ndarray, detected: list[tuple[float, float, float]]):  # type: ignore[no-untyped-def]
     sources = _sources(detected)
     discs = source_discs(sources.x, sources.y, sources.flux, sources.a,
                          np.full(len(sources), NOISE), fwhm=FWHM)
     return fit_close_neighbours(
-        image, *TARGET, discs, psf=PSF, rms=RMS, gain=1e6, mask=None, radius=RADIUS,
-        annulus=ANNULUS, stellar=np.ones(len(sources), dtype=bool),
+        image, *TARGET, fit=_forced(discs), stellar=np.ones(len(sources), dtype=bool)
     )
 
 
@@ -117,8 +122,8 @@ def test_a_bright_isolated_target_gets_no_companion(offset_fwhm: float) -> None:
         discs = source_discs(sources.x, sources.y, sources.flux, sources.a, np.zeros(0),
                              fwhm=FWHM)
         light = fit_close_neighbours(
-            image, TARGET[0] + offset_fwhm * FWHM, TARGET[1], discs, psf=PSF, rms=RMS,
-            gain=1e6, mask=None, radius=RADIUS, annulus=ANNULUS, stellar=np.zeros(0, bool),
+            image, TARGET[0] + offset_fwhm * FWHM, TARGET[1], fit=_forced(discs),
+            stellar=np.zeros(0, bool),
         )
         assert light.count == 0
         assert light.image is image
@@ -154,9 +159,7 @@ def test_no_companion_is_looked_for_beside_a_galaxy() -> None:
     sources = _sources([(gx, gy, 2.0e4)])
     discs = source_discs(sources.x, sources.y, sources.flux, np.full(1, 2.0 * FWHM),
                          np.full(1, NOISE), fwhm=FWHM)
-    light = fit_close_neighbours(
-        image, *TARGET, discs, psf=PSF, rms=RMS, gain=1e6, mask=None, radius=RADIUS,
-        annulus=ANNULUS, stellar=np.zeros(1, dtype=bool),
-    )
+    light = fit_close_neighbours(image, *TARGET, fit=_forced(discs),
+                                 stellar=np.zeros(1, dtype=bool))
     assert light.count == 0
     assert light.image is image

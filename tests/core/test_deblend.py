@@ -7,6 +7,7 @@ import numpy as np
 from skyphot.core.annulus import source_discs
 from skyphot.core.deblend import (
     WING_MODEL_UNCERTAINTY,
+    ForcedFit,
     NeighbourLight,
     neighbours_reaching,
     point_sources,
@@ -70,9 +71,10 @@ def _flux_at_target(image: np.ndarray) -> tuple[float, float]:
 def _subtract(image: np.ndarray, sources: SourceList) -> NeighbourLight:
     discs = source_discs(sources.x, sources.y, sources.flux, sources.a,
                          np.full(len(sources), NOISE), fwhm=FWHM)
+    fit = ForcedFit(psf=PSF, rms=np.full(SHAPE, NOISE), gain=1e6, mask=None, radius=RADIUS,
+                    annulus=ANNULUS, discs=discs)
     return subtract_neighbours(
-        image, *TARGET, discs, psf=PSF, rms=np.full(SHAPE, NOISE), gain=1e6, mask=None,
-        radius=RADIUS, annulus=ANNULUS,
+        image, *TARGET, fit=fit,
         stellar=point_sources(sources, np.zeros(SHAPE, dtype=np.uint8), psf_peak=PEAK),
     )
 
@@ -143,9 +145,10 @@ def test_a_failed_subtraction_is_in_the_error() -> None:
     wrong = MoffatPSF.constant(0.85 * FWHM, beta=3.0)
     discs = source_discs(sources.x, sources.y, sources.flux, sources.a,
                          np.full(len(sources), NOISE), fwhm=FWHM)
+    fit = ForcedFit(psf=wrong, rms=np.full(SHAPE, NOISE), gain=1e6, mask=None, radius=RADIUS,
+                    annulus=ANNULUS, discs=discs)
     light = subtract_neighbours(
-        image, *TARGET, discs, psf=wrong, rms=np.full(SHAPE, NOISE), gain=1e6, mask=None,
-        radius=RADIUS, annulus=ANNULUS,
+        image, *TARGET, fit=fit,
         stellar=point_sources(sources, np.zeros(SHAPE, dtype=np.uint8), psf_peak=PEAK),
     )
     assert light.error > 1.5 * WING_MODEL_UNCERTAINTY * abs(light.flux_at_target)

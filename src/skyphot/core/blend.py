@@ -29,7 +29,6 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from skyphot.core.annulus import SourceDiscs
 from skyphot.core.deblend import (
     CLOSE_NEIGHBOUR_FWHM,
     ForcedFit,
@@ -252,29 +251,19 @@ class _Grid:
 
 
 def fit_close_neighbours(
-    data_sub: np.ndarray,
-    x: float,
-    y: float,
-    discs: SourceDiscs,
-    *,
-    psf: PSFModel,
-    rms: np.ndarray,
-    gain: float,
-    mask: np.ndarray | None,
-    radius: float,
-    annulus: tuple[float, float] | None,
-    stellar: np.ndarray,
+    data_sub: np.ndarray, x: float, y: float, *, fit: ForcedFit, stellar: np.ndarray
 ) -> NeighbourLight:
     """Fit the close stars (see the module's docstring) together with a PSF at (``x``,
     ``y``) and subtract them from a copy of ``data_sub``.
 
-    ``discs``: the detections; ``stellar``: one point-source flag per disc; ``radius``,
-    ``annulus``: the target's fit circle and local-background annulus (px). ``error`` of
+    ``fit``: how the target is measured (its fit circle, local-background annulus and the
+    detections' discs); ``stellar``: one point-source flag per disc. ``error`` of
     the result is the fit's degeneracy (joint minus alone, in quadrature; scaled by the
     fit's reduced chi-square when that is significantly above 1) and 3 % of the subtracted
     light under the target. Stars that do not converge to a positive flux at least 0.6 FWHM
     from the target are left alone (the result's BLENDED flag still reports a detected
     one); ``data_sub`` itself comes back when nothing is subtracted."""
+    psf, radius, annulus, discs, mask = fit.psf, fit.radius, fit.annulus, fit.discs, fit.mask
     fwhm = psf.fwhm_at(x, y)
     dist = np.hypot(discs.x - x, discs.y - y)
     near = np.flatnonzero(np.asarray(stellar, dtype=bool) & (dist >= OWN_DETECTION_FWHM * fwhm)
@@ -285,8 +274,6 @@ def fit_close_neighbours(
         row = np.clip(np.rint(discs.y[near]), 0, ny - 1).astype(np.intp)
         # a saturated star's core is no PSF to fit
         near = near[(np.asarray(mask)[row, col] & int(MaskBits.SATURATED)) == 0]
-    fit = ForcedFit(psf=psf, rms=rms, gain=gain, mask=mask, radius=radius, annulus=annulus,
-                    discs=discs)
     local = float(fit.photometry(data_sub, np.array([x]), np.array([y])).local_background[0])
     if not np.isfinite(local):
         return NeighbourLight.none(data_sub)

@@ -133,28 +133,16 @@ def neighbours_reaching(
 
 
 def subtract_neighbours(
-    data_sub: np.ndarray,
-    x: float,
-    y: float,
-    discs: SourceDiscs,
-    *,
-    psf: PSFModel,
-    rms: np.ndarray,
-    gain: float,
-    mask: np.ndarray | None,
-    radius: float,
-    annulus: tuple[float, float] | None,
-    stellar: np.ndarray,
+    data_sub: np.ndarray, x: float, y: float, *, fit: ForcedFit, stellar: np.ndarray
 ) -> NeighbourLight:
-    """Fit and subtract the point sources (``stellar``, one flag per disc) in ``discs``
-    whose light reaches the fit circle (``radius`` px) at (``x``, ``y``) from 2 FWHM or
-    more away: each a forced PSF fit at its own position
-    with the same ``radius`` and ``annulus`` (other sources' discs left out of it; masked
-    pixels, a saturated core, left out of the fit), rendered out past the position's circle
-    and subtracted from a copy of ``data_sub``."""
+    """Fit and subtract the point sources (``stellar``, one flag per disc of
+    ``fit.discs``) whose light reaches the target's fit circle at (``x``, ``y``) from 2 FWHM
+    or more away: each measured as the target is (``fit``: its radius and annulus, other
+    sources' discs left out of the annulus; masked pixels, a saturated core, left out of
+    the fit) at its own position, rendered out past the position's circle and subtracted
+    from a copy of ``data_sub``."""
+    psf, radius, discs = fit.psf, fit.radius, fit.discs
     fwhm = psf.fwhm_at(x, y)
-    fit = ForcedFit(psf=psf, rms=rms, gain=gain, mask=mask, radius=radius, annulus=annulus,
-                     discs=discs)
     near = neighbours_reaching(
         discs, x, y, radius=radius, stellar=np.asarray(stellar, dtype=bool),
         min_distance=CLOSE_NEIGHBOUR_FWHM * fwhm,
@@ -258,11 +246,10 @@ def _fitted_flux(data_sub: np.ndarray, x: float, y: float, fit: ForcedFit) -> fl
 
 def add_stamp(target: np.ndarray, stamp: np.ndarray, x0: int, y0: int) -> None:
     """Add ``stamp`` (corner at column ``x0``, row ``y0`` of ``target``) in place, clipped to
-    ``target``; only ever applied to arrays this module created."""
+    ``target``; only ever applied to arrays the caller created (never to an input)."""
     ny, nx = target.shape
     sy, sx = stamp.shape
     xa, ya = max(x0, 0), max(y0, 0)
     xb, yb = min(x0 + sx, nx), min(y0 + sy, ny)
     if xa < xb and ya < yb:
         target[ya:yb, xa:xb] += stamp[ya - y0:yb - y0, xa - x0:xb - x0]
-

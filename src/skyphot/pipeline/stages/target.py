@@ -9,6 +9,7 @@ import numpy as np
 from skyphot.core.blend import fit_close_neighbours
 from skyphot.core.deblend import (
     CLOSE_NEIGHBOUR_FWHM,
+    ForcedFit,
     NeighbourLight,
     point_sources,
     subtract_neighbours,
@@ -16,7 +17,6 @@ from skyphot.core.deblend import (
 from skyphot.core.photometry import (
     aperture_photometry,
     encircled_energy,
-    forced_psf_photometry,
     ring_level,
 )
 from skyphot.errors import PhotometryError
@@ -56,29 +56,15 @@ class MeasureTarget:
         # first (a bright star 3 FWHM away made an undetectable target a 6-sigma source).
         sources = need(state.sources, "the detections")
         stellar = point_sources(sources, mask, psf_peak=float(psf.render(x, y, 5)[0].max()))
-        far = subtract_neighbours(
-            data_sub, x, y, discs, psf=psf, rms=background.rms, gain=meta.gain, mask=bad,
-            radius=radius, annulus=annulus, stellar=stellar,
-        )
+        # The target's forced fit, which its neighbours are measured like.
+        fit = ForcedFit(psf=psf, rms=background.rms, gain=meta.gain, mask=bad, radius=radius,
+                        annulus=annulus, discs=discs)
+        far = subtract_neighbours(data_sub, x, y, fit=fit, stellar=stellar)
         # Stars within 2 FWHM share the target's fit circle: fitted with it, not before it.
-        close = fit_close_neighbours(
-            far.image, x, y, discs, psf=psf, rms=background.rms, gain=meta.gain, mask=bad,
-            radius=radius, annulus=annulus, stellar=stellar,
-        )
+        close = fit_close_neighbours(far.image, x, y, fit=fit, stellar=stellar)
         neighbours = _combined(far, close)
         image = neighbours.image
-        phot = forced_psf_photometry(
-            image,
-            np.array([x]),
-            np.array([y]),
-            psf=psf,
-            rms=background.rms,
-            gain=meta.gain,
-            mask=bad,
-            radius=radius,
-            annulus=annulus,
-            exclude=discs,
-        )
+        phot = fit.photometry(image, np.array([x]), np.array([y]))
         if neighbours.count:
             # the subtraction's own error (the PSF model's wings) is not the target's noise
             # but limits its flux like it: both errors take it
