@@ -154,6 +154,12 @@ def run_frame(
     )
 
 
+def _empty(workdir: Path) -> None:
+    """Remove a measured frame's files (a full run would fill the disk)."""
+    for p in workdir.iterdir():
+        p.unlink()
+
+
 def scene_draws(
     rows: list[FrameRow], depth: str, params_for: ParamsFor, workdir: Path, *,
     scenes: int, draws: int,
@@ -168,8 +174,7 @@ def scene_draws(
         redrawn = [first]
         for k in range(1, draws + 1):
             redrawn.append(run_frame(first.seed, depth, params_for, workdir, noise_seed=k))
-            for p in workdir.iterdir():
-                p.unlink()
+            _empty(workdir)
         b = scene_bias([r.flux_error_ujy for r in redrawn], [r.fluxerr_ujy for r in redrawn],
                        true_flux=first.true_flux_ujy)
         out.append({"seed": first.seed, **asdict(b), "within": b.within_sigma})
@@ -455,8 +460,7 @@ def main() -> None:
                     + (f" process {row.process_s:.3f} s" if row.process_s is not None else ""),
                     flush=True,
                 )
-                for p in workdir.iterdir():
-                    p.unlink()
+                _empty(workdir)
         scenes = {
             d: scene_draws(rows[d], d, cases[d], workdir, scenes=args.scenes,
                            draws=args.noise_draws)

@@ -160,6 +160,7 @@ def _scene(seed: int, hosted: bool) -> tuple[SimulationParams, TemplateParams]:
 class _Measured:
     sim: SimulatedFrame
     tmpl: SimulatedFrame
+    template_params: TemplateParams
     config: MeasureConfig
     state: FrameState
     timings: dict[str, float]
@@ -186,7 +187,7 @@ def _measure(seed: int, hosted: bool, workdir: Path, noise_seed: int | None = No
         t = time.perf_counter()
         state = stage.run(state)
         timings[stage.name] = time.perf_counter() - t
-    return _Measured(sim, tmpl, config, state, timings, time.perf_counter() - t0)
+    return _Measured(sim, tmpl, tp, config, state, timings, time.perf_counter() - t0)
 
 
 def _true_ujy(sim: SimulatedFrame) -> float:
@@ -196,8 +197,8 @@ def _true_ujy(sim: SimulatedFrame) -> float:
 def run_one(seed: int, hosted: bool, workdir: Path, *, sfft: bool = False,
             noise_draws: int = 0) -> Row:
     m = _measure(seed, hosted, workdir)
-    sim, tmpl, config, state, timings, wall = m.sim, m.tmpl, m.config, m.state, m.timings, m.wall_s
-    tp = _scene(seed, hosted)[1]
+    sim, tmpl, tp, config = m.sim, m.tmpl, m.template_params, m.config
+    state, timings, wall = m.state, m.timings, m.wall_s
     truth = sim.truth
     result = build_result(state, timings)
     sub = need(state.subtraction, "the subtraction")
