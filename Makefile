@@ -10,9 +10,9 @@ PYTHON ?= python3
 APT_PACKAGES := source-extractor scamp psfex swarp astrometry.net astrometry-data-tycho2-08 chromium chromium-driver
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup apt venv run test lint typecheck unit bench clean
+.PHONY: setup apt venv bytecode run test lint typecheck unit bench clean
 
-setup: apt venv
+setup: apt venv bytecode
 
 apt:
 	@missing=""; for p in $(APT_PACKAGES); do \
@@ -31,6 +31,12 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e ".[web,online,postgres,celery,stdpipe,sfft,dev]"
 	@touch $(STAMP)
+
+# An editable install leaves the package's modules uncompiled, and with
+# PYTHONDONTWRITEBYTECODE set (as on CI and in the image) every `skyphot measure` would
+# compile ~50 of them again (~0.1-0.15 s of its start-up). Only changed files are recompiled.
+bytecode: venv
+	@$(PY) -m compileall -q src >/dev/null
 
 # The web application on http://localhost:5000 with a demo source and a simulated frame.
 run: setup
