@@ -38,6 +38,8 @@ def test_detected_target_matches_truth(small_frame) -> None:  # type: ignore[no-
     assert result.detected
     assert result.mag is not None and result.magerr is not None
     assert abs(result.mag - truth.mag) < 4 * result.magerr
+    # a lone point source has the PSF's shape
+    assert "PROFILE_MISMATCH" not in result.flag_names
     # The zero point is for total fluxes (aperture-corrected), like the simulator's.
     assert abs(result.zero_point - truth.zero_point_at_target) < 4 * result.zero_point_err
     # the zero-point fit's REML error model is reported (its scale never below 1)
@@ -182,6 +184,23 @@ def test_a_star_within_two_fwhm_is_fitted_with_the_target(
     assert any("within 2 FWHM, fitted together with the target" in n for n in result.notes)
     true_ujy = 10 ** (-0.4 * (sim.truth.mag - 23.9))
     assert abs(result.flux - true_ujy) < 3 * result.fluxerr
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_pair_closer_than_the_fwhm_is_flagged_as_not_the_psfs_shape(
+    tmp_path: Path, seed: int
+) -> None:
+    """A star as bright as the 20th-magnitude target 0.5 FWHM from it is not separated (the
+    flux takes both, +12 to +14 sigma); the fit's chi-square, 2.5 where the frame's stars of
+    that S/N give 1.0 +- 0.17, says so with a flag and a note."""
+    params = SimulationParams(
+        shape=(600, 800), target_mag=20.0, target_xy=(400.0, 300.0),
+        saturated_neighbour_px=1.75, neighbour_peak=0.003,
+    )
+    _, result = _measure_sim(tmp_path, params, seed=seed, target_color=0.6)
+    assert "PROFILE_MISMATCH" in result.flag_names
+    assert any(n.startswith("the target's light does not have the PSF's shape")
+               and "a companion within ~0.75 FWHM" in n for n in result.notes)
 
 
 @pytest.mark.parametrize("seed", [8, 9])

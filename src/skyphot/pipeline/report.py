@@ -260,8 +260,25 @@ def _quality(state: FrameState, color: _TargetColor, inst_mag: float) -> _Qualit
     degraded, notes = _degradations(state)
     response, response_notes = _response_flags(state, inst_mag)
     deblended, deblend_notes = _neighbour_flags(target)
+    profile, profile_notes = _profile_flags(target)
     return _Quality(
-        flags | degraded | response | deblended, notes + response_notes + deblend_notes
+        flags | degraded | response | deblended | profile,
+        notes + response_notes + deblend_notes + profile_notes,
+    )
+
+
+def _profile_flags(target: TargetMeasurement) -> tuple[QualityFlag, tuple[str, ...]]:
+    """PROFILE_MISMATCH with a note, when the target's PSF fit is far worse than the
+    stars' of its S/N."""
+    check = target.profile
+    if check is None or not check.mismatched:
+        return QualityFlag(0), ()
+    return QualityFlag.PROFILE_MISMATCH, (
+        f"the target's light does not have the PSF's shape: its fit's chi2/dof is "
+        f"{check.chi2:.2f} where the frame's stars give {check.expected:.2f} ± "
+        f"{check.spread:.2f} at its S/N ({check.excess_sigma:.0f} sigma above); a companion "
+        "within ~0.75 FWHM, a compact host or a cosmic-ray hit may have added its light to "
+        "the flux",
     )
 
 

@@ -30,6 +30,7 @@ class QualityFlag(IntFlag):
     RESPONSE_FITTED = 32768  # zero point taken on a non-linear response curve (see notes)
     EXTRAPOLATED_RESPONSE = 65536  # target's inst mag outside the calibrators' range
     NEIGHBOURS_SUBTRACTED = 131072  # neighbouring stars' light subtracted at the target (notes)
+    PROFILE_MISMATCH = 262144  # the target's light is not the PSF's shape (see notes)
 
 
 def flag_names(flags: int) -> list[str]:

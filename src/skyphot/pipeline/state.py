@@ -19,6 +19,7 @@ from skyphot.core.astrometry import AstrometricSolution
 from skyphot.core.calibration import ZeroPointFit
 from skyphot.core.detection import BackgroundModel, SourceList
 from skyphot.core.photometry import AperturePhotometry, PSFPhotometry
+from skyphot.core.profile import ProfileCheck
 from skyphot.core.psf import PSFModel
 from skyphot.io.frame import Frame, ObservationMeta
 from skyphot.pipeline.config import MeasureConfig
@@ -47,6 +48,10 @@ class CalibrationStars:
     inst_err: np.ndarray
     color: np.ndarray | None
     n_candidates: int  # catalog stars on the frame before the cuts
+    # their PSF fits' reduced chi-square and S/N (the target's profile is tested against
+    # them); None from an engine that does not fit the PSF to them
+    fit_chi2: np.ndarray | None = None
+    snr: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -68,6 +73,9 @@ class TargetMeasurement:
     neighbour_flux: float = 0.0
     neighbour_error: float = 0.0
     close_neighbours: int = 0
+    # the target's PSF-fit chi-square against the calibration stars' (``core.profile``);
+    # None when it was not tested (no chi-squares for the stars, or a difference image)
+    profile: ProfileCheck | None = None
 
 
 @dataclass(frozen=True)

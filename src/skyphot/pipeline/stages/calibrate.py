@@ -116,6 +116,8 @@ class Calibrate:
             inst_err=predicted.inst_err[usable],
             color=None if color is None else color[sel],
             n_candidates=n_candidates,
+            fit_chi2=phot.chi2[usable],
+            snr=phot.flux[usable] / phot.fluxerr[usable],
         )
         fit = fit_zero_point(
             stars.inst_mag,

@@ -15,10 +15,12 @@ from skyphot.core.deblend import (
     subtract_neighbours,
 )
 from skyphot.core.photometry import (
+    PSFPhotometry,
     aperture_photometry,
     encircled_energy,
     ring_level,
 )
+from skyphot.core.profile import ProfileCheck, check_profile
 from skyphot.errors import PhotometryError
 from skyphot.io.header import target_pixel
 from skyphot.pipeline.stages.image import source_discs_of
@@ -77,6 +79,7 @@ class MeasureTarget:
                 f"the target at pixel ({x:.1f}, {y:.1f}) cannot be measured: every pixel around "
                 "it is masked (saturated, bad column or off the frame)"
             )
+        profile = _profile(state, phot, radius)
         if state.aperture_correction is not None:
             # The zero point was fitted on total fluxes: put the target on the same scale.
             k = float(state.aperture_correction.factor_at(np.array([x]), np.array([y]))[0])
@@ -112,8 +115,21 @@ class MeasureTarget:
                 np.hypot(close.x - x, close.y - y) < CLOSE_NEIGHBOUR_FWHM * fwhm)),
             neighbour_flux=neighbours.flux_at_target,
             neighbour_error=neighbours.error,
+            profile=profile,
         )
         return replace(state, target=measurement)
+
+
+def _profile(state: FrameState, phot: PSFPhotometry, radius: float) -> ProfileCheck | None:
+    """The target's PSF-fit chi-square against the calibration stars' (None when their
+    fits' chi-squares are not known)."""
+    stars = need(state.calib_stars, "the calibration stars")
+    if stars.fit_chi2 is None or stars.snr is None:
+        return None
+    return check_profile(
+        float(phot.chi2[0]), float(phot.flux[0] / phot.fluxerr[0]),
+        dof=np.pi * radius**2 - 1.0, star_chi2=stars.fit_chi2, star_snr=stars.snr,
+    )
 
 
 def _combined(far: NeighbourLight, close: NeighbourLight) -> NeighbourLight:
