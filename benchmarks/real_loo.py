@@ -47,6 +47,17 @@ def _frame(
     return ["| " + " | ".join(cells) + " |"], details
 
 
+def _by_profile(done: list[LeftOut]) -> str:
+    """The pulls of the stars whose light was flagged as not the PSF's shape, and the rest's."""
+    def rms(pulls: list[float]) -> str:
+        return f"{math.sqrt(statistics.fmean(p * p for p in pulls)):.2f}" if pulls else "—"
+
+    odd = [r.pull for r in done if "PROFILE_MISMATCH" in r.flags]
+    rest = [r.pull for r in done if "PROFILE_MISMATCH" not in r.flags]
+    return (f"Flagged `PROFILE_MISMATCH` (light not the PSF's shape): {len(odd)} stars, pull "
+            f"rms {rms(odd)}; the other {len(rest)}: pull rms {rms(rest)}.")
+
+
 def _summary(name: str, rows: list[LeftOut]) -> list[str]:
     done = [r for r in rows if r.mag is not None and r.magerr is not None]
     diffs = [r.mag - r.cat_mag for r in done]  # type: ignore[operator]
@@ -62,7 +73,7 @@ def _summary(name: str, rows: list[LeftOut]) -> list[str]:
         f"{TYCHO_VT_ERR}²) {statistics.median(errs):.3f} mag. Pull std "
         f"{statistics.stdev(pulls):.2f}, median |pull| {statistics.median(abs(p) for p in pulls):.2f} "
         f"(0.67 for honest Gaussian errors), {sum(abs(p) < 1 for p in pulls)} of {len(pulls)} "
-        f"within 1σ, {sum(abs(p) < 2 for p in pulls)} within 2σ.",
+        f"within 1σ, {sum(abs(p) < 2 for p in pulls)} within 2σ. {_by_profile(done)}",
         "",
         "| RA | Dec | x | y | VT | mag | magerr | pull | flags |",
         "|---|---|---|---|---|---|---|---|---|",
