@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from skyphot.core.masking import MaskBits, build_mask, find_bad_columns, find_cosmic_rays
+from skyphot.core.masking import (
+    MaskBits,
+    build_mask,
+    cosmic_rays_near,
+    find_bad_columns,
+    find_cosmic_rays,
+)
 from skyphot.errors import ConfigError, InputError
 
 SKY, NOISE = 1000.0, 10.0
@@ -233,6 +239,30 @@ def test_cosmic_rays_found_and_star_cores_kept(fwhm: float) -> None:
             assert not flagged[core].any(), f"star core at ({x:.1f}, {y:.1f}) flagged"
         assert not (flagged & ~hit_pixels).any()
     assert found / total > 0.9
+
+
+def test_cosmic_rays_near_a_position_are_those_within_the_radius() -> None:
+    """A star with a hit 3.2 px from its centre and another 9 px away: searched within 5 px,
+    only the first is returned (as rows and columns), the star's core never."""
+    rng = np.random.default_rng(3)
+    image = _moffat((80, 90), 40.0, 30.0, 2e4, 3.0) + rng.normal(0.0, NOISE, (80, 90))
+    image[31, 43] += 60 * NOISE
+    image[30, 49] += 60 * NOISE
+    rows, cols = cosmic_rays_near(image, 40.0, 30.0, radius=5.0, rms=NOISE, fwhm=3.0)
+    assert (rows.tolist(), cols.tolist()) == ([31], [43])
+    rows, cols = cosmic_rays_near(image, 40.0, 30.0, radius=10.0,
+                                  rms=np.full(image.shape, NOISE), fwhm=3.0)
+    assert sorted(zip(rows.tolist(), cols.tolist(), strict=True)) == [(30, 49), (31, 43)]
+
+
+def test_cosmic_rays_near_the_frame_corner_and_on_a_clean_star() -> None:
+    rng = np.random.default_rng(4)
+    image = _moffat((40, 50), 2.0, 1.5, 1e5, 3.0) + rng.normal(0.0, NOISE, (40, 50))
+    rows, cols = cosmic_rays_near(image, 2.0, 1.5, radius=6.0, rms=NOISE, fwhm=3.0)
+    assert rows.size == 0 and cols.size == 0
+    image[0, 7] += 80 * NOISE  # inside the radius, on the first row of the frame
+    rows, cols = cosmic_rays_near(image, 2.0, 1.5, radius=6.0, rms=NOISE, fwhm=3.0)
+    assert (rows.tolist(), cols.tolist()) == ([0], [7])
 
 
 def test_cosmic_rays_scalar_rms_and_nan_neighbours() -> None:

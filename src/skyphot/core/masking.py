@@ -210,6 +210,33 @@ def find_cosmic_rays(
     return touched[labels]
 
 
+# Below this FWHM (px) a star's core is as sharp as a hit: cosmic rays are not looked for.
+CR_MIN_FWHM = 2.0
+
+
+def cosmic_rays_near(
+    data_sub: np.ndarray, x: float, y: float, *, radius: float, rms: np.ndarray | float,
+    fwhm: float, nsigma: float = 5.0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Rows and columns of the cosmic-ray hits (``find_cosmic_rays``) whose pixel centres
+    lie within ``radius`` px of ``(x, y)``: only a cut-out around the position is searched.
+    ``rms`` is a map of the image's shape or a scalar. Empty when there are none."""
+    _check_image(data_sub, "data_sub")
+    ny, nx = data_sub.shape
+    half = math.ceil(radius) + 2  # a ring beyond the radius: the hits' neighbour means
+    x0, x1 = max(0, math.floor(x) - half), min(nx, math.floor(x) + half + 2)
+    y0, y1 = max(0, math.floor(y) - half), min(ny, math.floor(y) + half + 2)
+    empty = np.zeros(0, dtype=np.intp)
+    if x0 >= x1 or y0 >= y1:
+        return empty, empty
+    noise = rms if np.ndim(rms) == 0 else np.asarray(rms)[y0:y1, x0:x1]
+    hits = find_cosmic_rays(data_sub[y0:y1, x0:x1], rms=noise, fwhm=fwhm, nsigma=nsigma)
+    iy, ix = np.nonzero(hits)
+    iy, ix = iy + y0, ix + x0
+    near = (ix - x) ** 2 + (iy - y) ** 2 <= radius**2
+    return iy[near].astype(np.intp), ix[near].astype(np.intp)
+
+
 # --- helpers ------------------------------------------------------------------------------
 
 

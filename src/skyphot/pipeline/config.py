@@ -89,7 +89,16 @@ class MaskingConfig(_Model):
     )
     edge_px: int = Field(3, description="Mask this many pixels along every edge.", ge=0)
     bad_columns: bool = Field(True, description="Find and mask bad columns/rows.")
-    cosmic_rays: bool = Field(False, description="Find and mask cosmic-ray hits.")
+    cosmic_rays: bool = Field(
+        False, description="Find and mask cosmic-ray hits over the whole frame (off: the "
+        "calibration's robust fit shrugs off the few that hit its stars)."
+    )
+    target_cosmic_rays: bool = Field(
+        True, description="Find and mask cosmic-ray hits in the target's PSF-fit circle and "
+        "aperture before it is measured (a 1,000 e- hit 2 px from a 20th-magnitude target "
+        "made it +5 to +8 sigma too bright); frames with a FWHM under 2 px are left alone, "
+        "their star cores being as sharp as hits."
+    )
 
 
 class DetectionConfig(_Model):

@@ -261,9 +261,12 @@ def _quality(state: FrameState, color: _TargetColor, inst_mag: float) -> _Qualit
     response, response_notes = _response_flags(state, inst_mag)
     deblended, deblend_notes = _neighbour_flags(target)
     profile, profile_notes = _profile_flags(target)
+    hits = target.cosmic_ray_pixels
+    hit_notes = (f"{hits} cosmic-ray pixel{'s' if hits > 1 else ''} in the target's fit circle "
+                 "masked before it was measured",) if hits else ()
     return _Quality(
         flags | degraded | response | deblended | profile,
-        notes + response_notes + deblend_notes + profile_notes,
+        notes + response_notes + deblend_notes + profile_notes + hit_notes,
     )
 
 

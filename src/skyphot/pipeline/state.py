@@ -76,6 +76,8 @@ class TargetMeasurement:
     # the target's PSF-fit chi-square against the calibration stars' (``core.profile``);
     # None when it was not tested (no chi-squares for the stars, or a difference image)
     profile: ProfileCheck | None = None
+    # cosmic-ray pixels found and masked in the target's fit circle and aperture
+    cosmic_ray_pixels: int = 0
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from skyphot.core.deblend import (
     point_sources,
     subtract_neighbours,
 )
+from skyphot.core.masking import CR_MIN_FWHM, cosmic_rays_near
 from skyphot.core.photometry import (
     PSFPhotometry,
     aperture_photometry,
@@ -23,7 +24,7 @@ from skyphot.core.photometry import (
 from skyphot.core.profile import ProfileCheck, check_profile
 from skyphot.errors import PhotometryError
 from skyphot.io.header import target_pixel
-from skyphot.pipeline.stages.image import source_discs_of
+from skyphot.pipeline.stages.image import mask_hits, source_discs_of
 from skyphot.pipeline.state import FrameState, TargetMeasurement, need
 
 
@@ -50,10 +51,18 @@ class MeasureTarget:
         x, y = target_pixel(solution.wcs, target.ra, target.dec, shape=frame.shape)
         fwhm = psf.fwhm_at(x, y)
         annulus = (cfg.annulus_fwhm[0] * fwhm, cfg.annulus_fwhm[1] * fwhm)
+        radius = cfg.psf_radius_fwhm * fwhm
+        ap_radius = cfg.aperture_radius_fwhm * fwhm
+        # A hit on the target is its flux's worst enemy and, unlike one on a calibration
+        # star, no robust fit leaves it out: masked here even when the frame is not searched.
+        hits = _cosmic_rays(state, data_sub, x, y, radius=max(radius, ap_radius), fwhm=fwhm)
+        if hits[0].size:
+            state = mask_hits(state, hits)
+            mask = need(state.mask, "the mask")
+            data_sub = need(state.data_sub, "the background-subtracted image")
         bad = mask != 0
         # other sources' light is left out of the annulus, as for the calibration stars
         discs = source_discs_of(state)
-        radius = cfg.psf_radius_fwhm * fwhm
         # Detected neighbours whose wings reach the fit circle are fitted and subtracted
         # first (a bright star 3 FWHM away made an undetectable target a 6-sigma source).
         sources = need(state.sources, "the detections")
@@ -87,7 +96,6 @@ class MeasureTarget:
                 phot, flux=phot.flux * k, fluxerr=phot.fluxerr * k,
                 fluxerr_background=phot.fluxerr_background * k,
             )
-        ap_radius = cfg.aperture_radius_fwhm * fwhm
         aperture = aperture_photometry(
             image,
             np.array([x]),
@@ -116,8 +124,21 @@ class MeasureTarget:
             neighbour_flux=neighbours.flux_at_target,
             neighbour_error=neighbours.error,
             profile=profile,
+            cosmic_ray_pixels=int(hits[0].size),
         )
         return replace(state, target=measurement)
+
+
+def _cosmic_rays(
+    state: FrameState, data_sub: np.ndarray, x: float, y: float, *, radius: float, fwhm: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """The hits within ``radius`` of the target (rows, columns), unless the configuration
+    or an undersampled PSF rules the search out."""
+    if not state.config.masking.target_cosmic_rays or fwhm < CR_MIN_FWHM:
+        empty = np.zeros(0, dtype=np.intp)
+        return empty, empty
+    rms = need(state.background, "the background").rms
+    return cosmic_rays_near(data_sub, x, y, radius=radius, rms=rms, fwhm=fwhm)
 
 
 def _profile(state: FrameState, phot: PSFPhotometry, radius: float) -> ProfileCheck | None:
