@@ -45,8 +45,10 @@ def test_detected_target_matches_truth(small_frame) -> None:  # type: ignore[no-
     assert result.detected
     assert result.mag is not None and result.magerr is not None
     assert abs(result.mag - truth.mag) < 4 * result.magerr
-    # a lone point source has the PSF's shape
+    # a lone point source has the PSF's shape: its fit's chi-square is the stars'
     assert "PROFILE_MISMATCH" not in result.flag_names
+    assert result.psf_chi2 is not None and result.psf_chi2_expected is not None
+    assert abs(result.psf_chi2 - result.psf_chi2_expected) < 0.5
     # The zero point is for total fluxes (aperture-corrected), like the simulator's.
     assert abs(result.zero_point - truth.zero_point_at_target) < 4 * result.zero_point_err
     # the zero-point fit's REML error model is reported (its scale never below 1)
@@ -206,6 +208,8 @@ def test_a_pair_closer_than_the_fwhm_is_flagged_as_not_the_psfs_shape(
     )
     _, result = _measure_sim(tmp_path, params, seed=seed, target_color=0.6)
     assert "PROFILE_MISMATCH" in result.flag_names
+    assert result.psf_chi2 is not None and result.psf_chi2_expected is not None
+    assert result.psf_chi2 > result.psf_chi2_expected + 1.0
     assert any(n.startswith("the target's light does not have the PSF's shape")
                and "a companion within ~0.75 FWHM" in n for n in result.notes)
 

@@ -81,6 +81,8 @@ def test_difference_photometry_recovers_the_transient_on_its_host(
     assert 0.85 < float(sub["difference_noise_ratio"]) < 1.2
     assert sub["template_limiting_mag"] > out["limiting_mag"]  # the template is deeper
     assert set(sub["timings"]) == {"align", "match", "subtract", "photometry", "total"}
+    # the profile test is for the science frame's PSF fit, not the difference image's
+    assert out["psf_chi2"] is None and "PROFILE_MISMATCH" not in out["flag_names"]  # type: ignore[operator]
     # template noise is included: the error exceeds the science frame's ideal
     ideal = pair.sim.truth.ideal_flux_error() * truth / pair.sim.truth.flux_adu
     assert err > ideal
@@ -106,6 +108,8 @@ def test_without_template_the_result_has_no_subtraction_block(
     assert out["subtraction"] is None
     # host light biases the plain measurement by tenths of a magnitude
     assert float(out["mag"]) < pair.sim.truth.mag - 0.3  # type: ignore[arg-type]
+    # and is not the PSF's shape
+    assert "PROFILE_MISMATCH" in out["flag_names"]  # type: ignore[operator]
 
 
 def test_a_faded_transient_gives_a_negative_flux(

@@ -131,6 +131,7 @@ def build_result(state: FrameState, timings: dict[str, float]) -> PhotometryResu
         x=target.x,
         y=target.y,
         local_background=float(target.psf.local_background[0]),
+        **_profile_fields(target),
         aperture=_aperture(state, at_target),
         instrument=meta.instrument,
         telescope=meta.telescope,
@@ -382,6 +383,15 @@ def _astrometry_flags(state: FrameState) -> QualityFlag:
     if solution.rms_arcsec > _LARGE_ASTROMETRIC_RMS:
         return QualityFlag.LARGE_ASTROMETRIC_RMS
     return QualityFlag(0)
+
+
+def _profile_fields(target: TargetMeasurement) -> dict[str, float | None]:
+    """The target's PSF-fit chi-square and the stars' at its S/N (None where unknown)."""
+    check = target.profile
+    if check is None or not math.isfinite(check.chi2):
+        return {"psf_chi2": None, "psf_chi2_expected": None}
+    return {"psf_chi2": check.chi2,
+            "psf_chi2_expected": check.expected if check.tested else None}
 
 
 def _finite_or(value: float, default: float) -> float:

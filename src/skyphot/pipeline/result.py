@@ -187,6 +187,16 @@ class PhotometryResult(BaseModel):
     x: float = Field(description="Target x pixel (0-based).")
     y: float = Field(description="Target y pixel (0-based).")
     local_background: float = Field(description="Local background under the target, ADU.")
+    psf_chi2: float | None = Field(
+        None, description="Reduced chi-square of the target's PSF fit on the science frame; "
+        "None when the profile was not tested (a difference image, the STDPipe engine)."
+    )
+    psf_chi2_expected: float | None = Field(
+        None, description="The reduced chi-square the calibration stars give at the target's "
+        "S/N (1 + median(q) snr^2 with q = (chi2 - 1) / snr^2 over those with S/N >= 20); "
+        "PROFILE_MISMATCH is set when psf_chi2 lies more than 5 spreads above it. None when "
+        "fewer than 8 such stars tell it."
+    )
     aperture: ApertureMeasurement = Field(description="Aperture photometry of the target.")
     # --- provenance
     instrument: str | None = Field(description="Instrument.")
