@@ -111,6 +111,28 @@ def test_upload_to_point_on_the_light_curve(browser: Any, server: str, tmp_path:
     context.close()
 
 
+def test_a_file_chosen_before_the_form_script_ran_is_still_checked(
+    browser: Any, server: str, tmp_path: Path
+) -> None:
+    """On a slow connection the file can be chosen before analysis.js has attached its
+    listener: the change event then went unheard and the header check never ran (CI once
+    timed out waiting for it). The script now checks a file that is already chosen."""
+    context = browser.new_context()
+    page = context.new_page()
+    login(page, server)
+    create_source(page, server, "SN2024slow", ra="10", dec="-5")
+    page.route("**/static/analysis.js", lambda route: route.abort())
+    page.goto(f"{server}/source/SN2024slow/image_analysis")
+    broken = tmp_path / "broken.fits"
+    broken.write_bytes(b"this is not a FITS file at all" * 50)
+    page.set_input_files("#file", str(broken))
+    page.unroute("**/static/analysis.js")
+    page.add_script_tag(url="/static/analysis.js")
+    page.wait_for_selector(".field-error[data-field=file]:not(:empty)")
+    assert "not a FITS file" in page.text_content(".field-error[data-field=file]")
+    context.close()
+
+
 def test_corrupt_file_gives_a_reason_and_a_retry(browser: Any, server: str,
                                                  tmp_path: Path) -> None:
     context = browser.new_context()

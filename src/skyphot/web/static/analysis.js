@@ -137,4 +137,7 @@
   form.instrument.addEventListener("change", () => { fillFilters(); offerFilter(); });
   form.filter.addEventListener("input", offerFilter);
   fillFilters();
+  // A file chosen before this script ran (a slow connection, or the browser restoring the
+  // form) fired its change event with nobody listening: check it now.
+  if (form.file.files.length) inspect();
 })();
