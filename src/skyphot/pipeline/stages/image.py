@@ -7,7 +7,12 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from skyphot.core.annulus import SourceDiscs, source_discs
-from skyphot.core.detection import detect_sources, estimate_background, estimate_fwhm
+from skyphot.core.detection import (
+    SourceList,
+    detect_sources,
+    estimate_background,
+    estimate_fwhm,
+)
 from skyphot.core.masking import MaskBits, build_mask, find_cosmic_rays
 from skyphot.core.psf import fit_psf
 from skyphot.pipeline.state import FrameState, frame_pixels, need
@@ -137,9 +142,7 @@ def mask_hits(state: FrameState, hits: tuple[np.ndarray, ...]) -> FrameState:
     data_sub[hits] = 0.0
     sources = need(state.sources, "the detections")
     ny, nx = mask.shape
-    finite = np.isfinite(sources.x) & np.isfinite(sources.y)
-    col = np.clip(np.rint(np.where(finite, sources.x, 0.0)), 0, nx - 1).astype(np.intp)
-    row = np.clip(np.rint(np.where(finite, sources.y, 0.0)), 0, ny - 1).astype(np.intp)
+    finite, row, col = _nearest_pixels(sources, mask.shape)
     hit = np.uint8(MaskBits.COSMIC_RAY)
     on_hit = np.zeros(len(sources), dtype=bool)
     for dy in range(-_HIT_REACH_PX, _HIT_REACH_PX + 1):
@@ -179,11 +182,20 @@ def source_discs_of(state: FrameState) -> SourceDiscs:
     sources = need(state.sources, "the detections")
     rms = need(state.background, "the background").rms
     fwhm = need(state.fwhm, "the FWHM")
-    ny, nx = rms.shape
-    finite = np.isfinite(sources.x) & np.isfinite(sources.y)
-    col = np.clip(np.rint(np.where(finite, sources.x, 0.0)), 0, nx - 1).astype(np.intp)
-    row = np.clip(np.rint(np.where(finite, sources.y, 0.0)), 0, ny - 1).astype(np.intp)
+    _, row, col = _nearest_pixels(sources, rms.shape)
     beta = float(getattr(state.psf, "beta", 3.0))
     return source_discs(
         sources.x, sources.y, sources.flux, sources.a, rms[row, col], fwhm=fwhm, beta=beta
     )
+
+
+def _nearest_pixels(
+    sources: SourceList, shape: tuple[int, ...]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Which detections have finite centroids, and the row and column of the pixel nearest
+    each (clipped to the frame; (0, 0) for a non-finite one)."""
+    ny, nx = shape
+    finite = np.isfinite(sources.x) & np.isfinite(sources.y)
+    col = np.clip(np.rint(np.where(finite, sources.x, 0.0)), 0, nx - 1).astype(np.intp)
+    row = np.clip(np.rint(np.where(finite, sources.y, 0.0)), 0, ny - 1).astype(np.intp)
+    return finite, row, col
