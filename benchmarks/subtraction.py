@@ -28,10 +28,11 @@ from scipy.ndimage import maximum_filter
 
 from skyphot import __version__
 from skyphot.adapters._process import available
+from skyphot.core.resample import psf_on_grid
 from skyphot.pipeline.config import MeasureConfig, SubtractionConfig
 from skyphot.pipeline.recipe import recipe_for
 from skyphot.pipeline.report import build_result
-from skyphot.pipeline.stages.subtraction import SubtractTemplate, _template_psf_on_grid
+from skyphot.pipeline.stages.subtraction import SPLINE_ORDER, SubtractTemplate
 from skyphot.pipeline.state import FrameState, need
 from skyphot.testing import SimulatedFrame, SimulationParams, simulate_frame
 from skyphot.testing.bias import scene_bias
@@ -115,7 +116,7 @@ def _ideal_limit(sim: SimulatedFrame, tmpl: SimulatedFrame, tp: TemplateParams) 
     ra, dec = sim.true_wcs.all_pix2world(xs, ys, 0)
     ux, uy = tmpl.true_wcs.all_world2pix(ra, dec, 0)
     jac = np.array([[ux[0] - ux[1], ux[2] - ux[3]], [uy[0] - uy[1], uy[2] - uy[3]]]) / (2 * h)
-    pr = _template_psf_on_grid(tmpl.psf, float(tx[0]), float(ty[0]), jac, size)
+    pr = psf_on_grid(tmpl.psf, float(tx[0]), float(ty[0]), jac, size, order=SPLINE_ORDER)
     zp_n = truth.zero_point_at_target
     zp_t = float(tmpl.photometry.zero_point_at(float(tx[0]), float(ty[0]), truth.color))
     fr = 10 ** (0.4 * (zp_t - zp_n))

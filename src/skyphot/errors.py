@@ -87,6 +87,11 @@ class PhotometryError(AnalysisError):
     """The target could not be measured (e.g. all its pixels are masked)."""
 
 
+class TooFewStarsError(AnalysisError):
+    """Fewer usable stars than an estimate needs; a caller with another way to the same
+    quantity (the template subtraction's flux ratio) falls back to it."""
+
+
 # --- the environment ----------------------------------------------------------------------
 
 

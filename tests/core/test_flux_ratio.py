@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from skyphot.core.flux_ratio import fit_flux_ratio
-from skyphot.errors import InputError
+from skyphot.core.flux_ratio import fit_flux_ratio, mean_flux_ratio
+from skyphot.errors import TooFewStarsError
 
 
 def _stars(seed: int, n: int, scatter: float) -> tuple[np.ndarray, ...]:
@@ -52,5 +52,30 @@ def test_order_is_lowered_for_few_stars_and_too_few_fail() -> None:
     d, err, x, y = _stars(2, 12, 0.0)
     fit = fit_flux_ratio(d, err, x, y, at=(500.0, 500.0), shape=(1000, 1000), max_order=2)
     assert fit.order == 0
-    with pytest.raises(InputError, match="only 3 stars"):
+    with pytest.raises(TooFewStarsError, match="only 3 stars"):
         fit_flux_ratio(d[:3], err[:3], x[:3], y[:3], at=(0.0, 0.0), shape=(1000, 1000))
+
+
+def test_mean_ratio_of_a_few_stars_is_honest_and_clips_a_variable_one() -> None:
+    """Twelve stars on both frames, one of them 0.3 mag off (variable or blended): the
+    ratio is right within its error over many draws, the odd star never counts."""
+    pulls = []
+    for seed in range(200):
+        rng = np.random.default_rng(seed)
+        err = rng.uniform(0.005, 0.03, 12)
+        d = -2.5 * math.log10(8.0) + rng.normal(0.0, 1.0, 12) * err
+        d[0] += 0.3
+        est = mean_flux_ratio(d, 1.0 / err**2, min_stars=5)
+        assert est.n_stars <= 11  # the clip is on the spread of d: noisier stars go too
+        pulls.append(math.log(est.ratio / 8.0) / est.ln_err)
+    assert abs(float(np.mean(pulls))) < 0.2
+    # the error never goes below the predicted one (chi2 < 1 is not used to shrink it)
+    assert 0.75 < float(np.std(pulls)) < 1.05
+
+
+def test_mean_ratio_refuses_too_few_agreeing_stars() -> None:
+    d = np.array([-2.25, -2.26, -2.24, -2.25, -4.0])  # the last one is far off
+    with pytest.raises(TooFewStarsError, match="only 4 stars agree on the flux ratio; it needs 5"):
+        mean_flux_ratio(d, np.full(d.size, 1e4), min_stars=5)
+    with pytest.raises(TooFewStarsError, match="only 0 stars"):
+        mean_flux_ratio(d[:4], np.full(4, 1e4), min_stars=5)

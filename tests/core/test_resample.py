@@ -7,7 +7,16 @@ import pytest
 from astropy.wcs import WCS
 from scipy.ndimage import map_coordinates
 
-from skyphot.core.resample import nearest_pixels, pixel_map, resample, sample_nearest
+from skyphot.core.psf import MoffatPSF
+from skyphot.core.resample import (
+    PixelMap,
+    nearest_pixels,
+    pixel_map,
+    pixel_map_jacobian,
+    psf_on_grid,
+    resample,
+    sample_nearest,
+)
 from skyphot.errors import InputError
 
 
@@ -78,3 +87,41 @@ def test_nearest_pixels_are_shared_by_several_maps() -> None:
     assert np.array_equal(got[inside], image[yi[inside], xi[inside]])
     with pytest.raises(InputError, match="another pixel map or image"):
         sample_nearest(image, pixel_map(src, dst, (10, 10)), fill=0.0, nearest=near)
+
+
+def test_jacobian_of_a_linear_map_is_its_matrix_inside_and_on_the_edges() -> None:
+    a = np.array([[0.8, -0.3], [0.25, 1.1]])
+    yy, xx = np.mgrid[:20, :30].astype(float)
+    pmap = PixelMap(
+        x=a[0, 0] * xx + a[0, 1] * yy + 5.0, y=a[1, 0] * xx + a[1, 1] * yy - 2.0,
+        area_ratio=np.ones(xx.shape),
+    )
+    for i, j in [(10, 7), (0, 0), (29, 19), (0, 19)]:
+        np.testing.assert_allclose(pixel_map_jacobian(pmap, i, j), a, atol=1e-12)
+
+
+def _second_moments(stamp: np.ndarray) -> np.ndarray:
+    h = stamp.shape[0] // 2
+    dy, dx = np.mgrid[-h : h + 1, -h : h + 1].astype(float)
+    w = stamp / stamp.sum()
+    return np.array([[np.sum(w * dx * dx), np.sum(w * dx * dy)],
+                     [np.sum(w * dx * dy), np.sum(w * dy * dy)]])
+
+
+def test_psf_on_grid_has_unit_sum_and_the_maps_size_and_shape() -> None:
+    """Source pixels half the destination's, rotated by 30 deg: on the destination grid the
+    (elongated) PSF's second moments are the source's through the inverse map, and an
+    identity map gives the source's own stamp back."""
+    psf = MoffatPSF.constant(6.0, beta=3.0, e1=0.2, e2=0.1)
+    size = 41
+    native, _, _ = psf.render(100.0, 100.0, 81)
+    same = psf_on_grid(psf, 100.0, 100.0, np.eye(2), size, order=5)
+    direct, _, _ = psf.render(100.0, 100.0, size)
+    np.testing.assert_allclose(same, direct / direct.sum(), atol=2e-4)
+    c, s = np.cos(np.radians(30.0)), np.sin(np.radians(30.0))
+    jac = 2.0 * np.array([[c, -s], [s, c]])
+    out = psf_on_grid(psf, 100.0, 100.0, jac, size, order=5)
+    assert out.shape == (size, size) and abs(out.sum() - 1.0) < 1e-12 and out.min() >= 0.0
+    inv = np.linalg.inv(jac)
+    expected = inv @ _second_moments(native) @ inv.T
+    np.testing.assert_allclose(_second_moments(out), expected, rtol=0.03, atol=0.01)

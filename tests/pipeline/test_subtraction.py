@@ -278,16 +278,48 @@ def test_flux_ratio_is_refined_from_the_first_difference(
     sub = out["subtraction"]
     assert isinstance(sub, dict)
     assert "first difference image" in str(sub["flux_ratio_source"])
+    ratio, err = float(sub["flux_ratio"]), float(sub["flux_ratio_err"])
+    assert abs(ratio - _true_flux_ratio(pair)) < 4 * err
+    # Few stars on this small frame, measured in wide apertures (the residuals' PSF-fit
+    # flux would carry the PSF models' shape errors): ~3%; 2048 px frames: ~0.5%.
+    assert err < 0.05 * ratio
+
+
+def _true_flux_ratio(pair: Pair) -> float:
     t = pair.sim.truth
     tmpl = simulate_template(pair.sim, TemplateParams(), seed=3 + 100)  # the fixture's
     tx, ty = tmpl.true_wcs.all_world2pix(np.array([t.ra]), np.array([t.dec]), 0)
     zp_t = float(tmpl.photometry.zero_point_at(float(tx[0]), float(ty[0]), t.color))
-    true_ratio = 10 ** (0.4 * (zp_t - t.zero_point_at_target))
+    return float(10 ** (0.4 * (zp_t - t.zero_point_at_target)))
+
+
+@pytest.mark.parametrize("fallback", ["stars on both frames", "zero points"])
+def test_flux_ratio_falls_back_when_too_few_stars_refine_it(
+    pair: Pair, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+    fallback: str,
+) -> None:
+    """A field with too few isolated stars for the first difference (and, further, too few
+    calibration stars shared by both frames): the ratio comes from the stars' fluxes (or
+    the two zero points), is named, and is still right within its error, which carries
+    into the transient's."""
+    from skyphot.errors import TooFewStarsError
+    from skyphot.pipeline.stages import subtraction as stage
+
+    def too_few(*args: object, **kwargs: object) -> None:
+        raise TooFewStarsError("only 2 stars")
+
+    monkeypatch.setattr(stage, "flux_ratio_from_difference", too_few)
+    if fallback == "zero points":
+        monkeypatch.setattr(stage, "mean_flux_ratio", too_few)
+    out = _run(_argv(pair, str(pair.template)), capsys)
+    sub = out["subtraction"]
+    assert isinstance(sub, dict)
+    assert str(sub["flux_ratio_source"]).endswith(fallback)
     ratio, err = float(sub["flux_ratio"]), float(sub["flux_ratio_err"])
-    assert abs(ratio - true_ratio) < 4 * err
-    # Few stars on this small frame, measured in wide apertures (the residuals' PSF-fit
-    # flux would carry the PSF models' shape errors): ~3%; 2048 px frames: ~0.5%.
-    assert err < 0.05 * ratio
+    assert abs(ratio - _true_flux_ratio(pair)) < 4 * err
+    truth = _true_ujy(pair.sim.truth.mag)
+    flux, fluxerr = float(out["flux"]), float(out["fluxerr"])  # type: ignore[arg-type]
+    assert abs(flux - truth) < 4 * fluxerr + 0.01 * truth
 
 
 def _clean_noise_ratio(sub: object, sim: SimulatedFrame) -> float:

@@ -19,7 +19,7 @@ import numpy as np
 
 from skyphot.core.stats import mad_sigma
 from skyphot.core.wcs_utils import poly_design, poly_exponents, solve_least_squares
-from skyphot.errors import InputError
+from skyphot.errors import TooFewStarsError
 
 _LN10_04 = 0.4 * math.log(10.0)
 _CLIP_ROUNDS = 5
@@ -90,14 +90,14 @@ def fit_flux_ratio(
     """Fit ``d_mag`` (template minus science instrumental magnitude per star, errors
     ``d_err``) at science pixels (``x``, ``y``) of a frame of ``shape`` (ny, nx) and return the
     ratio at pixel ``at`` (x, y). The order is lowered from ``max_order`` while there are too
-    few stars for it. Raises ``InputError`` with fewer than ``min_stars`` usable stars."""
+    few stars for it. Raises ``TooFewStarsError`` with fewer than ``min_stars`` usable stars."""
     d = np.asarray(d_mag, float)
     err = np.asarray(d_err, float)
     xs = np.asarray(x, float)
     ys = np.asarray(y, float)
     ok = np.isfinite(d) & np.isfinite(err) & (err > 0) & np.isfinite(xs) & np.isfinite(ys)
     if int(ok.sum()) < min_stars:
-        raise InputError(
+        raise TooFewStarsError(
             f"only {int(ok.sum())} stars are measured on both frames; the flux ratio needs "
             f"{min_stars}"
         )
@@ -134,3 +134,36 @@ def fit_flux_ratio(
         order=order,
         intrinsic_scatter=scatter,
     )
+
+
+@dataclass(frozen=True)
+class RatioEstimate:
+    """A flux ratio (template counts per science count), the 1-sigma error of its natural
+    log, and how many stars it rests on."""
+
+    ratio: float
+    ln_err: float
+    n_stars: int
+
+
+def mean_flux_ratio(
+    d_mag: np.ndarray, weight: np.ndarray, *, min_stars: int = 5
+) -> RatioEstimate:
+    """The ratio from a few stars' ``d_mag`` (template minus science instrumental magnitude)
+    with inverse-variance ``weight``: their weighted mean after a 3-sigma (robust, at least
+    0.01 mag) clip, its error scaled by the reduced chi^2 when that exceeds 1. Raises
+    ``TooFewStarsError`` when fewer than ``min_stars`` survive the clip."""
+    d = np.asarray(d_mag, float)
+    w = np.asarray(weight, float)
+    keep = np.zeros(d.shape, bool)
+    if d.size >= min_stars:
+        keep = np.abs(d - float(np.median(d))) <= max(3.0 * mad_sigma(d), 0.01)
+    if int(keep.sum()) < min_stars:
+        raise TooFewStarsError(
+            f"only {int(keep.sum())} stars agree on the flux ratio; it needs {min_stars}"
+        )
+    d, w = d[keep], w[keep]
+    mean = float(np.sum(w * d) / np.sum(w))
+    chi2 = float(np.sum(w * (d - mean) ** 2)) / max(d.size - 1, 1)
+    err_mag = math.sqrt(max(chi2, 1.0) / float(np.sum(w)))
+    return RatioEstimate(ratio=10.0 ** (-0.4 * mean), ln_err=_LN10_04 * err_mag, n_stars=d.size)

@@ -6,6 +6,7 @@ nodes (it is smooth), which costs a few WCS calls instead of one per pixel.
 
 from __future__ import annotations
 
+import math
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -13,6 +14,7 @@ import numpy as np
 from astropy.wcs import WCS
 from scipy.ndimage import map_coordinates, spline_filter
 
+from skyphot.core.psf import PSFModel
 from skyphot.errors import InputError
 
 # Coarse-grid spacing of the pixel map, px: its interpolation error is far below 0.01 px.
@@ -159,3 +161,35 @@ def sample_nearest(
     if not near.all_inside:
         out[~near.inside] = fill
     return out
+
+
+def pixel_map_jacobian(pmap: PixelMap, i: int, j: int) -> np.ndarray:
+    """d(source x, y) / d(destination x, y) at destination pixel (i, j) of ``pmap``
+    (central differences, one-sided at its edges)."""
+    ny, nx = pmap.x.shape
+    i0, i1 = max(i - 1, 0), min(i + 1, nx - 1)
+    j0, j1 = max(j - 1, 0), min(j + 1, ny - 1)
+    jac = np.empty((2, 2))
+    jac[0, 0] = (pmap.x[j, i1] - pmap.x[j, i0]) / (i1 - i0)
+    jac[0, 1] = (pmap.x[j1, i] - pmap.x[j0, i]) / (j1 - j0)
+    jac[1, 0] = (pmap.y[j, i1] - pmap.y[j, i0]) / (i1 - i0)
+    jac[1, 1] = (pmap.y[j1, i] - pmap.y[j0, i]) / (j1 - j0)
+    return jac
+
+
+def psf_on_grid(
+    psf: PSFModel, x: float, y: float, jac: np.ndarray, size: int, *, order: int
+) -> np.ndarray:
+    """The source image's PSF at its pixel (x, y), resampled through the local map ``jac``
+    (``pixel_map_jacobian``) onto the destination grid as a centred ``size`` stamp of unit
+    sum, with splines of ``order`` (the one the image itself is resampled with)."""
+    scale = float(np.max(np.abs(jac)))
+    native = 2 * math.ceil(size * max(scale, 1.0) * 0.75) + 1
+    stamp, sx0, sy0 = psf.render(x, y, native)
+    h = size // 2
+    dy, dx = np.mgrid[-h : h + 1, -h : h + 1].astype(float)
+    src_x = x + jac[0, 0] * dx + jac[0, 1] * dy - sx0
+    src_y = y + jac[1, 0] * dx + jac[1, 1] * dy - sy0
+    out = map_coordinates(np.asarray(stamp, float), [src_y, src_x], order=order, mode="constant")
+    out = np.maximum(out, 0.0)
+    return np.asarray(out / out.sum())
