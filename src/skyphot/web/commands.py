@@ -180,7 +180,7 @@ def run_serve(args: argparse.Namespace) -> int:
     from skyphot.jobs.queue import make_queue
     from skyphot.jobs.runner import DEFAULT_ENGINE
     from skyphot.web.app import create_app
-    from skyphot.web.shutdown import GracefulShutdown, deadlines
+    from skyphot.web.shutdown import GracefulShutdown, WebServer, deadlines
 
     settings = _settings(args)
     # First: a signal during start-up must already stop cleanly.
@@ -212,7 +212,7 @@ def run_serve(args: argparse.Namespace) -> int:
     # Open live-notification streams never end by themselves: bound the wait for requests
     # (jobs get the rest of the grace period).
     requests_s = min(3, max(1, int(deadlines(settings.shutdown_grace_s, 0.0)[0])))
-    server = uvicorn.Server(uvicorn.Config(
+    server = WebServer(uvicorn.Config(
         app, host=settings.host, port=settings.port, log_level="info",
         timeout_graceful_shutdown=requests_s))
     shutdown.attach(server, queue)

@@ -11,6 +11,7 @@ it exits with status 0. A second signal skips the wait.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import select
@@ -18,8 +19,11 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from types import FrameType
 from typing import Protocol
+
+import uvicorn
 
 from skyphot.jobs.queue import JobQueue
 
@@ -44,6 +48,17 @@ def deadlines(grace_s: float, start: float) -> tuple[float, float]:
     final = max(0.5, grace_s - min(FINAL_MARGIN_S, grace_s / 4))
     jobs = max(0.0, grace_s - min(JOB_MARGIN_S, grace_s / 3))
     return start + min(jobs, final), start + final
+
+
+class WebServer(uvicorn.Server):
+    """uvicorn's server without its own signal handling: ``GracefulShutdown`` owns SIGTERM
+    and SIGINT and sets ``should_exit``. uvicorn's handlers, installed for the time it
+    serves, re-raise the signals they caught once it has stopped; the shutdown thread saw
+    that as a second signal and cut the running jobs' grace period short."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
 
 
 def _note(_signum: int, _frame: FrameType | None) -> None:
