@@ -226,7 +226,7 @@ class SubtractTemplate:
         timings["align"] = time.perf_counter() - t0
 
         t1 = time.perf_counter()
-        m = _match(state, aligned, region, t_xy)
+        m = _match(state, aligned, region, t_xy, t_fwhm_native)
         timings["match"] = time.perf_counter() - t1
 
         t2 = time.perf_counter()
@@ -387,10 +387,12 @@ class _Matched:
 
 
 def _match(
-    state: FrameState, aligned: _Aligned, region: _Region, t_xy: tuple[float, float]
+    state: FrameState, aligned: _Aligned, region: _Region, t_xy: tuple[float, float],
+    t_fwhm: float,
 ) -> _Matched:
     """The flux ratio (stars on both frames, then what they leave in a first difference),
-    both PSFs at the target and both images' noise, cut to the subtracted region."""
+    both PSFs at the target and both images' noise, cut to the subtracted region; the
+    target is at template pixel ``t_xy``, where the template's FWHM is ``t_fwhm`` px."""
     template = need(state.template, "the calibrated template")
     t_state = template.state
     target = need(state.target, "the science-frame measurement")
@@ -414,7 +416,7 @@ def _match(
         ratio_source = "zero points"
     fwhm_n = psf.fwhm_at(x, y)
     jac = pixel_map_jacobian(pmap, xi - region.ax0, yi - region.ay0)
-    fwhm_r = t_psf.fwhm_at(*t_xy) / math.sqrt(abs(float(np.linalg.det(jac))))
+    fwhm_r = t_fwhm / math.sqrt(abs(float(np.linalg.det(jac))))
     # Stamps out to 6 FWHM: truncating Moffat wings differently in the two PSFs would
     # leave a fraction of every static source in the difference.
     size = 2 * math.ceil(6.0 * max(fwhm_n, fwhm_r, 1.5)) + 1
